@@ -1,0 +1,131 @@
+/* kcomp C ABI: the only contract between generated libraries, the kernel library and the runtime.
+ *
+ * Plain C (stdint/stddef only) so that generated code compiles in a fraction of a second and an
+ * ahead-of-time artifact can be driven from any language. Bump KC_ABI_VERSION on any change to the
+ * layout of these structs or the meaning of their fields; loaders refuse a mismatching library.
+ */
+#ifndef KCOMP_ABI_H
+#define KCOMP_ABI_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define KC_ABI_VERSION 1u
+#define KC_MAX_RANK 8
+#define KC_ERROR_CAP 512
+
+#if defined(_WIN32)
+#define KC_EXPORT __declspec(dllexport)
+#else
+#define KC_EXPORT __attribute__((visibility("default")))
+#endif
+
+/* Element types; values are part of the ABI. */
+typedef enum kc_dtype {
+  KC_BOOL = 1,
+  KC_INT8 = 2,
+  KC_INT16 = 3,
+  KC_INT32 = 4,
+  KC_INT64 = 5,
+  KC_UINT8 = 6,
+  KC_UINT16 = 7,
+  KC_UINT32 = 8,
+  KC_UINT64 = 9,
+  KC_FLOAT16 = 10,
+  KC_FLOAT32 = 11,
+  KC_FLOAT64 = 12
+} kc_dtype;
+
+/* Status codes returned by every entry point. The runtime maps them to Python exceptions. */
+typedef enum kc_status {
+  KC_OK = 0,
+  KC_EINVAL = 1,   /* bad argument or shape: ValueError */
+  KC_EINDEX = 2,   /* index out of range: IndexError */
+  KC_ENOMEM = 3,   /* allocation failed: MemoryError */
+  KC_EINTERNAL = 4 /* anything else: RuntimeError */
+} kc_status;
+
+/* A dense buffer. Shape and strides count elements, not bytes. Generated code requires row-major
+ * contiguous buffers (the runtime makes them so) and checks rank, dtype and static dimensions. */
+typedef struct kc_tensor {
+  void *data;
+  int64_t shape[KC_MAX_RANK];
+  int64_t strides[KC_MAX_RANK];
+  int32_t dtype;
+  int32_t rank;
+} kc_tensor;
+
+/* A range task: process items [begin, end). */
+typedef void (*kc_task_fn)(void *ctx, int64_t begin, int64_t end);
+
+/* Strided batched matrix product C[b] = op(A[b]) * op(B[b]) (C is overwritten). Leading dimensions
+ * and batch strides are in elements; a batch stride of 0 broadcasts that operand. */
+typedef struct kc_gemm_args {
+  int32_t dtype; /* KC_FLOAT32 or KC_FLOAT64 */
+  int32_t trans_a, trans_b;
+  int64_t m, n, k, batch;
+  const void *a;
+  int64_t lda, stride_a;
+  const void *b;
+  int64_t ldb, stride_b;
+  void *c;
+  int64_t ldc, stride_c;
+} kc_gemm_args;
+
+/* Services the host passes to generated code: threads, memory and the hand-tuned kernels. Generated
+ * code never links the kernel library directly, so it needs no heavy headers and no link step. */
+typedef struct kc_api {
+  uint32_t abi_version;
+  uint32_t size; /* sizeof(kc_api) of the provider */
+  int32_t (*num_threads)(void);
+  /* Runs fn over [0, n) split in chunks of at least grain items, on all pool threads. Reentrant:
+   * a call made while the pool is busy (another Python thread) runs on the calling thread. */
+  void (*parallel_for)(int64_t n, int64_t grain, kc_task_fn fn, void *ctx);
+  void *(*alloc)(size_t bytes); /* 64-byte aligned; NULL on failure */
+  void (*free)(void *ptr);
+  int32_t (*gemm)(const kc_gemm_args *args);
+} kc_api;
+
+/* One call of a compiled function. The caller fills inputs, constants and variables, calls
+ * shapes() to learn output shapes, allocates outputs, then calls run(). Variables are updated in
+ * place by run(). On failure both return a kc_status and leave a message in error. */
+typedef struct kc_call {
+  const kc_api *api;
+  const kc_tensor *inputs;
+  int32_t n_inputs;
+  const kc_tensor *consts;
+  int32_t n_consts;
+  kc_tensor *variables;
+  int32_t n_variables;
+  kc_tensor *outputs;
+  int32_t n_outputs;
+  char error[KC_ERROR_CAP];
+} kc_call;
+
+typedef int32_t (*kc_entry_fn)(kc_call *call);
+
+/* What a generated library exports through kc_get_module(). */
+typedef struct kc_module {
+  uint32_t abi_version;
+  const char *key; /* the cache key the library was built for */
+  int32_t n_inputs, n_consts, n_variables, n_outputs;
+  kc_entry_fn shapes;
+  kc_entry_fn run;
+} kc_module;
+
+/* Symbols every generated library exports. */
+typedef uint32_t (*kc_abi_version_fn)(void);
+typedef const kc_module *(*kc_get_module_fn)(void);
+
+/* The kernel library's entry: its kc_api table. */
+KC_EXPORT const kc_api *kcomp_kernels_api(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* KCOMP_ABI_H */

@@ -1,0 +1,209 @@
+/* kcomp generated-code support: scalar semantics of every elementwise op, and small helpers.
+ *
+ * Included by every generated translation unit, so it must stay tiny and header-free (no libc or
+ * STL headers: math goes through compiler builtins that resolve to libm). Each scalar function
+ * here is the native twin of an op's numpy reference in kcomp/ir/ops; the two must agree.
+ * Integer arithmetic relies on -fwrapv (numpy wraps on overflow) and never divides by zero.
+ */
+#ifndef KCOMP_RT_H
+#define KCOMP_RT_H
+
+#include "abi.h"
+
+#define KC_RESTRICT __restrict__
+#define KC_INLINE static inline __attribute__((always_inline))
+
+namespace kc {
+
+typedef _Float16 f16;
+
+/* ---- errors ------------------------------------------------------------------------------ */
+
+KC_INLINE int32_t fail(kc_call *c, int32_t status, const char *msg) {
+  int i = 0;
+  for (; msg[i] && i < KC_ERROR_CAP - 1; ++i) c->error[i] = msg[i];
+  c->error[i] = 0;
+  return status;
+}
+
+KC_INLINE int32_t fail2(kc_call *c, int32_t status, const char *a, const char *b) {
+  int n = 0;
+  for (int i = 0; a[i] && n < KC_ERROR_CAP - 1; ++i) c->error[n++] = a[i];
+  for (int i = 0; b[i] && n < KC_ERROR_CAP - 1; ++i) c->error[n++] = b[i];
+  c->error[n] = 0;
+  return status;
+}
+
+/* Writes "<msg> <a> vs <b>" (two dimension values) into the error buffer. */
+KC_INLINE int32_t fail_dims(kc_call *c, const char *msg, int64_t a, int64_t b) {
+  char *out = c->error;
+  int n = 0;
+  for (; msg[n] && n < KC_ERROR_CAP - 48; ++n) out[n] = msg[n];
+  int64_t vals[2] = {a, b};
+  for (int v = 0; v < 2; ++v) {
+    const char *sep = v == 0 ? ": " : " vs ";
+    for (int i = 0; sep[i]; ++i) out[n++] = sep[i];
+    int64_t x = vals[v];
+    if (x < 0) { out[n++] = '-'; x = -x; }
+    char digits[24];
+    int d = 0;
+    do { digits[d++] = (char)('0' + x % 10); x /= 10; } while (x);
+    while (d) out[n++] = digits[--d];
+  }
+  out[n] = 0;
+  return KC_EINVAL;
+}
+
+/* ---- run-time dimensions ----------------------------------------------------------------- */
+
+/* numpy broadcasting of two run-time extents; -1 when incompatible. */
+KC_INLINE int64_t bcast(int64_t a, int64_t b) { return a == b ? a : a == 1 ? b : b == 1 ? a : -1; }
+
+/* Python slice semantics: start and length of x[start:stop:step] over an axis of n items.
+ * has_start/has_stop say whether the bound was given. */
+KC_INLINE int64_t slice_start(int64_t n, int64_t start, int has_start, int64_t step) {
+  if (!has_start) return step > 0 ? 0 : n - 1;
+  if (start < 0) start += n;
+  if (step > 0) return start < 0 ? 0 : start > n ? n : start;
+  return start < 0 ? -1 : start >= n ? n - 1 : start;
+}
+KC_INLINE int64_t slice_len(int64_t n, int64_t start, int has_start, int64_t stop, int has_stop,
+                            int64_t step) {
+  int64_t lo = slice_start(n, start, has_start, step);
+  int64_t hi;
+  if (!has_stop) {
+    hi = step > 0 ? n : -1;
+  } else {
+    if (stop < 0) stop += n;
+    if (step > 0) hi = stop < 0 ? 0 : stop > n ? n : stop;
+    else hi = stop < -1 ? -1 : stop >= n ? n - 1 : stop;
+  }
+  if (step > 0) return hi > lo ? (hi - lo + step - 1) / step : 0;
+  return lo > hi ? (lo - hi - step - 1) / (-step) : 0;
+}
+
+/* ---- float helpers ------------------------------------------------------------------------ */
+
+KC_INLINE float r16(float x) { return (float)(f16)x; } /* round to float16, as numpy does per op */
+KC_INLINE bool isnan_(float x) { return x != x; }
+KC_INLINE bool isnan_(double x) { return x != x; }
+
+#define KC_FLOAT_FNS(T, S)                                                                        \
+  KC_INLINE T exp(T x) { return __builtin_exp##S(x); }                                            \
+  KC_INLINE T expm1(T x) { return __builtin_expm1##S(x); }                                        \
+  KC_INLINE T log(T x) { return __builtin_log##S(x); }                                            \
+  KC_INLINE T log1p(T x) { return __builtin_log1p##S(x); }                                        \
+  KC_INLINE T sqrt(T x) { return __builtin_sqrt##S(x); }                                          \
+  KC_INLINE T sin(T x) { return __builtin_sin##S(x); }                                            \
+  KC_INLINE T cos(T x) { return __builtin_cos##S(x); }                                            \
+  KC_INLINE T tanh(T x) { return __builtin_tanh##S(x); }                                          \
+  KC_INLINE T rint(T x) { return __builtin_rint##S(x); }                                          \
+  KC_INLINE T floor(T x) { return __builtin_floor##S(x); }                                        \
+  KC_INLINE T fabs(T x) { return __builtin_fabs##S(x); }                                          \
+  KC_INLINE T fmod(T x, T y) { return __builtin_fmod##S(x, y); }                                  \
+  KC_INLINE T copysign(T x, T y) { return __builtin_copysign##S(x, y); }                          \
+  KC_INLINE T pow(T x, T y) { return __builtin_pow##S(x, y); }                                    \
+  KC_INLINE T inf(T) { return __builtin_inf##S(); }                                               \
+  KC_INLINE bool isfinite_(T x) { return __builtin_isfinite(x); }                                 \
+  KC_INLINE T abs(T x) { return __builtin_fabs##S(x); }                                           \
+  KC_INLINE T sign(T x) { return x > 0 ? (T)1 : x < 0 ? (T)-1 : x == 0 ? (T)0 : x; }              \
+  KC_INLINE T maximum(T a, T b) { return (a >= b || isnan_(a)) ? a : b; }                         \
+  KC_INLINE T minimum(T a, T b) { return (a <= b || isnan_(a)) ? a : b; }                         \
+  KC_INLINE T square(T x) { return x * x; }                                                       \
+  KC_INLINE T div(T a, T b) { return a / b; }                                                     \
+  KC_INLINE T sigmoid(T x) {                                                                      \
+    if (x >= 0) return (T)1 / ((T)1 + exp(-x));                                                   \
+    T e = exp(x);                                                                                 \
+    return e / ((T)1 + e);                                                                        \
+  }                                                                                               \
+  KC_INLINE T hard_sigmoid(T x) {                                                                 \
+    T y = (T)0.2 * x + (T)0.5;                                                                    \
+    return y < 0 ? (T)0 : y > 1 ? (T)1 : y;                                                       \
+  }                                                                                               \
+  KC_INLINE T softplus(T x) { return maximum(x, (T)0) + log1p(exp(-fabs(x))); }                   \
+  KC_INLINE T softsign(T x) { return x / ((T)1 + fabs(x)); }                                      \
+  KC_INLINE T elu(T x, T alpha) { return x > 0 ? x : alpha * expm1(x); }                          \
+  /* Keras 2.3.1 relu(x, alpha, max_value, threshold), step by step */                            \
+  KC_INLINE T relu(T x, T alpha, T maxv, T thr, bool has_max) {                                   \
+    T y = thr != 0 ? x * (T)(x > thr) : maximum(x, (T)0);                                         \
+    if (has_max) y = minimum(maximum(y, (T)0), maxv);                                             \
+    if (alpha != 0) y = y - alpha * maximum(-x + thr, (T)0);                                      \
+    return y;                                                                                     \
+  }                                                                                               \
+  /* numpy's divmod: floor division and modulo that agree with Python for floats */               \
+  KC_INLINE T floordiv(T a, T b) {                                                                \
+    if (b == 0) return a / b;                                                                     \
+    T mod = fmod(a, b);                                                                           \
+    T d = (a - mod) / b;                                                                          \
+    if (mod != 0 && ((b < 0) != (mod < 0))) d -= (T)1;                                            \
+    if (d == 0) return copysign((T)0, a / b);                                                     \
+    T f = floor(d);                                                                               \
+    if (d - f > (T)0.5) f += (T)1;                                                                \
+    return f;                                                                                     \
+  }                                                                                               \
+  KC_INLINE T mod(T a, T b) {                                                                     \
+    if (b == 0) return fmod(a, b);                                                                \
+    T m = fmod(a, b);                                                                             \
+    if (m != 0) {                                                                                 \
+      if ((b < 0) != (m < 0)) m += b;                                                             \
+    } else {                                                                                      \
+      m = copysign((T)0, b);                                                                      \
+    }                                                                                             \
+    return m;                                                                                     \
+  }
+
+KC_FLOAT_FNS(float, f)
+KC_FLOAT_FNS(double, )
+#undef KC_FLOAT_FNS
+
+/* ---- integer helpers (S signed, U its unsigned twin) -------------------------------------- */
+
+#define KC_INT_FNS(S, U, SIGNED)                                                                  \
+  KC_INLINE S abs(S x) { return SIGNED && x < 0 ? (S)((U)0 - (U)x) : x; }                         \
+  KC_INLINE S sign(S x) { return x > 0 ? (S)1 : (SIGNED && x < 0) ? (S)-1 : (S)0; }              \
+  KC_INLINE S maximum(S a, S b) { return a >= b ? a : b; }                                        \
+  KC_INLINE S minimum(S a, S b) { return a <= b ? a : b; }                                        \
+  KC_INLINE S square(S x) { return (S)((U)x * (U)x); }                                            \
+  KC_INLINE S rint(S x) { return x; }                                                             \
+  KC_INLINE S floordiv(S a, S b) {                                                                \
+    if (b == 0) return 0;                                                                         \
+    if (SIGNED && b == (S)-1) return (S)((U)0 - (U)a);                                            \
+    S q = (S)(a / b);                                                                             \
+    if (SIGNED && (a % b != 0) && ((a < 0) != (b < 0))) q = (S)(q - 1);                           \
+    return q;                                                                                     \
+  }                                                                                               \
+  KC_INLINE S mod(S a, S b) {                                                                     \
+    if (b == 0 || (SIGNED && b == (S)-1)) return 0;                                               \
+    S r = (S)(a % b);                                                                             \
+    if (SIGNED && r != 0 && ((r < 0) != (b < 0))) r = (S)(r + b);                                 \
+    return r;                                                                                     \
+  }                                                                                               \
+  /* integer power; a negative exponent gives the truncated value of 1 / a**-e */                 \
+  KC_INLINE S pow(S a, S e) {                                                                     \
+    if (SIGNED && e < 0) return a == 1 ? (S)1 : a == (S)-1 ? ((e & 1) ? (S)-1 : (S)1) : (S)0;     \
+    U r = 1, b = (U)a;                                                                            \
+    U n = (U)e;                                                                                   \
+    while (n) {                                                                                   \
+      if (n & 1) r *= b;                                                                          \
+      b *= b;                                                                                     \
+      n >>= 1;                                                                                    \
+    }                                                                                             \
+    return (S)r;                                                                                  \
+  }
+
+KC_INT_FNS(int8_t, uint8_t, 1)
+KC_INT_FNS(int16_t, uint16_t, 1)
+KC_INT_FNS(int32_t, uint32_t, 1)
+KC_INT_FNS(int64_t, uint64_t, 1)
+KC_INT_FNS(uint8_t, uint8_t, 0)
+KC_INT_FNS(uint16_t, uint16_t, 0)
+KC_INT_FNS(uint32_t, uint32_t, 0)
+KC_INT_FNS(uint64_t, uint64_t, 0)
+#undef KC_INT_FNS
+
+KC_INLINE bool maximum(bool a, bool b) { return a || b; }
+KC_INLINE bool minimum(bool a, bool b) { return a && b; }
+
+} /* namespace kc */
+
+#endif /* KCOMP_RT_H */

@@ -1,0 +1,72 @@
+// The kernel library's public face: the kc_api table handed to generated code, plus CPU dispatch.
+#include <cstdlib>
+#include <cstring>
+
+#include "kernels.h"
+
+namespace kcomp {
+namespace {
+
+Isa detect_isa() {
+  // KCOMP_ISA forces a lower path (tests use it to cover the fallbacks on any machine).
+  const char *forced = std::getenv("KCOMP_ISA");
+  Isa best = Isa::generic;
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) best = Isa::avx2;
+  if (__builtin_cpu_supports("avx512f")) best = Isa::avx512;
+#endif
+  if (forced) {
+    if (!std::strcmp(forced, "generic")) return Isa::generic;
+    if (!std::strcmp(forced, "avx2") && best >= Isa::avx2) return Isa::avx2;
+  }
+  return best;
+}
+
+void *aligned_alloc64(size_t bytes) {
+  if (bytes == 0) bytes = 64;
+  return std::aligned_alloc(64, (bytes + 63) & ~size_t(63));
+}
+
+void free_(void *p) { std::free(p); }
+
+}  // namespace
+
+Isa active_isa() {
+  static const Isa isa = detect_isa();
+  return isa;
+}
+
+const char *isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::avx512: return "avx512";
+    case Isa::avx2: return "avx2";
+    default: return "generic";
+  }
+}
+
+int32_t gemm(const kc_gemm_args *args) {
+  switch (active_isa()) {
+#if defined(__x86_64__)
+    case Isa::avx512: return avx512::gemm(args);
+    case Isa::avx2: return avx2::gemm(args);
+#endif
+    default: return generic::gemm(args);
+  }
+}
+
+}  // namespace kcomp
+
+extern "C" {
+
+KC_EXPORT const kc_api *kcomp_kernels_api(void) {
+  static const kc_api api = {
+      KC_ABI_VERSION, sizeof(kc_api), kcomp::num_threads, kcomp::parallel_for,
+      kcomp::aligned_alloc64, kcomp::free_, kcomp::gemm,
+  };
+  return &api;
+}
+
+KC_EXPORT const char *kcomp_kernels_isa(void) { return kcomp::isa_name(kcomp::active_isa()); }
+
+}

@@ -1,0 +1,16 @@
+"""kcomp: a compiling Keras 2 backend.
+
+    import kcomp.backend as K
+    x = K.placeholder((None, 3))
+    f = K.function([x], [K.sum(K.exp(x), axis=1)])
+    f([np.ones((2, 3), np.float32)])
+
+The backend API records an IR graph; `function` optimizes it, lowers it to C++ through Jinja
+templates, builds it with CMake + Ninja into a cached shared library and calls it natively.
+"""
+__version__ = "0.1.0"
+
+
+def function(inputs, outputs, updates=None, name=None, **kwargs):
+    from .function import function as _function
+    return _function(inputs, outputs, updates, name, **kwargs)

@@ -1,0 +1,39 @@
+"""Where kcomp's installed pieces are: C headers for generated code, templates, tools."""
+from __future__ import annotations
+
+import os
+import shutil
+
+_PKG = os.path.dirname(os.path.abspath(__file__))
+
+
+def include_dir() -> str:
+    """kcomp/include when installed; csrc/include in a source checkout (editable installs)."""
+    for d in (os.path.join(_PKG, "include"),
+              os.path.join(os.path.dirname(_PKG), "csrc", "include")):
+        if os.path.isfile(os.path.join(d, "kcomp", "abi.h")):
+            return d
+    raise RuntimeError("kcomp's C headers are missing: reinstall kcomp")
+
+
+def templates_dir() -> str:
+    return os.path.join(_PKG, "templates")
+
+
+def tool(name: str) -> str:
+    """cmake or ninja: the PyPI packages' binaries first, then PATH."""
+    try:
+        if name == "cmake":
+            import cmake
+            path = os.path.join(cmake.CMAKE_BIN_DIR, "cmake")
+        else:
+            import ninja
+            path = os.path.join(ninja.BIN_DIR, "ninja")
+        if os.access(path, os.X_OK):
+            return path
+    except ImportError:
+        pass
+    found = shutil.which(name)
+    if not found:
+        raise RuntimeError(f"{name} not found: pip install {name}")
+    return found

@@ -1,0 +1,36 @@
+"""Variable updates and compiled functions."""
+from __future__ import annotations
+
+from ..function import Update, function  # noqa: F401  (re-exported)
+from ..ir import build as B
+from ..ir.graph import Variable
+from ..ir.registry import shape_error
+
+
+def update(x, new_x):
+    """x <- new_x when the function that receives this update runs."""
+    if not isinstance(x, Variable):
+        raise TypeError(f"update: only variables can be updated, got {x!r}")
+    new_x = B.as_tensor(new_x, x.type.dtype)
+    if new_x.dims != x.dims:
+        if new_x.ndim != x.ndim or any(isinstance(a, int) and a != b
+                                       for a, b in zip(new_x.dims, x.dims)):
+            raise shape_error("update", f"the new value of {x.name!r} must have its shape",
+                              x.type, new_x.type)
+        new_x = B.reshape(new_x, x.dims)  # unknown extents: checked at run time
+    return Update((x, new_x))
+
+
+def update_add(x, increment):
+    return update(x, B.binary("add", x, increment))
+
+
+def update_sub(x, decrement):
+    return update(x, B.binary("sub", x, decrement))
+
+
+def moving_average_update(x, value, momentum):
+    """x <- x - (x - value) * (1 - momentum), as Keras 2.3.1 computes it."""
+    value = B.cast(B.as_tensor(value), x.type.dtype)
+    decay = 1.0 - momentum
+    return update(x, B.binary("sub", x, B.binary("mul", B.binary("sub", x, value), decay)))

@@ -1,0 +1,177 @@
+"""Placeholders, variables, constants, introspection and values."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir import build as B
+from ..ir import dtypes as D
+from ..ir import shapes as S
+from ..ir.graph import Tensor, Variable
+from ..ir.ops import leaf
+from . import config
+
+
+def _dt(dtype):
+    return D.as_dtype(dtype if dtype is not None else config.floatx())
+
+
+def _name(name, prefix):
+    return config.scoped(name if name else f"{prefix}_{config.get_uid(prefix)}")
+
+
+def placeholder(shape=None, ndim=None, dtype=None, sparse=False, name=None):
+    if shape is None:
+        if ndim is None:
+            raise ValueError("kcomp placeholders need a shape or an ndim (a rank)")
+        shape = (None,) * int(ndim)
+    shape = tuple(shape)
+    x = leaf.placeholder(_dt(dtype), shape, _name(name, "placeholder"), sparse=sparse)
+    x._keras_shape = shape
+    x._uses_learning_phase = False
+    return x
+
+
+def is_placeholder(x) -> bool:
+    return isinstance(x, Tensor) and x.node.op.name == "placeholder"
+
+
+def variable(value, dtype=None, name=None, constraint=None):
+    if isinstance(value, Tensor):
+        value = eval(value)
+    arr = np.asarray(value, dtype=_dt(dtype).np)
+    v = leaf.variable(arr, _name(name, "variable"))
+    v._keras_shape = arr.shape
+    v._uses_learning_phase = False
+    v.constraint = constraint
+    return v
+
+
+def is_variable(x) -> bool:
+    return isinstance(x, Variable)
+
+
+def constant(value, dtype=None, shape=None, name=None):
+    dt = _dt(dtype)
+    arr = np.asarray(value, dtype=dt.np)
+    if shape is not None:
+        shape = tuple(shape)
+        arr = np.broadcast_to(arr, shape) if arr.size == 1 or arr.shape == shape else \
+            arr.reshape(shape)
+    return leaf.constant(arr, dt, name=name)
+
+
+def is_tensor(x) -> bool:
+    return isinstance(x, Tensor)
+
+
+def is_keras_tensor(x) -> bool:
+    if not is_tensor(x):
+        raise ValueError(f"Unexpectedly found an instance of type `{type(x)}`. "
+                         "Expected a symbolic tensor instance.")
+    return hasattr(x, "_keras_history")
+
+
+def is_sparse(tensor) -> bool:
+    return isinstance(tensor, Tensor) and bool(tensor.node.attrs.get("sparse", False))
+
+
+def shape(x):
+    """The run-time shape as an int32 tensor."""
+    from ..ir.registry import apply1
+    return apply1("shape_of", [B.as_tensor(x)])
+
+
+def int_shape(x):
+    if hasattr(x, "_keras_shape"):
+        return tuple(x._keras_shape)
+    if isinstance(x, Tensor):
+        return x.shape
+    if isinstance(x, np.ndarray):
+        return x.shape
+    raise TypeError(f"int_shape of {type(x).__name__}")
+
+
+def ndim(x):
+    if isinstance(x, Tensor):
+        return x.ndim
+    return len(int_shape(x))
+
+
+def size(x, name=None):
+    from .reductions import prod
+    return prod(shape(x))
+
+
+def dtype(x) -> str:
+    return x.dtype if isinstance(x, Tensor) else np.asarray(x).dtype.name
+
+
+def count_params(x) -> int:
+    return int(np.prod(int_shape(x)))
+
+
+def eval(x):
+    """The value of a tensor, computed by native code (a compiled function of no inputs)."""
+    from ..function import Function
+    return Function([], [B.as_tensor(x)], name="eval")([])[0]
+
+
+def get_value(x):
+    if isinstance(x, Variable):
+        return x._value.copy()
+    if isinstance(x, Tensor):
+        return eval(x)
+    return np.asarray(x)
+
+
+def batch_get_value(ops):
+    return [get_value(x) for x in ops]
+
+
+def set_value(x, value) -> None:
+    if not isinstance(x, Variable):
+        raise TypeError(f"set_value needs a variable, got {x!r}")
+    value = np.asarray(value, dtype=x._value.dtype)
+    if value.shape != x._value.shape:
+        raise ValueError(f"set_value: variable {x.name!r} has shape {x._value.shape}, "
+                         f"the new value has shape {value.shape}")
+    np.copyto(x._value, value)
+
+
+def batch_set_value(tuples) -> None:
+    for x, value in tuples:
+        set_value(x, value)
+
+
+def zeros(shape, dtype=None, name=None):
+    return variable(np.zeros(tuple(shape), _dt(dtype).np), dtype, name)
+
+
+def ones(shape, dtype=None, name=None):
+    return variable(np.ones(tuple(shape), _dt(dtype).np), dtype, name)
+
+
+def eye(size, dtype=None, name=None):
+    n, m = (size if isinstance(size, (list, tuple)) else (size, size))
+    return variable(np.eye(n, m, dtype=_dt(dtype).np), dtype, name)
+
+
+def _filled(x, value, dtype):
+    return B.broadcast_to(leaf.constant(value, _dt(dtype)), B.as_tensor(x).dims)
+
+
+def zeros_like(x, dtype=None, name=None):
+    return _filled(x, 0, dtype)
+
+
+def ones_like(x, dtype=None, name=None):
+    return _filled(x, 1, dtype)
+
+
+def identity(x, name=None):
+    from ..ir.registry import apply1
+    return apply1("identity", [B.as_tensor(x)], node_name=name)
+
+
+def cast(x, dtype):
+    return B.cast(B.as_tensor(x), dtype)

@@ -1,0 +1,236 @@
+"""From a graph to a loaded native function: prepare, optimize, lower, render, build, load.
+
+    prepare   input placeholders' unknown extents get canonical names (input k, axis j)
+    memo      a structurally identical graph compiled before in this process is reused as is
+    passes    simplify, CSE, constant folding (kcomp/ir/passes)
+    lower     fusion groups -> kernel plan (kcomp/lowering)
+    render    Jinja templates -> C++ source
+    cache     key = sha256(source, ABI, toolchain, flags); build with Ninja on a miss
+    load      dlopen through kcomp._runtime, checking ABI version and key
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+
+from . import config
+from .build import ninja_build
+from .build.cache import default_cache
+from .build.toolchain import toolchain
+from .ir import shapes as S
+from .ir.canonical import graph_key
+from .ir.graph import Graph, Node, Tensor, TensorType, Variable
+from .ir.passes import optimize
+from .ir.passes.rewrite import rewrite
+from .lowering.lower import lower
+from .lowering.render import KEY_SLOT, render
+
+CACHE_FORMAT = 1
+
+
+@dataclass
+class Compiled:
+    """One loaded library and what calling it needs; shared by structurally equal functions."""
+    library: object                   # kcomp._runtime.Library
+    key: str                          # cache key
+    source_path: str
+    input_specs: List[tuple]          # (name, dtype code, static dims with -1)
+    output_types: List[TensorType]
+    const_values: List[np.ndarray]
+    variable_positions: List[int]     # plan variable i = prepared graph variable positions[i]
+    graph_text: str
+    plan_text: str
+    optimized: Graph
+    timings: Dict[str, float] = field(default_factory=dict)
+    cache_hit: bool = False
+
+
+_memo: Dict[str, Compiled] = {}
+_memo_lock = threading.Lock()
+
+
+def variables_of(graph: Graph) -> List[Variable]:
+    """Variables in a canonical order: as read by the graph, then update targets."""
+    seen, out = set(), []
+    for n in graph.nodes() + [v.node for v, _ in graph.updates]:
+        if n.op.name == "variable" and n.uid not in seen:
+            seen.add(n.uid)
+            out.append(n.outputs[0])
+    return out
+
+
+# ---- prepare -------------------------------------------------------------------------------------
+
+def prepare(graph: Graph) -> Graph:
+    """Validate inputs and rename their unknown extents to ('in', k, j)."""
+    names: Dict[S.Sym, S.Sym] = {}
+    seen = set()
+    for k, t in enumerate(graph.inputs):
+        if not isinstance(t, Tensor) or t.node.op.name != "placeholder":
+            raise TypeError(f"function inputs must be placeholders; input {k} is {t!r}")
+        if t.node.uid in seen:
+            raise ValueError(f"placeholder {t.name!r} is given twice as a function input")
+        seen.add(t.node.uid)
+        for j, d in enumerate(t.dims):
+            if isinstance(d, S.Sym) and d.op == "var":
+                names.setdefault(d, S.var(("in", k, j)))
+
+    def rename(v: S.Sym) -> S.Dim:
+        try:
+            return names[v]
+        except KeyError:
+            raise ValueError("an output depends on a placeholder of unknown shape that is not an "
+                             "input of the function") from None
+
+    def sub(x):
+        if isinstance(x, S.Sym):
+            return S.subst(x, rename)
+        if isinstance(x, TensorType):
+            return TensorType(x.dtype, tuple(sub(d) for d in x.dims))
+        if isinstance(x, tuple) and not isinstance(x, S.Check):
+            return tuple(sub(v) for v in x)
+        if isinstance(x, S.Check):
+            return S.Check(sub(tuple(x)))
+        if isinstance(x, dict):
+            return {k: sub(v) for k, v in x.items()}
+        return x
+
+    def has_sym(x) -> bool:
+        if isinstance(x, S.Sym):
+            return True
+        if isinstance(x, (tuple, list)):
+            return any(has_sym(v) for v in x)
+        if isinstance(x, dict):
+            return any(has_sym(v) for v in x.values())
+        return False
+
+    def visit(node: Node, inputs):
+        if node.op.name == "variable":
+            return None
+        types = [t.type for t in node.outputs]
+        if not (has_sym(types) or has_sym(node.attrs) or has_sym(node.checks)) and \
+                all(a is b for a, b in zip(inputs, node.inputs)):
+            return None
+        n = Node(node.op, inputs, sub(node.attrs), [sub(t) for t in types],
+                 [sub(c) for c in node.checks], name=node.name)
+        return list(n.outputs)
+
+    return rewrite(graph, visit)
+
+
+# ---- compile ------------------------------------------------------------------------------------
+
+def describe_graph(graph: Graph) -> str:
+    """One line per node: %id = op(inputs) attrs -> type."""
+    nodes = graph.nodes()
+    idx = {n.uid: i for i, n in enumerate(nodes)}
+    inputs = {t.node.uid: k for k, t in enumerate(graph.inputs)}
+    lines = []
+    for n in nodes:
+        args = ", ".join(f"%{idx[t.node.uid]}" + (f".{t.index}" if len(t.node.outputs) > 1 else "")
+                         for t in n.inputs)
+        attrs = {k: v for k, v in n.attrs.items() if k not in ("type", "default")}
+        if n.op.name == "constant":
+            v = attrs.pop("value")
+            attrs = {"value": v.reshape(-1)[0].item()} if v.size == 1 else {"shape": v.shape}
+        extra = f" input {inputs[n.uid]}" if n.uid in inputs else ""
+        extra += f" {n.name!r}" if n.op.name == "variable" else ""
+        a = " ".join(f"{k}={v}" for k, v in attrs.items() if v not in (None, False))
+        out = ", ".join(str(t.type) for t in n.outputs)
+        lines.append(f"%{idx[n.uid]} = {n.op.name}({args}){(' ' + a) if a else ''}{extra} -> {out}")
+    outs = ", ".join(f"%{idx[t.node.uid]}" for t in graph.outputs)
+    lines.append(f"outputs: {outs or '-'}")
+    for v, val in graph.updates:
+        lines.append(f"update {v.name} <- %{idx[val.node.uid]}")
+    return "\n".join(lines)
+
+
+def source_key(source: str, tc) -> str:
+    from . import _runtime
+    record = {"format": CACHE_FORMAT, "abi": int(_runtime.ABI_VERSION),
+              "source_sha256": hashlib.sha256(source.encode()).hexdigest(),
+              "toolchain": tc.identity()}
+    return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
+
+
+def compile_graph(graph: Graph, name: str = "function",
+                  materialize: Tuple[Tensor, ...] = ()) -> Tuple[Compiled, Graph]:
+    """(compiled function, prepared graph). `materialize` is for debug mode: extra tensors to
+    store as outputs."""
+    t0 = time.perf_counter()
+    prepared = prepare(graph)
+    mkey = graph_key(prepared)
+    with _memo_lock:
+        hit = _memo.get(mkey)
+    if hit is not None:
+        return hit, prepared
+    timings = {"prepare": time.perf_counter() - t0}
+
+    t = time.perf_counter()
+    optimized = optimize(prepared)
+    timings["passes"] = time.perf_counter() - t
+    t = time.perf_counter()
+    plan = lower(optimized)
+    timings["lower"] = time.perf_counter() - t
+    t = time.perf_counter()
+    cache = default_cache()
+    template = render(plan, name, bytecode_dir=os.path.join(cache.root, "jinja"))
+    timings["render"] = time.perf_counter() - t
+    tc = toolchain()
+    key = source_key(template, tc)
+    source = template.replace(KEY_SLOT, key)
+    t = time.perf_counter()
+    built = []
+
+    def build(workdir):
+        built.append(True)
+        return ninja_build.build(tc, source, workdir, os.path.join(cache.root, "failed", key))
+
+    entry = cache.get_or_build(key, build)
+    timings["build"] = time.perf_counter() - t
+    t = time.perf_counter()
+    from . import _runtime
+    try:
+        library = _runtime.Library(entry.lib, key)
+    except RuntimeError as e:
+        msg = str(e)
+        if "failed to map segment" in msg or "operation not permitted" in msg.lower():
+            msg += (f"\nThe cache directory {cache.root} may be on a filesystem mounted noexec; "
+                    f"set KCOMP_CACHE_DIR to a directory where programs may run.")
+        cache.quarantine(key, f"dlopen failed: {e}")
+        raise RuntimeError(msg) from None
+    timings["load"] = time.perf_counter() - t
+
+    prepared_vars = {v.node.uid: i for i, v in enumerate(variables_of(prepared))}
+    compiled = Compiled(
+        library=library, key=key, source_path=entry.source,
+        input_specs=[(t.name, t.type.dtype.code,
+                      [d if isinstance(d, int) else -1 for d in t.dims]) for t in prepared.inputs],
+        output_types=[t.type for t in optimized.outputs],
+        const_values=list(plan.const_values),
+        variable_positions=[prepared_vars[v.node.uid] for v in plan.variable_objects],
+        graph_text=describe_graph(optimized), plan_text=plan.describe(), optimized=optimized,
+        timings=timings, cache_hit=not built)
+    with _memo_lock:
+        compiled = _memo.setdefault(mkey, compiled)
+    if config.explain():
+        sys.stderr.write(explain_text(compiled, name) + "\n")
+    return compiled, prepared
+
+
+def explain_text(c: Compiled, name: str) -> str:
+    return (f"== kcomp function {name!r} ==\n-- graph after passes --\n{c.graph_text}\n"
+            f"-- kernel plan --\n{c.plan_text}\n-- generated source --\n{c.source_path}\n")
+
+
+def clear_memo() -> None:
+    with _memo_lock:
+        _memo.clear()

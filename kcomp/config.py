@@ -1,0 +1,59 @@
+"""kcomp's own settings, from environment variables (read when used, never at import).
+
+Keras-facing configuration (floatx, epsilon, image_data_format) lives in kcomp/backend/config.py.
+"""
+from __future__ import annotations
+
+import os
+
+VARIABLES = {
+    "KCOMP_CACHE_DIR": "where compiled functions are cached (default $XDG_CACHE_HOME/kcomp, "
+                       "else ~/.cache/kcomp)",
+    "KCOMP_MODE": "'debug' runs the numpy reference beside native code and names the first "
+                  "node that differs",
+    "KCOMP_EXPLAIN": "1 prints each compiled function's graph, kernel plan and source path",
+    "KCOMP_CXX": "C++ compiler for generated code (default: what CMake finds)",
+    "KCOMP_MARCH": "-march for generated code (default native; 'none' for no -march flag)",
+    "KCOMP_CXXFLAGS": "extra flags for generated code",
+    "KCOMP_NUM_THREADS": "threads of the kernel library's pool (default: all cores)",
+    "KCOMP_LOCK_TIMEOUT": "seconds to wait for another process building the same function "
+                          "(default 600)",
+    "KCOMP_ISA": "force the kernel library's 'generic' or 'avx2' path (testing)",
+}
+
+
+def cache_dir() -> str:
+    d = os.environ.get("KCOMP_CACHE_DIR")
+    if d:
+        return os.path.abspath(os.path.expanduser(d))
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = xdg if xdg and os.path.isabs(xdg) else os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "kcomp")
+
+
+def debug_mode() -> bool:
+    return os.environ.get("KCOMP_MODE", "").lower() == "debug"
+
+
+def explain() -> bool:
+    return os.environ.get("KCOMP_EXPLAIN", "") not in ("", "0")
+
+
+def march() -> str:
+    return os.environ.get("KCOMP_MARCH", "native")
+
+
+def extra_cxxflags() -> list:
+    import shlex
+    return shlex.split(os.environ.get("KCOMP_CXXFLAGS", ""))
+
+
+def cxx() -> str | None:
+    return os.environ.get("KCOMP_CXX") or None
+
+
+def lock_timeout() -> float:
+    try:
+        return float(os.environ.get("KCOMP_LOCK_TIMEOUT", "600"))
+    except ValueError:
+        return 600.0

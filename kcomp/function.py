@@ -1,0 +1,147 @@
+"""`kcomp.function`: a graph compiled to native code, called with numpy arrays.
+
+Calls run native code only (the GIL is released meanwhile, so several Python threads may call
+one function at once). In debug mode (KCOMP_MODE=debug) each call also evaluates the numpy
+reference and names the first node whose native result differs.
+"""
+from __future__ import annotations
+
+from typing import List, Optional, Sequence
+
+import numpy as np
+
+from . import config
+from .compiler import Compiled, compile_graph, explain_text, variables_of
+from .ir.graph import Graph, Tensor, Variable
+from .ir.interpret import evaluate
+
+
+class Update(tuple):
+    """(variable, new value): what K.update and friends return, for function(updates=...)."""
+    __slots__ = ()
+
+    @property
+    def variable(self) -> Variable:
+        return self[0]
+
+    @property
+    def value(self) -> Tensor:
+        return self[1]
+
+
+def _updates(updates) -> tuple:
+    out = []
+    for u in updates or ():
+        if isinstance(u, (tuple, list)) and len(u) == 2:
+            var, val = u
+        else:
+            raise TypeError(f"an update must be K.update(...) or a (variable, value) pair, "
+                            f"got {u!r}")
+        if not isinstance(var, Variable):
+            raise TypeError(f"only variables can be updated, got {var!r}")
+        if not isinstance(val, Tensor):
+            from .ir.build import as_tensor
+            val = as_tensor(val, var.type.dtype)
+        out.append((var, val))
+    return tuple(out)
+
+
+class Function:
+    """A compiled function. `Function(inputs, outputs, updates)(values)` returns the outputs'
+    values as numpy arrays and applies the updates to their variables."""
+
+    def __init__(self, inputs: Sequence[Tensor], outputs, updates=None, name: str | None = None):
+        self.single = isinstance(outputs, Tensor)
+        outputs = [outputs] if self.single else list(outputs)
+        from .ir.build import as_tensor
+        outputs = [o if isinstance(o, Tensor) else as_tensor(o) for o in outputs]
+        self.name = name or "function"
+        self.graph = Graph(tuple(inputs), tuple(outputs), _updates(updates))
+        self._compiled, prepared = compile_graph(self.graph, self.name)
+        self._bind(self._compiled, variables_of(prepared))
+        self._debug: Optional[Compiled] = None
+
+    def _bind(self, c: Compiled, variables: List[Variable]) -> None:
+        from . import _runtime
+        self._variables = [variables[p] for p in c.variable_positions]
+        self._exe = _runtime.Executable(
+            c.library, [tuple(s) for s in c.input_specs], [t.dtype.code for t in c.output_types],
+            c.const_values, [_code(v) for v in c.const_values],
+            [v._value for v in self._variables], [v.type.dtype.code for v in self._variables])
+        self._exe.set_name(f"kcomp function {self.name!r}")
+
+    def __call__(self, inputs=None):
+        if inputs is None:
+            inputs = []
+        elif not isinstance(inputs, (list, tuple)):
+            inputs = [inputs]
+        if config.debug_mode():
+            self._check_against_reference(inputs)
+        outs = self._exe.run(inputs)
+        return outs[0] if self.single else outs
+
+    # ---- introspection ----------------------------------------------------------------------
+    @property
+    def source_path(self) -> str:
+        """The generated C++ source of this function (in the cache)."""
+        return self._compiled.source_path
+
+    def explain(self) -> str:
+        """The graph after the passes, the kernel plan and the generated source's path."""
+        return explain_text(self._compiled, self.name)
+
+    @property
+    def compile_info(self) -> dict:
+        return {"key": self._compiled.key, "cache_hit": self._compiled.cache_hit,
+                "timings": dict(self._compiled.timings)}
+
+    # ---- debug mode -------------------------------------------------------------------------
+    def _check_against_reference(self, inputs) -> None:
+        g = self._compiled.optimized
+        watched = [t for n in g.nodes() if n.op.kind not in ("leaf",) for t in n.outputs]
+        if self._debug is None:
+            # compile the optimized graph with every intermediate value as an output
+            dbg_graph = Graph(g.inputs, tuple(watched), ())
+            self._debug, _ = compile_graph(dbg_graph, self.name + " (debug)")
+        from . import _runtime
+        variables = variables_of(self._debug.optimized)
+        dv = [variables[p] for p in self._debug.variable_positions]
+        exe = _runtime.Executable(
+            self._debug.library, [tuple(s) for s in self._debug.input_specs],
+            [t.dtype.code for t in self._debug.output_types], self._debug.const_values,
+            [_code(v) for v in self._debug.const_values], [v._value.copy() for v in dv],
+            [v.type.dtype.code for v in dv])
+        native = exe.run(list(inputs))
+        record = {}
+        feeds = [np.asarray(x) for x in inputs]
+        evaluate(Graph(g.inputs, tuple(watched), ()), feeds, record)
+        for t, got in zip(watched, native):
+            want = record[t.node.uid][t.index]
+            if not _close(got, want):
+                err = np.max(np.abs(got.astype(np.float64) - want.astype(np.float64))) \
+                    if got.size and got.shape == want.shape else "shape"
+                raise AssertionError(
+                    f"KCOMP_MODE=debug: {self.name!r}: native result of {t.node.op.name} "
+                    f"({t.type}) differs from the numpy reference (max abs error {err}).\n"
+                    f"graph:\n{self._compiled.graph_text}")
+
+
+def _code(a: np.ndarray) -> int:
+    from .ir.dtypes import as_dtype
+    return as_dtype(a.dtype).code
+
+
+def _close(got: np.ndarray, want: np.ndarray) -> bool:
+    if got.shape != want.shape or got.dtype != want.dtype:
+        return False
+    if got.dtype.kind in "biu":
+        return bool(np.array_equal(got, want))
+    tol = {2: 1e-2, 4: 1e-4, 8: 1e-10}[got.dtype.itemsize]
+    return bool(np.allclose(got, want, rtol=tol, atol=tol, equal_nan=True))
+
+
+def function(inputs, outputs, updates=None, name=None, **kwargs) -> Function:
+    """Keras's K.function. Unknown keyword arguments are rejected, as Keras's own backends do."""
+    if kwargs:
+        raise ValueError(f"kcomp.function got unsupported arguments: {', '.join(sorted(kwargs))}")
+    return Function(inputs, outputs, updates, name)

@@ -1,0 +1,95 @@
+"""Contractions: dot (numpy/Theano semantics) and batch_dot (Keras 2.3.1 semantics).
+
+Both lower to the kernel library's strided batched GEMM, without copies where the operand
+layout allows it (kcomp/lowering/kernels.py). References compute in float64 / int64 and round
+once, so they are at least as accurate as any native result they are compared with.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import shapes as S
+from ..graph import TensorType
+from ..registry import register, shape_error
+
+
+def _wide(x):
+    return x.astype(np.float64 if x.dtype.kind == "f" else np.int64 if x.dtype.kind == "i"
+                    else np.uint64)
+
+
+def _dot_infer(types, attrs):
+    x, y = types
+    if x.dtype != y.dtype:
+        raise shape_error("dot", "operands must share one dtype", x, y)
+    if x.dtype.is_bool:
+        raise shape_error("dot", "cannot multiply bool matrices; cast them first", x, y)
+    if x.ndim == 0 or y.ndim == 0:
+        raise shape_error("dot", "operands must have rank >= 1", x, y)
+    ky = y.dims[0] if y.ndim == 1 else y.dims[-2]
+    try:
+        S.same(x.dims[-1], ky, "dot")
+    except ValueError:
+        raise shape_error("dot", f"contracted dimensions {x.dims[-1]} and {ky} differ", x, y) \
+            from None
+    dims = x.dims[:-1] + (y.dims[:-2] + y.dims[-1:] if y.ndim >= 2 else ())
+    return [TensorType(x.dtype, dims)]
+
+
+register("dot", "other", _dot_infer,
+         lambda v, a, o: [np.dot(_wide(v[0]), _wide(v[1])).astype(o[0].dtype.np)],
+         doc="np.dot: sum over the last axis of x and the second-to-last of y (the only one of "
+             "a vector)")
+
+
+def batch_dot_axes(x: TensorType, y: TensorType, axes):
+    """Keras 2.3.1's axes rules -> (ax, ay), validated and non-negative."""
+    if x.ndim < 2 or y.ndim < 2:
+        raise shape_error("batch_dot", "operands must have rank >= 2", x, y)
+    if axes is None:
+        axes = (x.ndim - 1, y.ndim - 1 if y.ndim == 2 else y.ndim - 2)
+    elif isinstance(axes, (int, np.integer)):
+        axes = (int(axes), int(axes))
+    if len(axes) != 2 or any(isinstance(a, (list, tuple)) for a in axes):
+        raise shape_error("batch_dot", f"axes must be None, an int or a pair of ints, got {axes}",
+                          x, y)
+    ax, ay = (int(axes[0]) % x.ndim if -x.ndim <= axes[0] < x.ndim else None,
+              int(axes[1]) % y.ndim if -y.ndim <= axes[1] < y.ndim else None)
+    if ax is None or ay is None:
+        raise shape_error("batch_dot", f"axes {tuple(axes)} out of range", x, y)
+    if ax == 0 or ay == 0:
+        raise shape_error("batch_dot", "cannot contract over the batch axis 0", x, y)
+    return ax, ay
+
+
+def _batch_dot_infer(types, attrs):
+    x, y = types
+    ax, ay = attrs["axes"]
+    if x.dtype != y.dtype or x.dtype.is_bool:
+        raise shape_error("batch_dot", "operands must share one non-bool dtype", x, y)
+    try:
+        b = S.same(x.dims[0], y.dims[0], "batch_dot")
+    except ValueError:
+        raise shape_error("batch_dot", "batch sizes differ", x, y) from None
+    try:
+        S.same(x.dims[ax], y.dims[ay], "batch_dot")
+    except ValueError:
+        raise shape_error("batch_dot", f"x.shape[{ax}] != y.shape[{ay}]", x, y) from None
+    dims = (b,) + tuple(d for i, d in enumerate(x.dims) if i not in (0, ax)) + \
+        tuple(d for i, d in enumerate(y.dims) if i not in (0, ay))
+    if len(dims) == 1:
+        dims = dims + (1,)
+    return [TensorType(x.dtype, dims)]
+
+
+def _batch_dot_ref(values, attrs, out_types):
+    x, y = (_wide(v) for v in values)
+    ax, ay = attrs["axes"]
+    xt = np.moveaxis(x, ax, -1).reshape(x.shape[0], -1, x.shape[ax])
+    yt = np.moveaxis(y, ay, 1).reshape(y.shape[0], y.shape[ay], -1)
+    return [np.matmul(xt, yt).reshape(out_types[0].dims).astype(out_types[0].dtype.np)]
+
+
+register("batch_dot", "other", _batch_dot_infer, _batch_dot_ref,
+         doc="attrs: axes (ax, ay). For each batch item, contract x's axis ax with y's axis ay; "
+             "result: x's other dims then y's (rank 1 becomes (batch, 1))")

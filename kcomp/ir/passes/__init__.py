@@ -1,0 +1,20 @@
+"""Graph passes. Each takes a Graph and returns a new one (user tensors are never mutated);
+dead code disappears in every pass because graphs are rebuilt from their roots."""
+from __future__ import annotations
+
+from ..graph import Graph
+from .cse import cse
+from .fold import fold_constants
+from .rewrite import rewrite
+from .simplify import simplify
+
+PIPELINE = (simplify, cse, fold_constants, simplify, cse)
+
+
+def optimize(graph: Graph) -> Graph:
+    for p in PIPELINE:
+        graph = p(graph)
+    return graph
+
+
+__all__ = ["optimize", "rewrite", "cse", "fold_constants", "simplify", "PIPELINE"]

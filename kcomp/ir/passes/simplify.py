@@ -1,0 +1,48 @@
+"""Algebraic simplification: rewrites that never change a result (bit for bit, NaNs included)."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..graph import Graph
+from ..registry import apply
+from .rewrite import rewrite
+
+
+def _const_all(t, value) -> bool:
+    if t.node.op.name != "constant":
+        return False
+    v = t.node.attrs["value"]
+    return v.size > 0 and bool(np.all(v == value))
+
+
+def simplify(graph: Graph) -> Graph:
+    def visit(node, inputs):
+        name = node.op.name
+        out = node.outputs[0].type if node.outputs else None
+        if name == "identity":
+            return inputs
+        if name == "cast" and inputs[0].type.dtype == node.attrs["dtype"]:
+            return inputs
+        if name in ("reshape", "broadcast_to") and inputs[0].type.dims == out.dims:
+            return inputs
+        if name == "reshape" and inputs[0].node.op.name == "reshape":
+            return apply("reshape", [inputs[0].node.inputs[0]], node.attrs)
+        if name == "transpose" and inputs[0].node.op.name == "transpose":
+            inner = inputs[0].node.attrs["perm"]
+            perm = tuple(inner[p] for p in node.attrs["perm"])
+            src = inputs[0].node.inputs[0]
+            return [src] if perm == tuple(range(len(perm))) else \
+                apply("transpose", [src], {"perm": perm})
+        if name == "neg" and inputs[0].node.op.name == "neg":
+            return [inputs[0].node.inputs[0]]
+        # x + 0, x - 0, x * 1, x / 1, where the constant does not change x's shape or dtype
+        if name in ("add", "sub", "mul", "truediv"):
+            a, b = inputs
+            unit = 0 if name in ("add", "sub") else 1
+            if _const_all(b, unit) and a.type == out:
+                return [a]
+            if name in ("add", "mul") and _const_all(a, unit) and b.type == out:
+                return [b]
+        return None
+
+    return rewrite(graph, visit)

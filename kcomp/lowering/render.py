@@ -1,0 +1,103 @@
+"""Rendering a kernel plan to C++ with the Jinja templates in kcomp/templates.
+
+Contexts are validated before rendering: they may hold Code (made by kcomp/lowering/names.py),
+ints, bools and containers of those, never a plain str or a float, so no user text and no
+inexact number can reach generated source."""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ..ir import shapes as S
+from .kernels import PARALLEL_MIN
+from .names import Code, c_string, comment_text, int_lit, join
+from .plan import Plan
+
+TEMPLATES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "templates")
+KEY_SLOT = "@@KCOMP_KEY@@"  # replaced by the cache key once the source is final
+
+_env = None
+
+
+def _validate(value: Any, where: str = "context") -> None:
+    if isinstance(value, Code) or value is None or isinstance(value, (bool, int)):
+        return
+    if isinstance(value, str):
+        raise TypeError(f"{where}: plain string {value!r} would reach generated code")
+    if isinstance(value, float):
+        raise TypeError(f"{where}: float {value!r} must go through names.literal()")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _validate(v, f"{where}.{k}")
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            _validate(v, where)
+    else:
+        raise TypeError(f"{where}: {type(value).__name__} cannot reach generated code")
+
+
+def _finalize(value):
+    if isinstance(value, float):
+        raise TypeError("a float reached a template unformatted")
+    return value
+
+
+def environment(bytecode_dir: str | None = None):
+    global _env
+    if _env is None:
+        import jinja2
+        cache = None
+        if bytecode_dir:
+            os.makedirs(bytecode_dir, mode=0o700, exist_ok=True)
+            cache = jinja2.FileSystemBytecodeCache(bytecode_dir)
+        _env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES),
+                                  undefined=jinja2.StrictUndefined, autoescape=False,
+                                  trim_blocks=True, keep_trailing_newline=True,
+                                  finalize=_finalize, bytecode_cache=cache)
+    return _env
+
+
+def render(plan: Plan, title: str, bytecode_dir: str | None = None) -> str:
+    env = environment(bytecode_dir)
+    dims = plan.dims
+    kernels = []
+    for k in plan.kernels:
+        _validate(k.ctx, f"kernel {k.template}")
+        macros = env.get_template(f"cpu/{k.template}.j2").module
+        info = {"name": k.name, "comment": comment_text(k.label, 120)}
+        kernels.append({"define": Code(macros.define(info, k.ctx).strip()),
+                        "launch": Code(macros.launch(info, k.ctx).strip())})
+
+    def static_dims(b):
+        return join(", ", [int_lit(d if isinstance(d, int) else -1) for d in b.dims] or
+                    [Code("-1")])
+
+    arg_checks = []
+    for array, bufs in (("inputs", plan.inputs), ("consts", plan.consts),
+                        ("variables", plan.variables)):
+        for b in bufs:
+            arg_checks.append({"array": Code(array), "index": b.index, "dtype": b.dtype.code,
+                               "rank": len(b.dims), "dims": static_dims(b),
+                               "what": c_string(f"{array[:-1]} {b.index}")})
+    pointer_lines = []
+    for array, bufs in (("inputs", plan.inputs), ("consts", plan.consts),
+                        ("variables", plan.variables), ("outputs", plan.outputs)):
+        for b in bufs:
+            pointer_lines.append(Code(f"frame.p[{b.slot}] = (void *)c->{array}[{b.index}].data;"))
+    outputs = [{"index": b.index, "dtype": b.dtype.code, "rank": len(b.dims),
+                "extents": [dims.expr(d) for d in b.dims],
+                "none": join(", ", [Code("-1")] * max(1, len(b.dims)))} for b in plan.outputs]
+    arena = [dims.expr(n) for n in plan.arena]
+    scratch = [{"slot": b.slot, "arena": b.arena} for b in plan.scratch]
+    ctx = {
+        "title": comment_text(title, 120),
+        "includes": [Code(h) for h in plan.includes],
+        "n_dims": max(1, len(dims)), "n_ptrs": max(1, len(plan.buffers)),
+        "parallel_min": PARALLEL_MIN,
+        "n_inputs": len(plan.inputs), "n_consts": len(plan.consts),
+        "n_variables": len(plan.variables), "n_outputs": len(plan.outputs),
+        "arg_checks": arg_checks, "dim_lines": list(dims.lines), "outputs": outputs,
+        "pointer_lines": pointer_lines, "arena": arena, "scratch": scratch, "kernels": kernels,
+    }
+    _validate(ctx)
+    return env.get_template("cpu/module.cpp.j2").render(**ctx)
