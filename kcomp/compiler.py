@@ -16,7 +16,7 @@ import os
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
@@ -49,8 +49,6 @@ class Compiled:
     graph_text: str
     plan_text: str
     optimized: Graph
-    timings: Dict[str, float] = field(default_factory=dict)
-    cache_hit: bool = False
 
 
 _memo: Dict[str, Compiled] = {}
@@ -161,17 +159,17 @@ def source_key(source: str, tc) -> str:
     return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
 
 
-def compile_graph(graph: Graph, name: str = "function",
-                  materialize: Tuple[Tensor, ...] = ()) -> Tuple[Compiled, Graph]:
-    """(compiled function, prepared graph). `materialize` is for debug mode: extra tensors to
-    store as outputs."""
+def compile_graph(graph: Graph, name: str = "function") -> Tuple[Compiled, Graph, dict]:
+    """(compiled function, prepared graph, what this call did: memo_hit, cache_hit and the
+    seconds spent in each phase)."""
     t0 = time.perf_counter()
     prepared = prepare(graph)
     mkey = graph_key(prepared)
     with _memo_lock:
         hit = _memo.get(mkey)
     if hit is not None:
-        return hit, prepared
+        return hit, prepared, {"memo_hit": True, "cache_hit": True,
+                               "timings": {"memo": time.perf_counter() - t0}}
     timings = {"prepare": time.perf_counter() - t0}
 
     t = time.perf_counter()
@@ -184,7 +182,9 @@ def compile_graph(graph: Graph, name: str = "function",
     cache = default_cache()
     template = render(plan, name, bytecode_dir=os.path.join(cache.root, "jinja"))
     timings["render"] = time.perf_counter() - t
+    t = time.perf_counter()
     tc = toolchain()
+    timings["toolchain"] = time.perf_counter() - t
     key = source_key(template, tc)
     source = template.replace(KEY_SLOT, key)
     t = time.perf_counter()
@@ -217,13 +217,12 @@ def compile_graph(graph: Graph, name: str = "function",
         output_types=[t.type for t in optimized.outputs],
         const_values=list(plan.const_values),
         variable_positions=[prepared_vars[v.node.uid] for v in plan.variable_objects],
-        graph_text=describe_graph(optimized), plan_text=plan.describe(), optimized=optimized,
-        timings=timings, cache_hit=not built)
+        graph_text=describe_graph(optimized), plan_text=plan.describe(), optimized=optimized)
     with _memo_lock:
         compiled = _memo.setdefault(mkey, compiled)
     if config.explain():
         sys.stderr.write(explain_text(compiled, name) + "\n")
-    return compiled, prepared
+    return compiled, prepared, {"memo_hit": False, "cache_hit": not built, "timings": timings}
 
 
 def explain_text(c: Compiled, name: str) -> str:

@@ -57,7 +57,7 @@ class Function:
         outputs = [o if isinstance(o, Tensor) else as_tensor(o) for o in outputs]
         self.name = name or "function"
         self.graph = Graph(tuple(inputs), tuple(outputs), _updates(updates))
-        self._compiled, prepared = compile_graph(self.graph, self.name)
+        self._compiled, prepared, self._compile_info = compile_graph(self.graph, self.name)
         self._bind(self._compiled, variables_of(prepared))
         self._debug: Optional[Compiled] = None
 
@@ -92,8 +92,9 @@ class Function:
 
     @property
     def compile_info(self) -> dict:
-        return {"key": self._compiled.key, "cache_hit": self._compiled.cache_hit,
-                "timings": dict(self._compiled.timings)}
+        """What creating this function did: memo_hit (reused a compiled function of this
+        process), cache_hit (no compiler ran), and seconds per phase."""
+        return {"key": self._compiled.key, **self._compile_info}
 
     # ---- debug mode -------------------------------------------------------------------------
     def _check_against_reference(self, inputs) -> None:
@@ -102,7 +103,7 @@ class Function:
         if self._debug is None:
             # compile the optimized graph with every intermediate value as an output
             dbg_graph = Graph(g.inputs, tuple(watched), ())
-            self._debug, _ = compile_graph(dbg_graph, self.name + " (debug)")
+            self._debug, _, _ = compile_graph(dbg_graph, self.name + " (debug)")
         from . import _runtime
         variables = variables_of(self._debug.optimized)
         dv = [variables[p] for p in self._debug.variable_positions]

@@ -188,22 +188,34 @@ class Executable {
   void set_name(const std::string &n) { name_ = n; }
 
  private:
-  // Accepts any array-like whose dtype converts to the input's dtype without changing kind
-  // (float64 -> float32 is allowed, float -> int is not), with the declared rank and static dims.
+  // Accepts an array whose dtype converts to the input's dtype without changing kind (float64 ->
+  // float32 is allowed, float -> int is not), or Python numbers and lists that fit the dtype;
+  // then requires the declared rank and static dims.
   py::array convert(size_t i, py::handle obj) {
     const InputSpec &s = specs_[i];
     py::array a;
+    auto what = [&] { return name_ + ": input '" + s.name + "' (#" + std::to_string(i) + ")"; };
     if (py::isinstance<py::array>(obj)) {
       a = py::reinterpret_borrow<py::array>(obj);
+      if (a.dtype().num() != s.num) {
+        if (!numpy_.attr("can_cast")(a.dtype(), s.np_dtype, "same_kind").cast<bool>())
+          throw py::value_error(what() + " has dtype " + py::str(a.dtype()).cast<std::string>() +
+                                ", which does not convert to " + py::str(s.np_dtype).cast<std::string>() +
+                                " without changing kind");
+        a = a.attr("astype")(s.np_dtype);
+      }
     } else {
-      a = numpy_.attr("asarray")(obj);
-    }
-    if (a.dtype().num() != s.num) {
-      if (!numpy_.attr("can_cast")(a.dtype(), s.np_dtype, "same_kind").cast<bool>())
-        throw py::value_error(name_ + ": input '" + s.name + "' (#" + std::to_string(i) + ") has dtype " +
-                              py::str(a.dtype()).cast<std::string>() + ", which does not convert to " +
-                              py::str(s.np_dtype).cast<std::string>() + " without changing kind");
-      a = a.attr("astype")(s.np_dtype);
+      // Python values (Keras feeds the learning phase as the int 1): numpy checks they fit
+      py::array probe = numpy_.attr("asarray")(obj);
+      const char kind = probe.dtype().kind(), want = s.np_dtype.kind();
+      if ((kind == 'f' && want != 'f') || kind == 'O' || kind == 'U' || kind == 'S')
+        throw py::value_error(what() + " got a value of dtype " + py::str(probe.dtype()).cast<std::string>() +
+                              ", which does not convert to " + py::str(s.np_dtype).cast<std::string>());
+      try {
+        a = numpy_.attr("asarray")(obj, s.np_dtype);
+      } catch (py::error_already_set &e) {
+        throw py::value_error(what() + ": " + std::string(e.what()));
+      }
     }
     if (static_cast<size_t>(a.ndim()) != s.shape.size())
       throw py::value_error(name_ + ": input '" + s.name + "' (#" + std::to_string(i) + ") expects rank " +

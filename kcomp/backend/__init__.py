@@ -5,10 +5,11 @@ code. The surface follows Keras 2.3.1 (../shared/keras2-backend-api.md); what th
 not provide yet is listed by `kcomp check-backend kcomp.backend`.
 """
 from . import compat  # noqa: F401  (Keras 2.3.1 on Python 3.11 / numpy 2; see compat.py)
+from .pending import *  # noqa: F401,F403  (names not implemented yet; they raise when called)
 from .config import (backend, cast_to_floatx, clear_session, epsilon, floatx, get_uid,
                      image_data_format, learning_phase, manual_variable_initialization,
                      name_scope, normalize_data_format, reset_uids, set_epsilon, set_floatx,
-                     set_image_data_format, set_learning_phase)
+                     set_image_data_format, set_learning_phase, symbolic, eager)
 from .elementwise import (abs, clip, cos, equal, exp, greater, greater_equal, less, less_equal,
                           log, maximum, minimum, not_equal, pow, round, sign, sin, sqrt, square,
                           switch)

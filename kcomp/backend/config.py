@@ -114,6 +114,16 @@ def normalize_data_format(value):
     return data_format
 
 
+def symbolic(func):
+    """Keras's decorator for graph-mode-only functions: kcomp is always symbolic."""
+    return func
+
+
+def eager(func):
+    """Keras's decorator for functions that may run eagerly: kcomp runs them symbolically."""
+    return func
+
+
 def cast_to_floatx(x) -> np.ndarray:
     return np.asarray(x, dtype=floatx())
 

@@ -165,7 +165,7 @@ def getitem(x: Tensor, key) -> Tensor:
             expanded.append(k)
     if Ellipsis not in key:
         expanded.extend([slice(None)] * (x.ndim - n_real))
-    specs, out_dims, axis = [], [], 0
+    specs, out_dims, indexed, axis = [], [], [], 0
     for k in expanded:
         if k is None:
             out_dims.append(("new",))
@@ -182,12 +182,16 @@ def getitem(x: Tensor, key) -> Tensor:
             # an int index on an unknown extent is a length-1 slice, checked at run time
             specs.append((i, i + 1 if i != -1 else None, 1))
             out_dims.append(("drop", axis))
+            if not isinstance(d, int):
+                indexed.append(axis)
         axis += 1
     y = x
     if any(s != (None, None, 1) for s in specs):
-        y = apply1("slice", [x], {"specs": tuple(specs)})
-    # drop indexed axes and add new ones; for an unknown extent, the reshape's element-count
-    # check is what rejects an index that is out of range at run time
+        attrs = {"specs": tuple(specs)}
+        if indexed:
+            attrs["indexed"] = tuple(indexed)
+        y = apply1("slice", [x], attrs)
+    # drop indexed axes (now of size 1) and add new ones
     dims = tuple(1 if o[0] == "new" else y.dims[o[1]] for o in out_dims if o[0] != "drop")
     if dims != y.dims:
         y = apply1("reshape", [y], {"dims": dims})
@@ -205,14 +209,14 @@ def shape_value(t: Tensor):
     products of extents, ...), as a tuple of dims; None when they depend on data."""
     n = t.node
     op = n.op.name
-    vals = [shape_value(i) for i in n.inputs] if op != "constant" else []
-    if any(v is None for v in vals):
-        return None
+    if op == "shape_of":
+        return tuple(n.inputs[0].dims)
     if op == "constant":
         v = n.attrs["value"]
         return tuple(int(x) for x in v.reshape(-1)) if v.dtype.kind in "iu" else None
-    if op == "shape_of":
-        return tuple(n.inputs[0].dims)
+    vals = [shape_value(i) for i in n.inputs]
+    if any(v is None for v in vals):
+        return None
     if op in ("cast", "reshape", "identity"):
         return vals[0]
     if op == "slice" and t.ndim == 1:

@@ -32,7 +32,7 @@ def describe(value):
         if value.size <= 16:
             return ["array", value.dtype.name, list(value.shape),
                     [describe(v) for v in value.ravel().tolist()]]
-        digest = hashlib.sha256(np.ascontiguousarray(value).view(np.uint8)).hexdigest()
+        digest = hashlib.sha256(np.ascontiguousarray(value.reshape(-1)).view(np.uint8)).hexdigest()
         return ["array", value.dtype.name, list(value.shape), digest]
     if isinstance(value, (tuple, list)):
         return [describe(v) for v in value]

@@ -45,10 +45,10 @@ class Env:
     def check(self, node: Node) -> None:
         for kind, a, b, where in node.checks:
             va, vb = self.dim(a), self.dim(b)
-            ok = va == vb if kind == "same" else (va == vb or va == 1 or vb == 1)
-            if not ok:
-                raise ValueError(f"{where}: dimensions {va} and {vb} "
-                                 f"{'differ' if kind == 'same' else 'do not broadcast'}")
+            if kind == "same" and va != vb:
+                raise ValueError(f"{where}: {va} vs {vb}")
+            if kind == "bcast" and not (va == vb or va == 1 or vb == 1):
+                raise ValueError(f"{where}: dimensions do not broadcast: {va} vs {vb}")
 
 
 def run_node(node: Node, inputs: List[np.ndarray], env: Env) -> List[np.ndarray]:

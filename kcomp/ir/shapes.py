@@ -177,11 +177,12 @@ def bcast(a: Dim, b: Dim, where: str = "broadcast") -> Dim:
 
 
 def same(a: Dim, b: Dim, where: str) -> Dim:
-    """An extent that two operands must share (matrix product depth, concat side dims, ...)."""
+    """An extent that two operands must share (matrix product depth, concat side dims, ...).
+    `where` is the whole error message ("dot: contracted dimensions differ")."""
     if a == b:
         return a
     if isinstance(a, int) and isinstance(b, int):
-        raise ValueError(f"{where}: dimensions {a} and {b} differ")
+        raise ValueError(f"{where}: {a} vs {b}")
     _require("same", a, b, where)
     return a if isinstance(a, int) or (isinstance(b, Sym) and a.key() <= b.key()) else b
 

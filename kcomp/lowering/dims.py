@@ -64,7 +64,7 @@ class DimTable:
     def check(self, kind: str, a: S.Dim, b: S.Dim, where: str) -> None:
         ea, eb = self.expr(a), self.expr(b)
         if kind == "same":
-            msg = c_string(f"{where}: dimensions differ")
+            msg = c_string(where)
             self.lines.append(Code(f"if ({ea} != {eb}) return kc::fail_dims(c, {msg}, {ea}, {eb});"))
         else:
             msg = c_string(f"{where}: dimensions do not broadcast")

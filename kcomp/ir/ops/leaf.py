@@ -32,7 +32,7 @@ def placeholder(dtype: DType, shape, name: str | None = None, sparse: bool = Fal
     """shape: ints and None (a fresh symbolic extent per None)."""
     dims = tuple(S.fresh() if d is None else _static_dim(d) for d in shape)
     if default is not None:
-        default = np.ascontiguousarray(default, dtype=dtype.np)
+        default = np.array(default, dtype=dtype.np)
         if any(not isinstance(d, int) for d in dims) or default.shape != dims:
             raise ValueError(f"placeholder {name!r}: a default value needs a static shape "
                              f"equal to the default's {default.shape}")

@@ -28,7 +28,7 @@ def _dot_infer(types, attrs):
         raise shape_error("dot", "operands must have rank >= 1", x, y)
     ky = y.dims[0] if y.ndim == 1 else y.dims[-2]
     try:
-        S.same(x.dims[-1], ky, "dot")
+        S.same(x.dims[-1], ky, "dot: contracted dimensions differ")
     except ValueError:
         raise shape_error("dot", f"contracted dimensions {x.dims[-1]} and {ky} differ", x, y) \
             from None
@@ -68,11 +68,11 @@ def _batch_dot_infer(types, attrs):
     if x.dtype != y.dtype or x.dtype.is_bool:
         raise shape_error("batch_dot", "operands must share one non-bool dtype", x, y)
     try:
-        b = S.same(x.dims[0], y.dims[0], "batch_dot")
+        b = S.same(x.dims[0], y.dims[0], "batch_dot: batch sizes differ")
     except ValueError:
         raise shape_error("batch_dot", "batch sizes differ", x, y) from None
     try:
-        S.same(x.dims[ax], y.dims[ay], "batch_dot")
+        S.same(x.dims[ax], y.dims[ay], "batch_dot: contracted dimensions differ")
     except ValueError:
         raise shape_error("batch_dot", f"x.shape[{ax}] != y.shape[{ay}]", x, y) from None
     dims = (b,) + tuple(d for i, d in enumerate(x.dims) if i not in (0, ax)) + \

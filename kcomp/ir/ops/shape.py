@@ -16,7 +16,7 @@ from ..registry import register, shape_error
 
 def _one(fn):
     """Reference of a single-input, single-output op."""
-    return lambda values, attrs, out_types: [np.ascontiguousarray(fn(values[0], attrs))]
+    return lambda values, attrs, out_types: [np.array(fn(values[0], attrs))]
 
 
 # ---- reshape (a view) -------------------------------------------------------------------------
@@ -27,7 +27,7 @@ def _reshape_infer(types, attrs):
     if S.is_static(S.size(t.dims)) and S.is_static(S.size(dims)) and S.size(t.dims) != S.size(dims):
         raise shape_error("reshape", f"cannot reshape {S.size(t.dims)} elements into "
                           f"{S.fmt(dims)}", t)
-    S.same(S.size(t.dims), S.size(dims), "reshape: element count")
+    S.same(S.size(t.dims), S.size(dims), "reshape: element counts differ")
     return [TensorType(t.dtype, dims)]
 
 
@@ -68,7 +68,7 @@ def _broadcast_infer(types, attrs):
 
 
 register("broadcast_to", "other", _broadcast_infer,
-         lambda v, a, o: [np.ascontiguousarray(np.broadcast_to(v[0], o[0].dims))], exact=True,
+         lambda v, a, o: [np.array(np.broadcast_to(v[0], o[0].dims))], exact=True,
          doc="attrs: dims")
 
 
@@ -80,16 +80,21 @@ def _slice_infer(types, attrs):
     if len(specs) != t.ndim:
         raise shape_error("slice", f"{len(specs)} slices for rank {t.ndim}", t)
     dims = []
-    for d, (start, stop, step) in zip(t.dims, specs):
+    for a, (d, (start, stop, step)) in enumerate(zip(t.dims, specs)):
         if step == 0:
             raise shape_error("slice", "slice step cannot be zero", t)
-        dims.append(S.slice_len(d, start, stop, step))
+        n = S.slice_len(d, start, stop, step)
+        if a in attrs.get("indexed", ()):
+            # x[i] on an unknown extent: exactly one item must be selected at run time
+            n = S.same(n, 1, f"index {start} is out of range for axis {a} (items selected vs 1)")
+        dims.append(n)
     return [TensorType(t.dtype, tuple(dims))]
 
 
 register("slice", "other", _slice_infer,
          _one(lambda x, a: x[tuple(slice(*s) for s in a["specs"])]), exact=True,
-         doc="attrs: specs, one (start, stop, step) per axis with Python slice semantics")
+         doc="attrs: specs, one (start, stop, step) per axis with Python slice semantics; "
+             "indexed, the axes indexed by an int (one item, checked at run time)")
 
 
 # ---- concatenate -------------------------------------------------------------------------------
@@ -106,7 +111,7 @@ def _concat_infer(types, attrs):
                 dims[i] = S.add(dims[i], d)
             else:
                 try:
-                    dims[i] = S.same(dims[i], d, "concatenate")
+                    dims[i] = S.same(dims[i], d, f"concatenate: dimension {i} differs")
                 except ValueError:
                     raise shape_error("concatenate", f"dimension {i} differs", *types) from None
     return [TensorType(first.dtype, tuple(dims))]

@@ -1,11 +1,13 @@
 """Fusion grouping: partitions a graph's computing nodes into kernels.
 
-A chain (more generally a DAG) of elementwise nodes over one iteration shape becomes one group,
-lowered to one loop nest in which only the values needed outside the group are stored. A
-producer joins its consumers' group when all its consumers are in that group, its shape is the
-group's iteration shape, and joining creates no cycle between groups. A producer whose shape is
-smaller (a broadcast operand) stays a kernel of its own, so it is computed once, not per element.
-Every other node is a group by itself.
+Elementwise nodes over one iteration shape become one group, lowered to one loop nest in which
+only the values needed outside the group are stored. Walking from the outputs back, a producer
+joins its consumers' group when its shape is the group's iteration shape and every consumer is
+in that group; when its consumers sit in several such groups that do not depend on each other,
+those groups merge first (sibling fusion: `e = exp(x); e + 1, e * 2` is one loop computing exp
+once). A producer of a smaller shape (a broadcast operand) stays a kernel of its own, computed
+once rather than per element. Every other node is a group by itself. Groups never form cycles:
+a merge is refused when any path between the parts leaves the group.
 """
 from __future__ import annotations
 
@@ -17,8 +19,8 @@ from ..graph import Graph, Node, Tensor, consumers
 
 @dataclass
 class Group:
-    members: List[Node]              # in topological order; the last is the root
-    stored: List[Tensor] = field(default_factory=list)  # outputs needed outside the group
+    members: List[Node]                                   # in topological order
+    stored: List[Tensor] = field(default_factory=list)    # values needed outside the group
 
     @property
     def root(self) -> Node:
@@ -30,15 +32,15 @@ class Group:
 
 
 def fuse(graph: Graph, materialize: Set[int] = frozenset()) -> List[Group]:
-    """Groups of the graph's non-leaf, non-view nodes in a valid execution order.
+    """Groups of the graph's computing nodes, in an order that respects their dependencies.
     `materialize`: uids of nodes whose outputs must be stored even when only used inside a group
-    (debug mode stores every node)."""
-    nodes = [n for n in graph.nodes()]
+    (debug mode checks every value)."""
+    nodes = graph.nodes()
     pos = {n.uid: i for i, n in enumerate(nodes)}
     users = consumers(nodes)
     roots = {(t.node.uid, t.index) for t in graph.roots()}
 
-    # ancestors as bitsets, to keep groups free of cycles
+    # ancestors of each node as a bitset over positions
     anc: Dict[int, int] = {}
     for n in nodes:
         bits = 0
@@ -46,43 +48,76 @@ def fuse(graph: Graph, materialize: Set[int] = frozenset()) -> List[Group]:
             bits |= anc[t.node.uid] | (1 << pos[t.node.uid])
         anc[n.uid] = bits
 
-    group_of: Dict[int, int] = {}     # node uid -> group id
+    group_of: Dict[int, int] = {}
     members: Dict[int, List[Node]] = {}
-    member_bits: Dict[int, int] = {}
+    bits: Dict[int, int] = {}       # members of a group
+    ancestors: Dict[int, int] = {}  # ancestors of a group's members
+
+    def elementwise_group(gid, dims) -> bool:
+        root = members[gid][0]
+        return root.op.kind == "elementwise" and root.outputs[0].type.dims == dims
+
+    def merge(a: int, b: int) -> int:
+        for m in members[b]:
+            group_of[m.uid] = a
+        members[a] += members.pop(b)
+        bits[a] |= bits.pop(b)
+        ancestors[a] |= ancestors.pop(b)
+        return a
+
     for n in reversed(nodes):
         if n.op.kind in ("leaf", "view"):
             continue
         target = None
         us = users[n.uid]
-        if n.op.kind == "elementwise" and us and n.uid not in materialize:
-            gids = {group_of.get(u.uid) for u in us}
-            if len(gids) == 1 and None not in gids:
-                gid = gids.pop()
-                root = members[gid][-1]
-                if root.op.kind == "elementwise" and \
-                        n.outputs[0].type.dims == root.outputs[0].type.dims and \
-                        not (member_bits[gid] & anc[n.uid]):
-                    target = gid
+        if n.op.kind == "elementwise" and us and all(u.uid in group_of for u in us):
+            dims = n.outputs[0].type.dims
+            gids = sorted({group_of[u.uid] for u in us})
+            if all(elementwise_group(g, dims) for g in gids):
+                target = gids[0]
+                for g in gids[1:]:
+                    independent = not (ancestors[target] & bits[g]) and \
+                        not (ancestors[g] & bits[target])
+                    if not independent:
+                        target = None
+                        break
+                    target = merge(target, g)
+                if target is not None and bits[target] & anc[n.uid]:
+                    target = None  # a path from the group back to n leaves the group
         if target is None:
-            target = len(members)
-            members[target] = []
-            member_bits[target] = 0
-        members[target].insert(0, n)
-        member_bits[target] |= 1 << pos[n.uid]
+            target = n.uid
+            members[target], bits[target], ancestors[target] = [], 0, 0
+        members[target].append(n)
+        bits[target] |= 1 << pos[n.uid]
+        ancestors[target] |= anc[n.uid]
         group_of[n.uid] = target
 
-    groups = []
+    groups: Dict[int, Group] = {}
     for gid, ms in members.items():
         ms.sort(key=lambda m: pos[m.uid])
         g = Group(ms)
         for m in ms:
             for i, t in enumerate(m.outputs):
-                outside = any(group_of.get(u.uid) != gid for u in users[m.uid]) or \
-                    (m.uid, i) in roots or m.uid in materialize or m is g.root
-                if outside:
+                if any(group_of.get(u.uid) != gid for u in users[m.uid]) or \
+                        (m.uid, i) in roots or m.uid in materialize or not users[m.uid]:
                     g.stored.append(t)
-        groups.append(g)
-    # execution order: by the position of each group's root (a group only reads values made by
-    # groups whose roots come earlier, because members precede their group's root)
-    groups.sort(key=lambda g: pos[g.root.uid])
-    return groups
+        groups[gid] = g
+    return _schedule(groups, group_of, pos)
+
+
+def _schedule(groups: Dict[int, Group], group_of: Dict[int, int], pos) -> List[Group]:
+    """Groups in dependency order (ties: earliest last member first)."""
+    deps = {gid: {group_of[t.node.uid] for m in g.members for t in m.inputs
+                  if t.node.uid in group_of} - {gid} for gid, g in groups.items()}
+    order: List[Group] = []
+    done: Set[int] = set()
+    pending = sorted(groups, key=lambda gid: pos[groups[gid].root.uid])
+    while pending:
+        for i, gid in enumerate(pending):
+            if deps[gid] <= done:
+                order.append(groups[pending.pop(i)])
+                done.add(gid)
+                break
+        else:
+            raise AssertionError("fusion produced a cycle between groups")
+    return order

@@ -1,0 +1,487 @@
+"""The `kcomp` command line.
+
+    kcomp info [--json]          versions, kernel library, C++ toolchain, CPU, CUDA, cache
+    kcomp cache list|clear|path  the compile cache
+    kcomp demo [--batch N] [--fresh]
+                                 compile a small MLP, check it, time compile, load and calls
+
+Heavy modules (numpy, the backend, the runtime) are imported by the commands that need them,
+so that `kcomp --version` and `kcomp cache path` stay instant.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+NOT_FOUND = "not found"
+
+
+# ---- formatting ----------------------------------------------------------------------------
+
+def human_size(n: int) -> str:
+    if n < 1024:
+        return f"{n} B"
+    for unit in ("KiB", "MiB", "GiB"):
+        n /= 1024
+        if n < 1024:
+            break
+    return f"{n:.1f} {unit}"
+
+
+def human_duration(seconds: float) -> str:
+    if seconds >= 1:
+        return f"{seconds:.2f} s"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.3g} ms"
+    return f"{seconds * 1e6:.3g} us"
+
+
+def human_age(seconds: float) -> str:
+    for limit, unit, div in ((120, "s", 1), (7200, "min", 60), (172800, "h", 3600)):
+        if seconds < limit:
+            return f"{max(seconds, 0) / div:.0f} {unit}"
+    return f"{seconds / 86400:.0f} d"
+
+
+def entries_text(n: int) -> str:
+    return f"{n} {'entry' if n == 1 else 'entries'}"
+
+
+def print_rows(rows) -> None:
+    width = max(len(label) for label, _ in rows)
+    for label, value in rows:
+        print(f"{label:<{width}}  {value}")
+
+
+# ---- kcomp info ----------------------------------------------------------------------------
+
+def _try(fn):
+    """fn(), or 'unavailable (why)': info reports what it can and never fails on one piece."""
+    try:
+        return fn()
+    except Exception as e:  # any failure of one piece is that piece's answer
+        why = str(e).strip().splitlines()
+        return f"unavailable ({why[0]})" if why else "unavailable"
+
+
+def _kernels() -> dict:
+    from . import _runtime
+    return {"isa": _runtime.kernels_isa(), "threads": _runtime.num_threads()}
+
+
+def _toolchain() -> dict:
+    from .build.toolchain import toolchain
+    tc = toolchain()
+    return {"cxx": tc.cxx, "compiler": tc.compiler, "target": tc.target, "flags": list(tc.flags),
+            "ninja": tc.ninja, "probe_seconds": tc.probe_seconds}
+
+
+def _tools() -> dict:
+    from . import _paths
+    return {name: _try(lambda: _paths.tool(name)) for name in ("cmake", "ninja")}
+
+
+def _cpu() -> dict:
+    info = {}
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            info.setdefault(key.strip(), value.strip())  # the first CPU speaks for all
+    flags = set((info.get("flags") or info.get("Features") or "").split())
+    return {"model": info.get("model name") or platform.processor() or platform.machine(),
+            **{feature: feature in flags for feature in ("avx2", "avx512f", "fma")}}
+
+
+def _run_tool(cmd) -> str:
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                       errors="replace", timeout=20)
+    if p.returncode != 0:
+        raise RuntimeError(p.stdout.strip() or f"{cmd[0]} exited with {p.returncode}")
+    return p.stdout
+
+
+def _cuda() -> dict:
+    nvcc = shutil.which("nvcc")
+    if not nvcc:
+        return {"nvcc": NOT_FOUND, "version": NOT_FOUND}
+
+    def version():
+        lines = _run_tool([nvcc, "--version"]).splitlines()
+        return next((ln for ln in lines if "release" in ln), lines[-1]).strip()
+    return {"nvcc": nvcc, "version": _try(version)}
+
+
+def _gpus():
+    """nvidia-smi's list of GPUs, or 'no GPU' (with the reason when nvidia-smi exists)."""
+    smi = shutil.which("nvidia-smi")
+    if not smi:
+        return "no GPU"
+    try:
+        return [ln.strip() for ln in _run_tool([smi, "-L"]).splitlines() if ln.strip()]
+    except (OSError, RuntimeError, subprocess.TimeoutExpired) as e:
+        return f"no GPU ({str(e).strip().splitlines()[0]})"
+
+
+def _cache() -> dict:
+    from .build.cache import default_cache
+    cache = default_cache()
+    size = cache.size_bytes()
+    return {"root": cache.root, "entries": len(cache.entries()), "size_bytes": size,
+            "size": human_size(size)}
+
+
+def _environment() -> dict:
+    # every KCOMP_* variable, so that a misspelt one shows (info_rows marks it)
+    return {k: v for k, v in sorted(os.environ.items()) if k.startswith("KCOMP_")}
+
+
+def collect_info() -> dict:
+    import numpy
+    from . import __version__
+    return {
+        "kcomp": __version__,
+        "python": {"version": platform.python_version(), "executable": sys.executable},
+        "numpy": numpy.__version__,
+        "kernels": _try(_kernels),
+        "toolchain": _try(_toolchain),
+        "tools": _tools(),
+        "cpu": _try(_cpu),
+        "cuda": _cuda(),
+        "gpu": _gpus(),
+        "cache": _try(_cache),
+        "environment": _environment(),
+    }
+
+
+def _or(value, fmt):
+    """fmt(value), unless value is a string already: a piece not found or unavailable."""
+    return value if isinstance(value, str) else fmt(value)
+
+
+def info_rows(info: dict) -> list:
+    from .config import VARIABLES
+    tc = info["toolchain"]
+    rows = [
+        ("kcomp", info["kcomp"]),
+        ("python", f"{info['python']['version']} ({info['python']['executable']})"),
+        ("numpy", info["numpy"]),
+        ("kernels", _or(info["kernels"], lambda k: f"{k['isa']} ISA, {k['threads']} threads")),
+        ("c++ compiler", _or(tc, lambda t: f"{t['compiler']} ({t['cxx']})")),
+    ]
+    if not isinstance(tc, str):
+        rows += [("target", tc["target"]), ("cxx flags", " ".join(tc["flags"])),
+                 ("toolchain probe", human_duration(tc["probe_seconds"]))]
+    rows += [
+        ("cmake", info["tools"]["cmake"]),
+        ("ninja", info["tools"]["ninja"]),
+        ("cpu", _or(info["cpu"], lambda c: f"{c['model']} (" + ", ".join(
+            f"{k} {'yes' if c[k] else 'no'}" for k in ("avx2", "avx512f", "fma")) + ")")),
+        ("cuda", info["cuda"]["nvcc"] if info["cuda"]["nvcc"] == NOT_FOUND
+         else f"{info['cuda']['version']} ({info['cuda']['nvcc']})"),
+        ("gpu", _or(info["gpu"], "; ".join)),
+        ("cache", _or(info["cache"], lambda c: f"{c['root']} ({entries_text(c['entries'])}, "
+                                               f"{c['size']})")),
+    ]
+    env = [(k, v if k in VARIABLES else f"{v}  (not a kcomp setting)")
+           for k, v in info["environment"].items()]
+    rows += [("environment", "no KCOMP_* variables set")] if not env else \
+        [("environment" if i == 0 else "", f"{k}={v}") for i, (k, v) in enumerate(env)]
+    return rows
+
+
+def cmd_info(args) -> int:
+    info = collect_info()
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        print_rows(info_rows(info))
+    return 0
+
+
+# ---- kcomp cache ---------------------------------------------------------------------------
+
+def cmd_cache_list(args) -> int:
+    from .build.cache import default_cache
+    cache = default_cache()
+    entries = cache.entries()
+    now = time.time()
+    rows = [("KEY", "SIZE", "CREATED", "AGE", "COMPILER", "PATH")]
+    for e in entries:
+        created = e.meta.get("created", 0)
+        rows.append((e.key[:16], human_size(e.meta.get("lib_size", 0)),
+                     time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(created)),
+                     human_age(now - created), e.meta.get("compiler", "?"), e.path))
+    if entries:
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+        for r in rows:
+            print("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
+    libs = sum(e.meta.get("lib_size", 0) for e in entries)
+    print(f"{entries_text(len(entries))}, {human_size(libs)} of libraries; "
+          f"{human_size(cache.size_bytes())} in all under {cache.root}")
+    return 0
+
+
+def cmd_cache_clear(args) -> int:
+    from .build.cache import default_cache
+    cache = default_cache()
+    # counted here: Cache.clear() returns the number of key shards removed, not of entries
+    entries = len(cache.entries())
+    before = cache.size_bytes()
+    cache.clear()
+    freed = before - cache.size_bytes()
+    print(f"removed {entries_text(entries)}, freed {human_size(freed)} from {cache.root}")
+    return 0
+
+
+def cmd_cache_path(args) -> int:
+    from .config import cache_dir
+    print(cache_dir())
+    return 0
+
+
+# ---- kcomp demo ----------------------------------------------------------------------------
+
+DEMO_LAYERS = (784, 256, 10)
+TOLERANCE = 1e-4
+CALLS = 200
+
+# Rebuilds the demo's function in a fresh interpreter: only the disk cache can help it there.
+_LOAD_SCRIPT = """
+import json, time
+import kcomp.backend as K
+from kcomp.cli import demo_model
+x, y, _ = demo_model()
+t = time.perf_counter()
+f = K.function([x], [y])
+print(json.dumps(dict(f.compile_info, seconds=time.perf_counter() - t)))
+"""
+
+
+def demo_weights() -> dict:
+    import numpy as np
+    rng = np.random.default_rng(0)
+    n_in, n_hidden, n_out = DEMO_LAYERS
+
+    def rand(*shape):
+        return (rng.standard_normal(shape) * 0.05).astype(np.float32)
+    # biases are nonzero so that the check covers the bias adds too
+    return {"W1": rand(n_in, n_hidden), "b1": rand(n_hidden),
+            "W2": rand(n_hidden, n_out), "b2": rand(n_out)}
+
+
+def demo_model():
+    """(input placeholder, softmax output, numpy weights) of the demo's two-layer MLP."""
+    import kcomp.backend as K
+    w = demo_weights()
+    x = K.placeholder((None, DEMO_LAYERS[0]))
+    h = K.relu(K.dot(x, K.variable(w["W1"])) + K.variable(w["b1"]))
+    y = K.softmax(K.dot(h, K.variable(w["W2"])) + K.variable(w["b2"]))
+    return x, y, w
+
+
+def numpy_forward(batch, w):
+    """The same MLP written directly in numpy: the independent reference and the speed baseline."""
+    import numpy as np
+    h = np.maximum(batch @ w["W1"] + w["b1"], 0)
+    z = h @ w["W2"] + w["b2"]
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def max_abs_error(got, want) -> float:
+    import numpy as np
+    return float(np.max(np.abs(got.astype(np.float64) - want.astype(np.float64))))
+
+
+def median_seconds(fn, calls: int = CALLS) -> float:
+    for _ in range(10):  # warm-up: caches, thread pool, page faults
+        fn()
+    times = []
+    for _ in range(calls):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def load_in_new_process() -> dict:
+    p = subprocess.run([sys.executable, "-c", _LOAD_SCRIPT], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True, timeout=600)
+    if p.returncode != 0:
+        raise RuntimeError(f"the new process failed to load the demo function:\n"
+                           f"{p.stderr.strip()[-2000:]}")
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+@contextlib.contextmanager
+def fresh_cache_dir(enabled: bool):
+    """With enabled, a new empty KCOMP_CACHE_DIR for the block (and its child processes)."""
+    if not enabled:
+        yield
+        return
+    old = os.environ.get("KCOMP_CACHE_DIR")
+    os.environ["KCOMP_CACHE_DIR"] = tempfile.mkdtemp(prefix="kcomp-demo-")
+    try:
+        yield
+    finally:
+        shutil.rmtree(os.environ["KCOMP_CACHE_DIR"], ignore_errors=True)
+        if old is None:
+            del os.environ["KCOMP_CACHE_DIR"]
+        else:
+            os.environ["KCOMP_CACHE_DIR"] = old
+
+
+def _compile_rows(info: dict, seconds: float) -> list:
+    timings = info["timings"]
+    # phases under a millisecond are noise beside the build; they are summed as "other"
+    big = {k: v for k, v in timings.items() if v >= 1e-3}
+    phases = [f"{k} {human_duration(v)}" for k, v in big.items()]
+    if len(big) < len(timings):
+        phases.append(f"other {human_duration(sum(timings.values()) - sum(big.values()))}")
+    if info.get("memo_hit"):
+        how = "memo hit, compiled earlier in this process"
+    elif info["cache_hit"]:
+        how = "cache hit, loaded from disk"
+    else:
+        how = "cache miss, the C++ compiler ran"
+    return [("compile", f"{human_duration(sum(info['timings'].values()))}  first K.function "
+                        f"call: {how} (wall {human_duration(seconds)})"),
+            ("", ", ".join(phases))]
+
+
+def run_demo(batch_rows: int, fresh: bool) -> int:
+    import numpy as np
+    import kcomp.backend as K
+    from .build.cache import default_cache
+    from .build.toolchain import toolchain
+    from .ir.graph import Graph
+    from .ir.interpret import evaluate
+
+    n_in, n_hidden, n_out = DEMO_LAYERS
+    print(f"kcomp demo: MLP {n_in}-{n_hidden}-{n_out} (relu, softmax), float32, "
+          f"batch {batch_rows}")
+    rows = [("cache", default_cache().root + ("  (fresh, removed at exit)" if fresh else ""))]
+
+    # resolve the toolchain first so that the compile time below is the function's own
+    t = time.perf_counter()
+    tc = toolchain()
+    rows.append(("toolchain", f"{tc.compiler}, ready in {human_duration(time.perf_counter() - t)}"))
+
+    x, y, w = demo_model()
+    t = time.perf_counter()
+    f = K.function([x], [y])
+    first = f.compile_info
+    rows += _compile_rows(first, time.perf_counter() - t)
+
+    loaded = load_in_new_process()
+    problems = []
+    if not loaded["cache_hit"] or loaded["key"] != first["key"]:
+        problems.append("the new process did not find the function in the disk cache")
+    rows.append(("disk load", f"{human_duration(loaded['seconds'])}  K.function in a new process: "
+                              + ("cache hit, no compiler ran" if loaded["cache_hit"]
+                                 else "CACHE MISS, the compiler ran")))
+
+    t = time.perf_counter()
+    K.function([x], [y])
+    rows.append(("memo hit", f"{human_duration(time.perf_counter() - t)}  K.function again "
+                             f"in this process"))
+
+    batch = np.random.default_rng(1).standard_normal((batch_rows, n_in)).astype(np.float32)
+    got = f([batch])[0]
+    (interpreted,), _ = evaluate(Graph((x,), (y,), ()), [batch])
+    errors = {"reference interpreter": max_abs_error(got, interpreted),
+              "plain numpy": max_abs_error(got, numpy_forward(batch, w))}
+    worst = max(errors.values())
+    if worst > TOLERANCE:
+        problems.append(f"max abs error {worst:.1e} exceeds the tolerance {TOLERANCE:.0e}")
+    rows.append(("accuracy", "max abs error " + ", ".join(f"{e:.1e} vs {k}" for k, e in
+                                                         errors.items())
+                 + (f": ok (< {TOLERANCE:.0e})" if worst <= TOLERANCE else ": FAILED")))
+
+    ours = median_seconds(lambda: f([batch]))
+    theirs = median_seconds(lambda: numpy_forward(batch, w))
+    ratio = theirs / ours
+    rows.append(("per call", f"kcomp {human_duration(ours)}, numpy {human_duration(theirs)} "
+                             f"(median of {CALLS}): kcomp " +
+                 (f"{ratio:.1f}x faster" if ratio >= 1 else f"{1 / ratio:.1f}x slower")))
+    print_rows(rows)
+    for p in problems:
+        print(f"FAILED: {p}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def cmd_demo(args) -> int:
+    with fresh_cache_dir(args.fresh):
+        return run_demo(args.batch, args.fresh)
+
+
+# ---- entry point ---------------------------------------------------------------------------
+
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+    return n
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+    # --traceback is accepted before or after the subcommand
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--traceback", action="store_true", default=argparse.SUPPRESS,
+                        help="show the full Python traceback of an error")
+    parser = argparse.ArgumentParser(prog="kcomp", parents=[common],
+                                     description="kcomp: a compiling Keras 2 backend.")
+    parser.add_argument("--version", action="version", version=f"kcomp {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("info", parents=[common], help="versions, toolchain, hardware, cache")
+    p.add_argument("--json", action="store_true", help="print a JSON object")
+    p.set_defaults(run=cmd_info)
+
+    p = sub.add_parser("cache", parents=[common], help="inspect or clear the compile cache")
+    cache_sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    for name, run, text in (("list", cmd_cache_list, "one line per compiled function"),
+                            ("clear", cmd_cache_clear, "remove every cached function"),
+                            ("path", cmd_cache_path, "print the cache directory")):
+        cache_sub.add_parser(name, parents=[common], help=text).set_defaults(run=run)
+
+    p = sub.add_parser("demo", parents=[common],
+                       help="compile, check and time a small MLP")
+    p.add_argument("--batch", type=_positive_int, default=64, metavar="N",
+                   help="rows of the input batch (default 64)")
+    p.add_argument("--fresh", action="store_true",
+                   help="use a new temporary cache directory, so the compile is cold")
+    p.set_defaults(run=cmd_demo)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:
+        print("kcomp: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # `kcomp cache list | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except Exception as e:  # the one place where errors become messages
+        if getattr(args, "traceback", False):
+            raise
+        print(f"kcomp: error: {type(e).__name__}: {e}\n(run again with --traceback for the "
+              f"full traceback)", file=sys.stderr)
+        return 1

@@ -1,0 +1,27 @@
+"""Test set-up: one kcomp cache for the whole session (shared by pytest-xdist workers, which is
+itself a test of concurrent use), and helpers in tests/util.py."""
+import os
+
+import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_cache(tmp_path_factory):
+    root = tmp_path_factory.getbasetemp()
+    # xdist workers have their own basetemp under a shared parent
+    shared = root.parent if root.name.startswith("popen-gw") else root
+    path = shared / "kcomp-cache"
+    os.environ["KCOMP_CACHE_DIR"] = str(path)
+    os.environ.setdefault("KERAS_HOME", str(shared / "keras-home"))
+    yield str(path)
+
+
+@pytest.fixture
+def fresh_cache(tmp_path, monkeypatch):
+    """A private, empty cache and an empty in-process memo, for cache behaviour tests."""
+    from kcomp import compiler
+    path = tmp_path / "cache"
+    monkeypatch.setenv("KCOMP_CACHE_DIR", str(path))
+    compiler.clear_memo()
+    yield str(path)
+    compiler.clear_memo()

@@ -1,0 +1,157 @@
+"""dot and batch_dot (every axes form) against the reference and numpy, for every dtype, with
+the tuned GEMM's paths: tiny, skinny, tails, large multi-threaded, and each instruction set."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import kcomp.backend as K
+from util import assert_same, rand, run
+
+DOT_CASES = [((2, 3), (3, 4)), ((1, 1), (1, 1)), ((None, 7), (7, 1)), ((1, 13), (13, 9)),
+             ((3, 5, 4), (4, 6)), ((2, 3, 4), (5, 4, 6)), ((4,), (4, 3)), ((4,), (2, 4, 3)),
+             ((3, 4), (4,)), ((5,), (5,)), ((None, 2, 3), (3,)), ((37, 129), (129, 65))]
+
+
+def _wide(a):
+    return a.astype(np.float64 if a.dtype.kind == "f" else np.int64)
+
+
+def assert_product(got, want, exact, bound, dtype, what):
+    """A matrix product: integers exactly; floats within the classic error bound of a sum of
+    k products, |error| <= k * eps * sum|a||b| (bound = that sum, computed by the caller)."""
+    assert got.dtype == np.dtype(dtype) and got.shape == exact.shape, what
+    if dtype[0] == "i":
+        np.testing.assert_array_equal(got, exact.astype(dtype), err_msg=what)
+        return
+    eps = np.finfo(dtype).eps
+    for ref in (want.astype(np.float64), exact):
+        err = np.abs(got.astype(np.float64) - ref)
+        assert np.all(err <= 2 * eps * bound + np.finfo(dtype).tiny), \
+            f"{what}: error {err.max()} exceeds {2 * eps} * bound"
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "float16", "int32", "int64", "int8"])
+def test_dot(dtype):
+    rng = np.random.default_rng(30)
+    pairs, outs, expect = [], [], []
+    for sx, sy in DOT_CASES:
+        x, y = K.placeholder(sx, dtype=dtype), K.placeholder(sy, dtype=dtype)
+        a = rand(rng, tuple(3 if d is None else d for d in sx), dtype, -3, 3)
+        b = rand(rng, sy, dtype, -3, 3)
+        pairs += [(x, a), (y, b)]
+        outs.append(K.dot(x, y))
+        expect.append((f"dot {sx} {sy}", a, b))
+    got, want, _ = run(pairs, outs)
+    for g, w, (what, a, b) in zip(got, want, expect):
+        k = a.shape[-1]
+        bound = k * np.dot(np.abs(_wide(a)), np.abs(_wide(b))).astype(np.float64)
+        assert_product(g, w, np.dot(_wide(a), _wide(b)), bound, dtype, what)
+
+
+BATCH_DOT = [((None, 4), (None, 4), None), ((None, 4), (None, 4), 1), ((None, 3, 4), (None, 4, 5), None),
+             ((None, 3, 4), (None, 5, 4), (2, 2)), ((None, 4, 3), (None, 4, 5), (1, 1)),
+             ((None, 4, 3), (None, 5, 4), (1, 2)), ((None, 4), (None, 3, 4), (1, 2)),
+             ((None, 3, 4), (None, 4), (2, 1)), ((None, 2, 4, 3), (None, 4, 5), (2, 1)),
+             ((None, 3, 4), (None, 6, 4, 2), (2, 2)), ((None, 20), (None, 30, 20), (1, 2)),
+             ((None, 33, 17), (None, 17, 65), None)]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "float16", "int32"])
+def test_batch_dot(dtype):
+    rng = np.random.default_rng(31)
+    pairs, outs, expect = [], [], []
+    for sx, sy, axes in BATCH_DOT:
+        x, y = K.placeholder(sx, dtype=dtype), K.placeholder(sy, dtype=dtype)
+        a = rand(rng, (6,) + sx[1:], dtype, -3, 3)
+        b = rand(rng, (6,) + sy[1:], dtype, -3, 3)
+        pairs += [(x, a), (y, b)]
+        outs.append(K.batch_dot(x, y, axes))
+        expect.append((f"batch_dot {sx} {sy} {axes}", a, b, axes))
+    got, want, _ = run(pairs, outs)
+    for g, w, (what, a, b, axes) in zip(got, want, expect):
+        k = a.shape[axes if isinstance(axes, int) else axes[0] if axes else a.ndim - 1]
+        bound = k * _keras_batch_dot(np.abs(_wide(a)), np.abs(_wide(b)), axes).astype(np.float64)
+        assert_product(g, w, _keras_batch_dot(_wide(a), _wide(b), axes), bound, dtype, what)
+
+
+def _keras_batch_dot(x, y, axes):
+    """Keras 2.3.1's documented result, by loops: per batch item, np.tensordot over the axes."""
+    if axes is None:
+        axes = (x.ndim - 1, y.ndim - 1 if y.ndim == 2 else y.ndim - 2)
+    elif isinstance(axes, int):
+        axes = (axes, axes)
+    out = np.stack([np.tensordot(xi, yi, (axes[0] - 1, axes[1] - 1)) for xi, yi in zip(x, y)])
+    return out.reshape(len(x), 1) if out.ndim == 1 else out
+
+
+def test_batch_dot_keras_doc_example():
+    x = K.ones((32, 20, 1))
+    y = K.ones((32, 30, 20))
+    assert K.int_shape(K.batch_dot(x, y, axes=(1, 2))) == (32, 1, 30)
+    a = K.variable([[1, 2], [3, 4]])
+    b = K.variable([[5, 6], [7, 8]])
+    np.testing.assert_array_equal(K.eval(K.batch_dot(a, b, axes=1)), [[17], [53]])
+
+
+def test_large_gemm_multithreaded_and_accurate():
+    rng = np.random.default_rng(32)
+    x, y = K.placeholder((None, 513)), K.placeholder((513, 301))
+    z = K.placeholder((None, 64, 96), dtype="float64")
+    a, b = rand(rng, (257, 513), "float32"), rand(rng, (513, 301), "float32")
+    c = rand(rng, (9, 64, 96), "float64")
+    got, want, _ = run([(x, a), (y, b), (z, c)], [K.dot(x, y), K.batch_dot(z, z, (2, 2)),
+                                                  K.dot(K.transpose(y), K.transpose(x))])
+    bound = 513 * (np.abs(_wide(a)) @ np.abs(_wide(b)))
+    assert_product(got[0], want[0], _wide(a) @ _wide(b), bound, "float32", "dot")
+    assert_product(got[1], want[1], np.einsum("bik,bjk->bij", c, c),
+                   96 * np.einsum("bik,bjk->bij", np.abs(c), np.abs(c)), "float64", "batch_dot")
+    assert_product(got[2], want[2], (_wide(a) @ _wide(b)).T, bound.T, "float32", "dot of transposes")
+
+
+def test_dot_errors_name_op_and_shapes():
+    with pytest.raises(ValueError, match=r"dot: contracted dimensions 3 and 4 differ .*\(2, 3\), \(4, 5\)"):
+        K.dot(K.placeholder((2, 3)), K.placeholder((4, 5)))
+    with pytest.raises(ValueError, match="batch_dot: cannot contract over the batch axis 0"):
+        K.batch_dot(K.placeholder((None, 3)), K.placeholder((None, 3)), axes=(0, 1))
+    with pytest.raises(ValueError, match=r"batch_dot: x.shape\[1\] != y.shape\[1\]"):
+        K.batch_dot(K.placeholder((None, 3)), K.placeholder((None, 4)))
+    with pytest.raises(ValueError, match="batch_dot: operands must have rank >= 2"):
+        K.batch_dot(K.placeholder((3,)), K.placeholder((3,)))
+    x, y = K.placeholder((None, None)), K.placeholder((None, 3))
+    f = K.function([x, y], [K.dot(x, y)])
+    with pytest.raises(ValueError, match="dot: contracted dimensions differ"):
+        f([np.ones((2, 4)), np.ones((5, 3))])
+
+
+GEMM_SCRIPT = r"""
+import numpy as np, kcomp._runtime as rt, kcomp.backend as K
+rng = np.random.default_rng(0)
+x, y = K.placeholder((None, 67)), K.placeholder((67, 45))
+z = K.placeholder((None, 33), dtype="float64")
+f = K.function([x, y, z], [K.dot(x, y), K.dot(z, K.transpose(z))])
+a, b, c = rng.standard_normal((131, 67), np.float32), rng.standard_normal((67, 45), np.float32), rng.standard_normal((70, 33))
+r, s = f([a, b, c])
+assert np.abs(r - a.astype(np.float64) @ b).max() < 1e-4, "float32"
+assert np.abs(s - c @ c.T).max() < 1e-12, "float64"
+print(rt.kernels_isa(), rt.num_threads())
+"""
+
+
+@pytest.mark.parametrize("isa,threads", [("generic", "1"), ("avx2", "2"), ("", "3")])
+def test_gemm_paths_per_isa_and_thread_count(isa, threads):
+    """Every instruction-set path of the kernel library (KCOMP_ISA forces a lower one) and
+    thread counts, in fresh processes."""
+    env = dict(os.environ, KCOMP_ISA=isa, KCOMP_NUM_THREADS=threads)
+    out = subprocess.run([sys.executable, "-c", GEMM_SCRIPT], env=env, capture_output=True,
+                         text=True)
+    assert out.returncode == 0, out.stderr
+    got_isa, got_threads = out.stdout.split()
+    if isa:
+        from kcomp import _runtime
+        native = _runtime.kernels_isa()
+        order = ["generic", "avx2", "avx512"]
+        assert got_isa == isa if order.index(native) >= order.index(isa) else got_isa == native
+    assert got_threads == threads
