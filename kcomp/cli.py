@@ -233,10 +233,8 @@ def cmd_cache_list(args) -> int:
 def cmd_cache_clear(args) -> int:
     from .build.cache import default_cache
     cache = default_cache()
-    # counted here: Cache.clear() returns the number of key shards removed, not of entries
-    entries = len(cache.entries())
     before = cache.size_bytes()
-    cache.clear()
+    entries = cache.clear()
     freed = before - cache.size_bytes()
     print(f"removed {entries_text(entries)}, freed {human_size(freed)} from {cache.root}")
     return 0
