@@ -148,3 +148,12 @@ def test_tensor_protocol():
     assert (np.float32(2) * x).node.op.name == "mul"  # numpy defers to the tensor
     assert x == x and x != K.placeholder((2, 3))  # identity, so tensors work in sets and dicts
     assert {x: 1}[x] == 1
+
+
+def test_pending_names_raise_clearly():
+    from kcomp.backend.pending import PENDING
+    for name in PENDING:
+        fn = getattr(K, name)
+        assert fn.__kcomp_pending__
+        with pytest.raises(NotImplementedError, match=f"K.{name} is not implemented"):
+            fn()

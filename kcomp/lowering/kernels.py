@@ -263,8 +263,12 @@ def copy_value(L, t: Tensor, dst: Ref, label: str) -> None:
                    stores=[Code(f"{d}[i0] = ({dst.buf.dtype.ctype}){L.inline[k]};")])
         L.add(Kernel(L.kernel_name(), "elementwise", ctx, label, [], ptrs.writes))
         return
-    src = L.ref(t)
-    n = S.size(dims)
+    copy_ref(L, L.ref(t), dst, label)
+
+
+def copy_ref(L, src: Ref, dst: Ref, label: str) -> None:
+    """dst = src, element for element (same element count)."""
+    n = S.size(dst.dims)
     emit_copy(L, src, dst, [Axis(n, ("lin", 1), ("lin", 1))], label=label)
 
 

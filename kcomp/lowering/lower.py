@@ -163,30 +163,32 @@ class Lowerer:
         return need
 
     def _lower_updates(self) -> None:
+        """Copy update values into their variables after everything else has run. A value that
+        is the old state of another updated variable is snapshotted first (a swap)."""
         from . import kernels as K
         last = {}
         for var, val in self.graph.updates:
             last[var.node.uid] = (var, val)   # several updates of one variable: the last wins
-        targets = {uid for uid in last}
-        pending = []
+        targets = {self.ref(var).buf.slot for var, _ in last.values()}
+        copies = []
         for var, val in last.values():
-            src = self.ref(val) if key(val) in self.storage else None
             dst = self.ref(var)
-            if src is not None and src.buf is dst.buf:
-                continue  # update(x, x)
             if key(val) in self.inline:
-                pending.append((var, val, dst))
+                copies.append((val, None, dst))
                 continue
-            if src.buf.kind == "variable" and any(
-                    src.buf is self.ref(v).buf for uid, (v, _) in last.items() if uid in targets):
-                # the new value of one variable is the old value of another that is also being
-                # updated: keep a copy so every update reads the pre-update state
-                tmp = Ref(self.buffer(val.type.dtype, val.dims, "scratch"), val.dims)
-                K.copy_value(self, val, tmp, label="update snapshot")
-                self.storage[key(val)] = tmp
-            pending.append((var, val, dst))
-        for var, val, dst in pending:
-            K.copy_value(self, val, dst, label=f"update {var.name}")
+            src = self.ref(val)
+            if src.buf is dst.buf:
+                continue  # update(x, x)
+            if src.buf.kind == "variable" and src.buf.slot in targets:
+                snap = Ref(self.buffer(val.type.dtype, val.dims, "scratch"), val.dims)
+                K.copy_ref(self, src, snap, label="update snapshot")
+                src = snap
+            copies.append((val, src, dst))
+        for val, src, dst in copies:
+            if src is None:
+                K.copy_value(self, val, dst, label="update")
+            else:
+                K.copy_ref(self, src, dst, label="update")
 
 
 def lower(graph: Graph, materialize: Set[int] = frozenset()) -> Plan:

@@ -1,0 +1,217 @@
+"""K.function: updates, variables, batch sizes, threads, input checking, introspection,
+debug mode."""
+import concurrent.futures
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import kcomp.backend as K
+from kcomp.function import Function
+
+
+def test_updates_read_the_pre_update_state():
+    """Every update value and every output is computed from the state before the call; then
+    the variables are written in place."""
+    a, b = K.variable([1.0, 2.0]), K.variable([10.0, 20.0])
+    x = K.placeholder((2,))
+    f = K.function([x], [a + b, a * 1], updates=[K.update(a, b), K.update(b, a + x)])
+    s, old_a = f([np.array([100.0, 200.0])])
+    np.testing.assert_array_equal(s, [11, 22])
+    np.testing.assert_array_equal(old_a, [1, 2])
+    np.testing.assert_array_equal(K.get_value(a), [10, 20])   # swapped, not chained
+    np.testing.assert_array_equal(K.get_value(b), [101, 202])
+    f([np.zeros(2)])
+    np.testing.assert_array_equal(K.get_value(a), [101, 202])
+    np.testing.assert_array_equal(K.get_value(b), [10, 20])
+
+
+def test_update_helpers():
+    v = K.variable(np.ones((2, 3)))
+    n = K.variable(0, dtype="int64")
+    m = K.variable(np.zeros(3))
+    x = K.placeholder((None, 3))
+    f = K.function([x], [], updates=[K.update_add(v, K.sum(x, 0)), K.update_sub(n, -1),
+                                     K.moving_average_update(m, K.mean(x, 0), 0.9),
+                                     (v, v * 2)])  # a later update of v wins
+    batch = np.arange(12, dtype=np.float32).reshape(4, 3)
+    assert f([batch]) == []
+    np.testing.assert_array_equal(K.get_value(v), np.full((2, 3), 2.0))
+    assert K.get_value(n) == 1
+    np.testing.assert_allclose(K.get_value(m), 0.1 * batch.mean(0), rtol=1e-6)
+    f([batch])
+    assert K.get_value(n) == 2
+    np.testing.assert_allclose(K.get_value(m), 0.1 * batch.mean(0) * 1.9, rtol=1e-6)
+
+
+def test_set_value_is_seen_by_compiled_functions():
+    w = K.variable(np.eye(3))
+    x = K.placeholder((None, 3))
+    f = K.function([x], [K.dot(x, w)])
+    a = np.arange(6, dtype=np.float32).reshape(2, 3)
+    np.testing.assert_array_equal(f([a])[0], a)
+    K.set_value(w, 2 * np.eye(3))
+    np.testing.assert_array_equal(f([a])[0], 2 * a)
+
+
+def test_update_shape_must_match():
+    v = K.variable(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match=r"update: the new value of .* must have its shape"):
+        K.update(v, K.placeholder((3, 2)))
+    x = K.placeholder((None, 3))
+    f = K.function([x], [], updates=[K.update(v, x * 1)])
+    f([np.ones((2, 3))])
+    np.testing.assert_array_equal(K.get_value(v), np.ones((2, 3)))
+    with pytest.raises(ValueError, match="reshape: element counts differ"):
+        f([np.ones((5, 3))])
+
+
+def test_one_compile_serves_every_batch_size():
+    x = K.placeholder((None, 4))
+    f = K.function([x], [K.tanh(x) * 2])
+    for n in (1, 2, 17, 1000, 0):
+        a = np.random.default_rng(n).standard_normal((n, 4)).astype(np.float32)
+        np.testing.assert_allclose(f([a])[0], np.tanh(a) * 2, rtol=1e-6, atol=1e-6)
+
+
+def test_structurally_equal_functions_share_one_compile():
+    def build():
+        x = K.placeholder((None, 3))
+        v = K.variable(np.full(3, 2.0))
+        return x, v, K.function([x], [x * v + 1.0])
+    x1, v1, f1 = build()
+    x2, v2, f2 = build()
+    assert f2.compile_info["memo_hit"] and f2.compile_info["key"] == f1.compile_info["key"]
+    K.set_value(v2, np.full(3, 5.0))  # each function keeps its own variables
+    a = np.ones((1, 3), np.float32)
+    np.testing.assert_array_equal(f1([a])[0], [[3, 3, 3]])
+    np.testing.assert_array_equal(f2([a])[0], [[6, 6, 6]])
+
+
+def test_calls_from_many_threads():
+    x = K.placeholder((None, 64))
+    w = K.variable(np.random.default_rng(0).standard_normal((64, 32)).astype(np.float32))
+    f = K.function([x], [K.softmax(K.dot(x, w)), K.sum(x, 1)])
+    rng = np.random.default_rng(1)
+    batches = [rng.standard_normal((int(rng.integers(1, 300)), 64)).astype(np.float32)
+               for _ in range(64)]
+    expected = [f([b]) for b in batches]
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda b: f([b]), batches * 4))
+    for got, want in zip(results, expected * 4):
+        for g, w_ in zip(got, want):
+            np.testing.assert_array_equal(g, w_)
+
+
+def test_input_checking_names_the_input():
+    x = K.placeholder((None, 3), name="features")
+    n = K.placeholder((2,), dtype="int32", name="ids")
+    f = K.function([x, n], [K.sum(x, 1) + K.cast(K.sum(n), "float32")])
+    good_x, good_n = np.ones((4, 3), np.float32), np.array([1, 2], np.int32)
+    np.testing.assert_array_equal(f([good_x, good_n])[0], np.full(4, 6.0))
+    # conversions that keep the kind are accepted: float64 -> float32, lists, Python ints
+    np.testing.assert_array_equal(f([np.ones((1, 3)), [1, 2]])[0], [6.0])
+    np.testing.assert_array_equal(f([good_x[:, ::-1], good_n])[0], np.full(4, 6.0))  # strided
+    with pytest.raises(ValueError, match="expects 2 inputs, got 1"):
+        f([good_x])
+    with pytest.raises(ValueError, match=r"input 'features' \(#0\) expects rank 2 \(None, 3\), "
+                                         r"got shape \(3,\)"):
+        f([np.ones(3), good_n])
+    with pytest.raises(ValueError, match=r"input 'features' \(#0\) expects shape \(None, 3\), "
+                                         r"got \(4, 2\)"):
+        f([np.ones((4, 2)), good_n])
+    with pytest.raises(ValueError, match=r"input 'ids' \(#1\) has dtype float32, which does not "
+                                         r"convert to int32"):
+        f([good_x, np.ones(2, np.float32)])
+    with pytest.raises(ValueError, match="input 'ids'"):
+        f([good_x, [1.5, 2.5]])
+    with pytest.raises(ValueError, match="input 'ids'"):
+        f([good_x, ["a", "b"]])
+
+
+def test_unknown_extents_must_agree_at_run_time():
+    x, y = K.placeholder((None, 3)), K.placeholder((None, 3))
+    f = K.function([x, y], [x + y])
+    np.testing.assert_array_equal(f([np.ones((2, 3)), np.ones((1, 3))])[0], np.full((2, 3), 2))
+    with pytest.raises(ValueError, match="broadcast: dimensions do not broadcast: 2 vs 3"):
+        f([np.ones((2, 3)), np.ones((3, 3))])
+    z = K.placeholder((None, 3))
+    g = K.function([z], [z + K.constant(np.ones((4, 3)))])  # unknown against static 4
+    np.testing.assert_array_equal(g([np.ones((1, 3))])[0], np.full((4, 3), 2))
+    with pytest.raises(ValueError, match="do not broadcast"):
+        g([np.ones((2, 3))])
+
+
+def test_inputs_must_be_placeholders_and_outputs_reachable():
+    x = K.placeholder((2,))
+    with pytest.raises(TypeError, match="function inputs must be placeholders"):
+        K.function([x * 2], [x])
+    with pytest.raises(ValueError, match="given twice"):
+        K.function([x, x], [x])
+    other = K.placeholder((None,), name="other")
+    with pytest.raises(ValueError, match="not an input"):
+        K.function([x], [other * 2])
+    with pytest.raises(ValueError, match="unsupported arguments: fetches"):
+        K.function([x], [x], fetches=[])
+
+
+def test_outputs_that_are_inputs_variables_constants_or_views_are_copies():
+    x = K.placeholder((2, 3))
+    v = K.variable(np.arange(6.0).reshape(2, 3))
+    f = K.function([x], [x, v, K.constant([1.0, 2.0]), K.reshape(x, (3, 2)), x, K.flatten(v)])
+    a = np.ones((2, 3), np.float32)
+    outs = f([a])
+    assert not any(np.shares_memory(o, a) for o in outs)
+    assert not any(np.shares_memory(o, v._value) for o in outs)
+    np.testing.assert_array_equal(outs[3], a.reshape(3, 2))
+    np.testing.assert_array_equal(outs[5], np.arange(6.0))
+    single = K.function([x], K.sum(x))([a])  # a lone output tensor gives a lone array
+    assert single == 6.0
+
+
+def test_eval_runs_native_code(monkeypatch):
+    from kcomp.ir import interpret
+
+    def no_interpreter(*args, **kwargs):
+        raise AssertionError("the reference interpreter ran")
+    monkeypatch.setattr(interpret, "evaluate", no_interpreter)
+    monkeypatch.setattr(interpret, "run_node", no_interpreter)
+    np.testing.assert_allclose(K.eval(K.exp(K.constant(1.5))), np.exp(1.5), rtol=2e-7)
+    np.testing.assert_array_equal(K.eval(K.variable([[1, 2]]) * 2), [[2, 4]])
+    f = Function([], [K.exp(K.constant(1.0))])
+    assert "exp" in f.explain() and os.path.exists(f.source_path)
+
+
+def test_explain_and_environment_variable(tmp_path):
+    x = K.placeholder((None, 4), name="x")
+    f = K.function([x], [K.softmax(K.dot(x, K.variable(np.ones((4, 2))))) * 2], name="net")
+    text = f.explain()
+    assert "-- graph after passes --" in text and "dot(%0, %1)" in text
+    assert "-- kernel plan --" in text and "[gemm]" in text and "[softmax]" in text
+    assert f.source_path in text and f.source_path.endswith("source.cpp")
+    code = ("import numpy as np, kcomp.backend as K\n"
+            "x = K.placeholder((None, 2)); K.function([x], [K.exp(x)], name='shown')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=dict(os.environ, KCOMP_EXPLAIN="1"))
+    assert out.returncode == 0, out.stderr
+    assert "== kcomp function 'shown' ==" in out.stderr and "kc::exp" not in out.stderr
+    assert "[elementwise] exp" in out.stderr
+
+
+def test_debug_mode_names_the_first_differing_node(monkeypatch):
+    from kcomp.ir import registry
+    x = K.placeholder((None, 3))
+    y = K.sum(K.exp(x) * 2.0, 1)
+    f = K.function([x], [y])
+    a = np.ones((2, 3), np.float32)
+    monkeypatch.setenv("KCOMP_MODE", "debug")
+    np.testing.assert_allclose(f([a])[0], np.full(2, 6 * np.e), rtol=1e-6)  # agrees: no error
+    exp = registry.REGISTRY["exp"]
+    broken = registry.OpDef("exp", exp.kind, exp.infer,
+                            lambda v, at, o: [np.exp(v[0]) + np.float32(1)], exp.exact)
+    monkeypatch.setitem(registry.REGISTRY, "exp", broken)
+    monkeypatch.setattr(f._compiled.optimized.nodes()[1], "op", broken)
+    with pytest.raises(AssertionError, match=r"native result of exp \(float32\(None, 3\)\) differs"):
+        f([a])
