@@ -1,0 +1,1 @@
+"""Building generated code: the toolchain (probed once with CMake), Ninja builds, the cache."""
