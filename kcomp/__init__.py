@@ -14,3 +14,15 @@ __version__ = "0.1.0"
 def function(inputs, outputs, updates=None, name=None, **kwargs):
     from .function import function as _function
     return _function(inputs, outputs, updates, name, **kwargs)
+
+
+def native():
+    """kcomp._runtime, the native runtime built at install time."""
+    try:
+        from . import _runtime
+    except ImportError as e:
+        raise ImportError(
+            "kcomp's native runtime (kcomp._runtime) is missing: this kcomp is an unbuilt source "
+            "tree. Install it (pip install ., or pip install --no-build-isolation -e . for "
+            "development) and run Python outside the source directory.") from e
+    return _runtime

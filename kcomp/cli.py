@@ -74,8 +74,9 @@ def _try(fn):
 
 
 def _kernels() -> dict:
-    from . import _runtime
-    return {"isa": _runtime.kernels_isa(), "threads": _runtime.num_threads()}
+    from . import native
+    rt = native()
+    return {"isa": rt.kernels_isa(), "threads": rt.num_threads()}
 
 
 def _toolchain() -> dict:

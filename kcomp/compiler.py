@@ -21,7 +21,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from . import config
+from . import config, native
 from .build import ninja_build
 from .build.cache import default_cache
 from .build.toolchain import toolchain
@@ -152,7 +152,7 @@ def describe_graph(graph: Graph) -> str:
 
 
 def source_key(source: str, tc) -> str:
-    from . import _runtime
+    _runtime = native()
     record = {"format": CACHE_FORMAT, "abi": int(_runtime.ABI_VERSION),
               "source_sha256": hashlib.sha256(source.encode()).hexdigest(),
               "toolchain": tc.identity()}
@@ -197,7 +197,7 @@ def compile_graph(graph: Graph, name: str = "function") -> Tuple[Compiled, Graph
     entry = cache.get_or_build(key, build)
     timings["build"] = time.perf_counter() - t
     t = time.perf_counter()
-    from . import _runtime
+    _runtime = native()
     try:
         library = _runtime.Library(entry.lib, key)
     except RuntimeError as e:

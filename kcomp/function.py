@@ -10,7 +10,7 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
-from . import config
+from . import config, native
 from .compiler import Compiled, compile_graph, explain_text, variables_of
 from .ir.graph import Graph, Tensor, Variable
 from .ir.interpret import evaluate
@@ -62,7 +62,7 @@ class Function:
         self._debug: Optional[Compiled] = None
 
     def _bind(self, c: Compiled, variables: List[Variable]) -> None:
-        from . import _runtime
+        _runtime = native()
         self._variables = [variables[p] for p in c.variable_positions]
         self._exe = _runtime.Executable(
             c.library, [tuple(s) for s in c.input_specs], [t.dtype.code for t in c.output_types],
@@ -104,7 +104,7 @@ class Function:
             # compile the optimized graph with every intermediate value as an output
             dbg_graph = Graph(g.inputs, tuple(watched), ())
             self._debug, _, _ = compile_graph(dbg_graph, self.name + " (debug)")
-        from . import _runtime
+        _runtime = native()
         variables = variables_of(self._debug.optimized)
         dv = [variables[p] for p in self._debug.variable_positions]
         exe = _runtime.Executable(
@@ -112,11 +112,11 @@ class Function:
             [t.dtype.code for t in self._debug.output_types], self._debug.const_values,
             [_code(v) for v in self._debug.const_values], [v._value.copy() for v in dv],
             [v.type.dtype.code for v in dv])
-        native = exe.run(list(inputs))
+        results = exe.run(list(inputs))
         record = {}
         feeds = [np.asarray(x) for x in inputs]
         evaluate(Graph(g.inputs, tuple(watched), ()), feeds, record)
-        for t, got in zip(watched, native):
+        for t, got in zip(watched, results):
             want = record[t.node.uid][t.index]
             if not _close(got, want):
                 err = np.max(np.abs(got.astype(np.float64) - want.astype(np.float64))) \

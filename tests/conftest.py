@@ -13,7 +13,11 @@ def session_cache(tmp_path_factory):
     path = shared / "kcomp-cache"
     os.environ["KCOMP_CACHE_DIR"] = str(path)
     os.environ.setdefault("KERAS_HOME", str(shared / "keras-home"))
+    # child processes must import the installed kcomp, not the source tree in the checkout
+    old = os.getcwd()
+    os.chdir(shared)
     yield str(path)
+    os.chdir(old)
 
 
 @pytest.fixture
