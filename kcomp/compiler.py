@@ -16,8 +16,9 @@ import os
 import sys
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 import numpy as np
 
@@ -51,7 +52,10 @@ class Compiled:
     optimized: Graph
 
 
-_memo: Dict[str, Compiled] = {}
+# structurally identical graphs of this process -> their compiled function (least recently used
+# entries go first: an entry keeps the first graph it was compiled for alive)
+MEMO_SIZE = 512
+_memo: "OrderedDict[str, Compiled]" = OrderedDict()
 _memo_lock = threading.Lock()
 
 
@@ -167,6 +171,8 @@ def compile_graph(graph: Graph, name: str = "function") -> Tuple[Compiled, Graph
     mkey = graph_key(prepared)
     with _memo_lock:
         hit = _memo.get(mkey)
+        if hit is not None:
+            _memo.move_to_end(mkey)
     if hit is not None:
         return hit, prepared, {"memo_hit": True, "cache_hit": True,
                                "timings": {"memo": time.perf_counter() - t0}}
@@ -220,6 +226,8 @@ def compile_graph(graph: Graph, name: str = "function") -> Tuple[Compiled, Graph
         graph_text=describe_graph(optimized), plan_text=plan.describe(), optimized=optimized)
     with _memo_lock:
         compiled = _memo.setdefault(mkey, compiled)
+        while len(_memo) > MEMO_SIZE:
+            _memo.popitem(last=False)
     if config.explain():
         sys.stderr.write(explain_text(compiled, name) + "\n")
     return compiled, prepared, {"memo_hit": False, "cache_hit": not built, "timings": timings}

@@ -43,6 +43,22 @@ def test_layout_ops(dtype):
         np.testing.assert_array_equal(g, e, err_msg=t.name)
 
 
+def test_large_layout_copies():
+    rng = np.random.default_rng(22)
+    x = K.placeholder((None, 129, 65))
+    a = rand(rng, (33, 129, 65), "float32")
+    cases = [(K.permute_dimensions(x, (2, 0, 1)), a.transpose(2, 0, 1)),
+             (K.permute_dimensions(x, (0, 2, 1)), a.transpose(0, 2, 1)),
+             (K.tile(x, (1, 2, 3)), np.tile(a, (1, 2, 3))),
+             (K.repeat_elements(x, 2, 1), np.repeat(a, 2, 1)),
+             (K.concatenate([x, x[:, ::-1]], 2), np.concatenate([a, a[:, ::-1]], 2)),
+             (x[3:30:2, 1::3, :-5], a[3:30:2, 1::3, :-5])]
+    got, want, _ = run([(x, a)], [t for t, _ in cases])
+    for (t, e), g, w in zip(cases, got, want):
+        assert_same(g, w, t.name)
+        np.testing.assert_array_equal(g, e, err_msg=t.name)
+
+
 def test_indexing_and_slicing():
     rng = np.random.default_rng(21)
     x = K.placeholder((None, 6, 5))

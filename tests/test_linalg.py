@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import kcomp.backend as K
-from util import assert_same, rand, run
+from util import rand, run
 
 DOT_CASES = [((2, 3), (3, 4)), ((1, 1), (1, 1)), ((None, 7), (7, 1)), ((1, 13), (13, 9)),
              ((3, 5, 4), (4, 6)), ((2, 3, 4), (5, 4, 6)), ((4,), (4, 3)), ((4,), (2, 4, 3)),

@@ -25,7 +25,7 @@ def _pending(name: str):
     def fn(*args, **kwargs):
         raise NotImplementedError(f"K.{name} is not implemented by kcomp yet")
     fn.__name__ = fn.__qualname__ = name
-    fn.__doc__ = f"Not implemented by kcomp yet: calling it raises NotImplementedError."
+    fn.__doc__ = "Not implemented by kcomp yet: calling it raises NotImplementedError."
     fn.__kcomp_pending__ = True
     return fn
 

@@ -1,7 +1,7 @@
 """Variable updates and compiled functions."""
 from __future__ import annotations
 
-from ..function import Update, function  # noqa: F401  (re-exported)
+from ..function import Update, function  # noqa: F401  (function is re-exported)
 from ..ir import build as B
 from ..ir.graph import Variable
 from ..ir.registry import shape_error

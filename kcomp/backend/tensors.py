@@ -5,7 +5,6 @@ import numpy as np
 
 from ..ir import build as B
 from ..ir import dtypes as D
-from ..ir import shapes as S
 from ..ir.graph import Tensor, Variable
 from ..ir.ops import leaf
 from . import config

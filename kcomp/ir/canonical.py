@@ -13,7 +13,7 @@ import numpy as np
 
 from . import shapes as S
 from .dtypes import DType
-from .graph import Graph, Node, Tensor
+from .graph import Graph, Node
 
 
 def describe(value):

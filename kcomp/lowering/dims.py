@@ -28,6 +28,14 @@ class DimTable:
             self.lines.extend(value(Code(f"d[{slot}]")))
         return Code(f"d[{slot}]")
 
+    def computed(self, code: Code) -> S.Sym:
+        """A run-time integer computed by a C expression (over other slots), as a dimension."""
+        sym = S.var(("code", str(code)))
+        if sym not in self.slots:
+            self.slots[sym] = len(self.slots)
+            self.lines.append(Code(f"d[{self.slots[sym]}] = {code};"))
+        return sym
+
     def _compute(self, d: S.Sym):
         op, args = d.op, d.args
         if op == "var":

@@ -296,36 +296,18 @@ def _slice(L, node: Node):
     x, out = node.inputs[0], node.outputs[0]
     own = contiguous_strides(x.dims)
     dst = contiguous_strides(out.dims)
-    base: S.Dim = 0
+    base: S.Dim = 0  # offset of the first element read
     axes = []
     for a, ((start, stop, step), n) in enumerate(zip(node.attrs["specs"], x.dims)):
         if isinstance(n, int):
             first = range(n)[slice(start, stop, step)].start if out.dims[a] != 0 else 0
-            base = S.add(base, S.mul(first, own[a]))
         else:
-            first = Code(f"kc::slice_start({L.dims.expr(n)}, {int_lit(start or 0)}, "
-                         f"{int_lit(start is not None)}, {int_lit(step)})")
-            base = S.add(base, S.mul(_code_dim(L, first), own[a]))
-        axes.append(Axis(out.dims[a], ("lin", S.mul(step, own[a]) if step > 0 else
-                                       _neg_stride(L, step, own[a])), ("lin", dst[a])))
+            first = L.dims.computed(Code(
+                f"kc::slice_start({L.dims.expr(n)}, {int_lit(start or 0)}, "
+                f"{int_lit(start is not None)}, {int_lit(step)})"))
+        base = S.add(base, S.mul(first, own[a]))
+        axes.append(Axis(out.dims[a], ("lin", S.mul(step, own[a])), ("lin", dst[a])))
     emit_copy(L, L.ref(x), L.ref(out), axes, src_base=base, label=label_of([node]))
-
-
-def _neg_stride(L, step, stride):
-    # negative strides are plain ints or products; keep them as a Dim product with a negative
-    # coefficient, which the Dim algebra supports
-    return S.mul(step, stride)
-
-
-def _code_dim(L, code: Code) -> S.Dim:
-    """A run-time value computed by an expression: registered as an opaque extent."""
-    sym = S.var(("code", str(code)))
-    L.dims.slots.setdefault(sym, len(L.dims.slots))
-    slot = L.dims.slots[sym]
-    line = Code(f"d[{slot}] = {code};")
-    if line not in L.dims.lines:
-        L.dims.lines.append(line)
-    return sym
 
 
 @rule("tile")

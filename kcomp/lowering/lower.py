@@ -2,9 +2,8 @@
 computes it, and in what order. The per-op kernel rules are in kcomp/lowering/kernels.py."""
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Set, Tuple
+from typing import Dict, List, Set, Tuple
 
-from ..ir import shapes as S
 from ..ir.graph import Graph, Tensor, consumers
 from ..ir.passes.fusion import Group, fuse
 from .dims import DimTable

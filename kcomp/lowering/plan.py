@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import numpy as np
 
@@ -116,7 +116,3 @@ def plan_arena(plan: Plan) -> None:
             b.arena = len(sizes)
             sizes.append(b.nbytes)
     plan.arena = sizes
-
-
-def optional_code(x: Optional[Code]) -> Code:
-    return x if x is not None else Code("")

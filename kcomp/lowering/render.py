@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ..ir import shapes as S
 from .kernels import PARALLEL_MIN
 from .names import Code, c_string, comment_text, int_lit, join
 from .plan import Plan

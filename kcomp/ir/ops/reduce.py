@@ -9,7 +9,6 @@ from __future__ import annotations
 import numpy as np
 
 from .. import dtypes as D
-from .. import shapes as S
 from ..graph import TensorType
 from ..registry import register, shape_error
 
