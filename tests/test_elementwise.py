@@ -258,6 +258,16 @@ def test_cast_all_pairs(src):
         np.testing.assert_array_equal(g, a.astype(t), err_msg=f"{src}->{t}")
 
 
+def test_simplification_keeps_signed_zeros():
+    a = np.array([-0.0, 0.0, 1.0], np.float32)
+    x = K.placeholder((3,))
+    got, want, f = run([(x, a)], [x + 0.0, x - 0.0, x * 1.0, x + (-0.0)])
+    for g, e in zip(got, [a + 0.0, a - 0.0, a * 1.0, a + (-0.0)]):
+        np.testing.assert_array_equal(np.signbit(g), np.signbit(e))
+    plan = f.explain().split("kernels:")[1]
+    assert "add" in plan  # x + 0.0 is computed; x - 0.0, x * 1.0 and x + (-0.0) are just x
+
+
 def test_nan_propagation():
     a = np.array([np.nan, 1.0, -1.0, np.nan], np.float32)
     b = np.array([0.0, np.nan, 2.0, np.nan], np.float32)

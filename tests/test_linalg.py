@@ -111,6 +111,24 @@ def test_large_gemm_multithreaded_and_accurate():
     assert_product(got[2], want[2], (_wide(a) @ _wide(b)).T, bound.T, "float32", "dot of transposes")
 
 
+def test_empty_products():
+    x, y, z = K.placeholder((None, 3)), K.placeholder((3, 4)), K.placeholder((2, None))
+    w = K.placeholder((None, 3), dtype="int32")
+    f = K.function([x, y, z, w], [K.dot(x, y), K.dot(z, K.transpose(z)),
+                                  K.dot(w, K.cast(y, "int32"))])
+    a, b, c, d = np.ones((0, 3)), np.ones((3, 4)), np.ones((2, 0)), np.ones((0, 3), np.int32)
+    r1, r2, r3 = f([a, b, c, d])
+    assert r1.shape == (0, 4) and r3.shape == (0, 4)
+    np.testing.assert_array_equal(r2, np.zeros((2, 2)))  # an empty sum is 0
+
+
+def test_rank_limit():
+    with pytest.raises(ValueError, match="rank 9 exceeds kcomp's limit of 8"):
+        K.placeholder((1,) * 9)
+    with pytest.raises(ValueError, match=r"reshape: rank 9 exceeds"):
+        K.reshape(K.placeholder((2,)), (1,) * 8 + (2,))
+
+
 def test_dot_errors_name_op_and_shapes():
     with pytest.raises(ValueError, match=r"dot: contracted dimensions 3 and 4 differ .*\(2, 3\), \(4, 5\)"):
         K.dot(K.placeholder((2, 3)), K.placeholder((4, 5)))

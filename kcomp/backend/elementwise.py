@@ -21,7 +21,7 @@ def sqrt(x):
     """Keras clips negative inputs to 0 before the square root."""
     x = B.as_tensor(x)
     if not x.type.dtype.is_float:
-        x = B.cast(x, B._floatx())
+        x = B.cast(x, B.floatx_dtype())
     return B.unary("sqrt", B.binary("maximum", x, 0))
 
 

@@ -78,7 +78,7 @@ def concatenate(tensors, axis=-1):
     tensors = [B.as_tensor(t) for t in tensors]
     if not tensors:
         raise ValueError("concatenate: no tensors")
-    dt = B._operand_dtype(*tensors)
+    dt = B.result_dtype(*tensors)
     tensors = [B.cast(t, dt) for t in tensors]
     axis = B.axis_arg("concatenate", tensors[0], int(axis))
     if len(tensors) == 1:

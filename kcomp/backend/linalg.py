@@ -8,7 +8,7 @@ from ..ir.registry import apply1
 
 def _same_dtype(x, y):
     x, y = B.as_tensor(x), B.as_tensor(y)
-    dt = B._operand_dtype(x, y)
+    dt = B.result_dtype(x, y)
     return B.cast(x, dt), B.cast(y, dt)
 
 

@@ -18,7 +18,7 @@ def elu(x, alpha=1.):
 def softmax(x, axis=-1):
     x = B.as_tensor(x)
     if not x.type.dtype.is_float:
-        x = B.cast(x, B._floatx())
+        x = B.cast(x, B.floatx_dtype())
     return apply1("softmax", [x], {"axis": B.axis_arg("softmax", x, int(axis))})
 
 

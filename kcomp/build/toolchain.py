@@ -170,10 +170,3 @@ def toolchain() -> Toolchain:
                 from .cache import default_cache
                 _current = probe(default_cache().root)
     return _current
-
-
-def reset() -> None:
-    """Forget the remembered toolchain (tests; after changing KCOMP_* compiler settings)."""
-    global _current
-    with _lock:
-        _current = None

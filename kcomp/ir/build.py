@@ -37,7 +37,7 @@ def cast(x: Tensor, dtype) -> Tensor:
     return apply1("cast", [x], {"dtype": dtype})
 
 
-def _operand_dtype(*xs) -> D.DType:
+def result_dtype(*xs) -> D.DType:
     """numpy 2 result type of tensors and Python scalars (scalars are weak)."""
     args = []
     for x in xs:
@@ -50,7 +50,7 @@ def _operand_dtype(*xs) -> D.DType:
     return D.result_type(*args)
 
 
-def _floatx() -> D.DType:
+def floatx_dtype() -> D.DType:
     from ..backend import config
     return D.as_dtype(config.floatx())
 
@@ -58,7 +58,7 @@ def _floatx() -> D.DType:
 def unary(name: str, x, **attrs) -> Tensor:
     x = as_tensor(x)
     if name in E.FLOAT_ONLY and not x.type.dtype.is_float:
-        x = cast(x, _floatx())
+        x = cast(x, floatx_dtype())
     if name in E.LOGICAL:
         x = cast(x, D.bool_)
     if name == "neg" and x.type.dtype.is_bool:
@@ -72,7 +72,7 @@ def binary(name: str, a, b) -> Tensor:
     if name in E.LOGICAL:
         dt = D.bool_
     else:
-        dt = _operand_dtype(a, b)
+        dt = result_dtype(a, b)
         if name == "truediv" and not dt.is_float:
             dt = D.float64  # numpy and TensorFlow: integer true division gives float64
         if dt.is_bool and name in ("sub", "truediv", "floordiv", "mod", "pow"):
@@ -82,7 +82,7 @@ def binary(name: str, a, b) -> Tensor:
 
 
 def select(cond, a, b) -> Tensor:
-    dt = _operand_dtype(a, b)
+    dt = result_dtype(a, b)
     return apply1("select", [as_tensor(cond, D.bool_), as_tensor(a, dt), as_tensor(b, dt)])
 
 
@@ -92,7 +92,7 @@ def reduce(name: str, x, axis=None, keepdims=False) -> Tensor:
     if name in ("any", "all"):
         x = cast(x, D.bool_)
     elif x.type.dtype.is_bool or (name in FLOAT_ONLY and not x.type.dtype.is_float):
-        x = cast(x, _floatx())
+        x = cast(x, floatx_dtype())
     axes = normalize_axes(name, x.type, axis)
     return apply1(name, [x], {"axes": axes, "keepdims": bool(keepdims)})
 

@@ -57,7 +57,6 @@ _TABLE = [
     DType("float64", 12, "double", "double", "f"),
 ]
 BY_NAME = {d.name: d for d in _TABLE}
-ALL = tuple(_TABLE)
 FLOATS = tuple(d for d in _TABLE if d.is_float)
 INTS = tuple(d for d in _TABLE if d.is_int)
 

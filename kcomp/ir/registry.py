@@ -14,6 +14,7 @@ from .graph import Node, Tensor, TensorType
 # same-index elements of broadcast inputs; fusible), 'view' (a new shape over the same contiguous
 # buffer), 'reduce', and 'other' (lowered by a dedicated kernel).
 KINDS = ("leaf", "elementwise", "view", "reduce", "other")
+MAX_RANK = 8  # KC_MAX_RANK of csrc/include/kcomp/abi.h
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,9 @@ def apply(name: str, inputs: Sequence[Tensor], attrs: dict | None = None, *,
     types = [t.type for t in inputs]
     with S.collecting_checks() as checks:
         out_types = op.infer(types, attrs)
+    for t in out_types:
+        if t.ndim > MAX_RANK:
+            raise shape_error(name, f"rank {t.ndim} exceeds kcomp's limit of {MAX_RANK}", *types)
     node = Node(op, inputs, attrs, out_types, checks, name=node_name, tensor_cls=tensor_cls)
     return list(node.outputs)
 

@@ -12,15 +12,12 @@ from ..ir.graph import Graph, Variable
 from .dims import DimTable
 from .names import Code
 
-BUFFER_KINDS = ("input", "const", "variable", "output", "scratch")
-
-
 @dataclass(eq=False)
 class Buffer:
     slot: int            # index into the generated Frame's pointer table
     dtype: DType
     dims: S.Shape
-    kind: str
+    kind: str            # input, const, variable, output or scratch
     index: int = -1      # position among the call's inputs / consts / variables / outputs
     arena: int = -1      # scratch buffers: their arena slot
 

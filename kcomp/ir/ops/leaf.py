@@ -31,6 +31,7 @@ def placeholder(dtype: DType, shape, name: str | None = None, sparse: bool = Fal
                 default: np.ndarray | None = None) -> Tensor:
     """shape: ints and None (a fresh symbolic extent per None)."""
     dims = tuple(S.fresh() if d is None else _static_dim(d) for d in shape)
+    _check_rank(name, len(dims))
     if default is not None:
         default = np.array(default, dtype=dtype.np)
         if any(not isinstance(d, int) for d in dims) or default.shape != dims:
@@ -42,6 +43,7 @@ def placeholder(dtype: DType, shape, name: str | None = None, sparse: bool = Fal
 
 def variable(value: np.ndarray, name: str) -> Variable:
     value = np.array(value, order="C", copy=True)
+    _check_rank(name, value.ndim)
     as_dtype(value.dtype)  # rejects unsupported dtypes
     v = apply1("variable", [], {"type": TensorType(as_dtype(value.dtype), tuple(value.shape))},
                node_name=name, tensor_cls=Variable)
@@ -53,9 +55,16 @@ def constant(value, dtype: DType | None = None, name: str | None = None) -> Tens
     arr = np.array(value, dtype=dtype.np if dtype is not None else None)
     dt = as_dtype(arr.dtype)
     arr = np.array(arr, order="C")  # a private, contiguous copy (rank 0 stays rank 0)
+    _check_rank(name, arr.ndim)
     arr.flags.writeable = False
     return apply1("constant", [], {"type": TensorType(dt, tuple(arr.shape)), "value": arr},
                   node_name=name)
+
+
+def _check_rank(name, rank: int) -> None:
+    from ..registry import MAX_RANK
+    if rank > MAX_RANK:
+        raise ValueError(f"{name or 'tensor'}: rank {rank} exceeds kcomp's limit of {MAX_RANK}")
 
 
 def _static_dim(d) -> int:
@@ -63,7 +72,3 @@ def _static_dim(d) -> int:
     if d < 0:
         raise ValueError(f"negative dimension {d}")
     return d
-
-
-def is_leaf(t: Tensor, op: str) -> bool:
-    return t.node.op.name == op

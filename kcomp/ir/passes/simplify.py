@@ -1,4 +1,5 @@
-"""Algebraic simplification: rewrites that never change a result (bit for bit, NaNs included)."""
+"""Algebraic simplification: rewrites that never change a result (bit for bit: NaNs, infinities
+and signed zeros included)."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,11 +9,14 @@ from ..registry import apply
 from .rewrite import rewrite
 
 
-def _const_all(t, value) -> bool:
+def _const_all(t, value, negative_zero=False) -> bool:
     if t.node.op.name != "constant":
         return False
     v = t.node.attrs["value"]
-    return v.size > 0 and bool(np.all(v == value))
+    if v.size == 0 or not np.all(v == value):
+        return False
+    # x + 0.0 turns -0.0 into +0.0; only x + (-0.0) is x for every float
+    return not negative_zero or v.dtype.kind != "f" or bool(np.all(np.signbit(v)))
 
 
 def simplify(graph: Graph) -> Graph:
@@ -35,13 +39,13 @@ def simplify(graph: Graph) -> Graph:
                 apply("transpose", [src], {"perm": perm})
         if name == "neg" and inputs[0].node.op.name == "neg":
             return [inputs[0].node.inputs[0]]
-        # x + 0, x - 0, x * 1, x / 1, where the constant does not change x's shape or dtype
+        # x + (-0), x - 0, x * 1, x / 1, where the constant changes neither shape nor dtype
         if name in ("add", "sub", "mul", "truediv"):
             a, b = inputs
             unit = 0 if name in ("add", "sub") else 1
-            if _const_all(b, unit) and a.type == out:
+            if _const_all(b, unit, negative_zero=name == "add") and a.type == out:
                 return [a]
-            if name in ("add", "mul") and _const_all(a, unit) and b.type == out:
+            if name in ("add", "mul") and _const_all(a, unit, name == "add") and b.type == out:
                 return [b]
         return None
 
