@@ -4,6 +4,7 @@
     kcomp cache list|clear|path  the compile cache
     kcomp demo [--batch N] [--fresh]
                                  compile a small MLP, check it, time compile, load and calls
+    kcomp check-backend MODULE   the Keras 2 backend names a module lacks, all at once
 
 Heavy modules (numpy, the backend, the runtime) are imported by the commands that need them,
 so that `kcomp --version` and `kcomp cache path` stay instant.
@@ -423,6 +424,40 @@ def cmd_demo(args) -> int:
         return run_demo(args.batch, args.fresh)
 
 
+# ---- kcomp check-backend -------------------------------------------------------------------
+
+def check_backend(module_name: str) -> dict:
+    """{group: [missing names]} of the Keras 2 backend surface for a module. A kcomp pending stub
+    (a name that only raises NotImplementedError) counts as missing."""
+    import importlib
+    from .backend.api import SURFACE
+    from .backend.pending import is_pending
+    module = importlib.import_module(module_name)
+    missing = {}
+    for group, names in SURFACE.items():
+        lacking = [n for n in names if not callable(getattr(module, n, None))
+                   or is_pending(getattr(module, n))]
+        if lacking:
+            missing[group] = lacking
+    return missing
+
+
+def cmd_check_backend(args) -> int:
+    from .backend.api import NAMES
+    missing = check_backend(args.module)
+    total = sum(len(v) for v in missing.values())
+    if args.json:
+        print(json.dumps({"module": args.module, "missing": missing, "count": total,
+                          "surface": len(NAMES)}, indent=2))
+    else:
+        for group, names in missing.items():
+            print(f"{group}: {len(names)} missing")
+            print("  " + ", ".join(names))
+        print(f"{args.module}: {len(NAMES) - total} of {len(NAMES)} Keras 2 backend names defined"
+              + (", none missing" if not total else f", {total} missing"))
+    return 1 if total else 0
+
+
 # ---- entry point ---------------------------------------------------------------------------
 
 def _positive_int(text: str) -> int:
@@ -456,6 +491,12 @@ def build_parser() -> argparse.ArgumentParser:
                             ("clear", cmd_cache_clear, "remove every cached function"),
                             ("path", cmd_cache_path, "print the cache directory")):
         cache_sub.add_parser(name, parents=[common], help=text).set_defaults(run=run)
+
+    p = sub.add_parser("check-backend", parents=[common],
+                       help="list the Keras 2 backend names a module lacks")
+    p.add_argument("module", help="the module to import, e.g. kcomp.backend")
+    p.add_argument("--json", action="store_true", help="print a JSON object")
+    p.set_defaults(run=cmd_check_backend)
 
     p = sub.add_parser("demo", parents=[common],
                        help="compile, check and time a small MLP")

@@ -148,3 +148,22 @@ def test_demo_fails_beyond_tolerance(cache_dir, demo_output, monkeypatch, capsys
     out, err = capsys.readouterr()
     assert rows(out)["accuracy"].endswith(": FAILED")
     assert re.search(r"FAILED: max abs error \S+ exceeds the tolerance", err)
+
+
+def test_check_backend_lists_every_missing_name(tmp_path):
+    mod = tmp_path / "tiny_backend.py"
+    mod.write_text("def placeholder(): pass\ndef variable(): pass\ndef function(): pass\n")
+    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+    out = subprocess.run([sys.executable, "-m", "kcomp", "check-backend", "tiny_backend", "--json"],
+                         capture_output=True, text=True, env=env)
+    assert out.returncode == 1, out.stderr
+    report = json.loads(out.stdout)
+    from kcomp.backend.api import NAMES
+    assert report["count"] == len(NAMES) - 3 and report["surface"] == len(NAMES)
+    flat = [n for names in report["missing"].values() for n in names]
+    assert "placeholder" not in flat and "conv2d" in flat and "dot" in flat
+    out = subprocess.run([sys.executable, "-m", "kcomp", "check-backend", "kcomp.backend"],
+                         capture_output=True, text=True)
+    import kcomp.backend as K
+    assert f"{len(NAMES) - len(K.PENDING)} of {len(NAMES)}" in out.stdout
+    assert out.returncode == (1 if K.PENDING else 0)

@@ -15,6 +15,12 @@ from collections import defaultdict
 
 import numpy as np
 
+__all__ = ["backend", "floatx", "set_floatx", "epsilon", "set_epsilon", "image_data_format",
+           "set_image_data_format", "normalize_data_format", "symbolic", "eager",
+           "cast_to_floatx", "get_uid", "reset_uids", "name_scope",
+           "manual_variable_initialization", "learning_phase", "set_learning_phase",
+           "clear_session"]
+
 _FLOATX = "float32"
 _EPSILON = 1e-7
 _IMAGE_DATA_FORMAT = "channels_last"

@@ -6,6 +6,10 @@ import numpy as np
 from ..ir import build as B
 from ..ir import dtypes as D
 
+__all__ = ["square", "abs", "exp", "log", "round", "sign", "sin", "cos", "sqrt", "pow", "clip",
+           "equal", "not_equal", "greater", "greater_equal", "less", "less_equal",
+           "maximum", "minimum", "switch"]
+
 
 def square(x): return B.unary("square", x)
 def abs(x): return B.unary("abs", x)  # noqa: A001

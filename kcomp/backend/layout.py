@@ -8,6 +8,9 @@ from ..ir import shapes as S
 from ..ir.graph import Tensor
 from ..ir.registry import apply1, shape_error
 
+__all__ = ["reshape", "permute_dimensions", "expand_dims", "squeeze", "flatten", "batch_flatten",
+           "concatenate", "stack", "tile", "repeat_elements"]
+
 
 def _dims_arg(value, op: str):
     """A shape argument: ints (-1 allowed), or tensors whose values derive from input shapes

@@ -5,6 +5,8 @@ from ..ir import build as B
 from ..ir.ops.linalg import batch_dot_axes
 from ..ir.registry import apply1
 
+__all__ = ["dot", "batch_dot", "transpose"]
+
 
 def _same_dtype(x, y):
     x, y = B.as_tensor(x), B.as_tensor(y)

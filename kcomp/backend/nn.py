@@ -4,6 +4,8 @@ from __future__ import annotations
 from ..ir import build as B
 from ..ir.registry import apply1
 
+__all__ = ["relu", "elu", "softmax", "softplus", "softsign", "sigmoid", "hard_sigmoid", "tanh"]
+
 
 def relu(x, alpha=0., max_value=None, threshold=0.):
     return B.unary("relu", x, alpha=float(alpha),

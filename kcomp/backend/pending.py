@@ -1,24 +1,13 @@
 """Keras 2 backend names kcomp does not implement yet.
 
-Keras imports every backend name when it loads a backend, so these exist to let unmodified
-Keras load kcomp; calling one raises NotImplementedError naming it. Each carries
-`__kcomp_pending__ = True` so that tools (and tests) can tell them from real implementations.
+Keras imports every backend name when it loads a backend, so each missing name of the surface
+(kcomp/backend/api.py) gets a function that raises NotImplementedError naming it. Each carries
+`__kcomp_pending__ = True`, so `kcomp check-backend` and the tests can tell them from real
+implementations.
 """
 from __future__ import annotations
 
-PENDING = (
-    "arange", "batch_normalization", "bias_add", "binary_crossentropy",
-    "categorical_crossentropy", "control_dependencies", "conv1d", "conv2d", "conv2d_transpose",
-    "conv3d", "conv3d_transpose", "ctc_batch_cost", "ctc_decode", "ctc_label_dense_to_sparse",
-    "depthwise_conv2d", "dropout", "foldl", "foldr", "gather", "gradients", "in_test_phase",
-    "in_top_k", "in_train_phase", "l2_normalize", "local_conv1d", "local_conv2d", "map_fn",
-    "normalize_batch_in_training", "one_hot", "pool2d", "pool3d", "print_tensor",
-    "random_binomial", "random_normal", "random_normal_variable", "random_uniform",
-    "random_uniform_variable", "repeat", "resize_images", "resize_volumes", "reverse", "rnn",
-    "separable_conv1d", "separable_conv2d", "slice", "sparse_categorical_crossentropy",
-    "spatial_2d_padding", "spatial_3d_padding", "stop_gradient", "temporal_padding", "to_dense",
-    "truncated_normal",
-)
+from .api import NAMES
 
 
 def _pending(name: str):
@@ -30,5 +19,13 @@ def _pending(name: str):
     return fn
 
 
-globals().update({name: _pending(name) for name in PENDING})
-__all__ = list(PENDING)
+def fill(namespace: dict) -> list:
+    """Add a pending stub for every surface name missing from namespace; returns their names."""
+    missing = [n for n in NAMES if n not in namespace]
+    for n in missing:
+        namespace[n] = _pending(n)
+    return missing
+
+
+def is_pending(fn) -> bool:
+    return bool(getattr(fn, "__kcomp_pending__", False))

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from ..ir import build as B
 
+__all__ = ["max", "min", "sum", "prod", "mean", "var", "std", "any", "all", "logsumexp", "argmax",
+           "argmin", "cumsum", "cumprod"]
+
 
 def max(x, axis=None, keepdims=False): return B.reduce("max", x, axis, keepdims)  # noqa: A001
 def min(x, axis=None, keepdims=False): return B.reduce("min", x, axis, keepdims)  # noqa: A001

@@ -6,6 +6,8 @@ from ..ir import build as B
 from ..ir.graph import Variable
 from ..ir.registry import shape_error
 
+__all__ = ["function", "update", "update_add", "update_sub", "moving_average_update"]
+
 
 def update(x, new_x):
     """x <- new_x when the function that receives this update runs."""

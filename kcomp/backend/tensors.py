@@ -9,6 +9,12 @@ from ..ir.graph import Tensor, Variable
 from ..ir.ops import leaf
 from . import config
 
+__all__ = ["placeholder", "is_placeholder", "variable", "is_variable", "constant", "is_tensor",
+           "is_keras_tensor", "is_sparse", "shape", "int_shape", "ndim", "size", "dtype",
+           "count_params", "eval", "get_value", "batch_get_value", "set_value",
+           "batch_set_value", "zeros", "ones", "eye", "zeros_like", "ones_like",
+           "identity", "cast"]
+
 
 def _dt(dtype):
     return D.as_dtype(dtype if dtype is not None else config.floatx())

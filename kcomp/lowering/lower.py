@@ -1,5 +1,5 @@
 """Lowering of an optimized graph to a kernel plan: where every value lives, which kernel
-computes it, and in what order. The per-op kernel rules are in kcomp/lowering/kernels.py."""
+computes it, and in what order. The per-op kernel rules are in kcomp/lowering/rules/."""
 from __future__ import annotations
 
 from typing import Dict, List, Set, Tuple
@@ -9,6 +9,8 @@ from ..ir.passes.fusion import Group, fuse
 from .dims import DimTable
 from .names import Code, ident, literal
 from .plan import Buffer, Kernel, Plan, Ref, plan_arena
+from .rules import lower_group
+from .rules.common import copy_ref, copy_value
 
 Key = Tuple[int, int]
 
@@ -63,7 +65,6 @@ class Lowerer:
 
     # ---- the plan ----------------------------------------------------------------------------
     def lower(self) -> Plan:
-        from . import kernels as K
         g = self.graph
         users = consumers(self.nodes)
         roots = {key(t) for t in g.outputs} | {key(v) for _, v in g.updates}
@@ -126,9 +127,9 @@ class Lowerer:
                         self.storage[key(t)] = self.scratch_for(t)
 
         for grp in self.groups:
-            K.lower_group(self, grp)
+            lower_group(self, grp)
         for t, buf in copies:
-            K.copy_value(self, t, Ref(buf, buf.dims), label="output copy")
+            copy_value(self, t, Ref(buf, buf.dims), label="output copy")
         self._lower_updates()
 
         for n in self.nodes:
@@ -164,7 +165,6 @@ class Lowerer:
     def _lower_updates(self) -> None:
         """Copy update values into their variables after everything else has run. A value that
         is the old state of another updated variable is snapshotted first (a swap)."""
-        from . import kernels as K
         last = {}
         for var, val in self.graph.updates:
             last[var.node.uid] = (var, val)   # several updates of one variable: the last wins
@@ -180,14 +180,14 @@ class Lowerer:
                 continue  # update(x, x)
             if src.buf.kind == "variable" and src.buf.slot in targets:
                 snap = Ref(self.buffer(val.type.dtype, val.dims, "scratch"), val.dims)
-                K.copy_ref(self, src, snap, label="update snapshot")
+                copy_ref(self, src, snap, label="update snapshot")
                 src = snap
             copies.append((val, src, dst))
         for val, src, dst in copies:
             if src is None:
-                K.copy_value(self, val, dst, label="update")
+                copy_value(self, val, dst, label="update")
             else:
-                K.copy_ref(self, src, dst, label="update")
+                copy_ref(self, src, dst, label="update")
 
 
 def lower(graph: Graph, materialize: Set[int] = frozenset()) -> Plan:

@@ -41,7 +41,8 @@ class Ref:
 class Kernel:
     name: Code
     template: str        # kcomp/templates/cpu/<template>.j2
-    ctx: dict            # what the template prints: Code, ints, and containers of them
+    ctx: dict            # what the template prints: Code, ints, and containers of them;
+                         # ctx["can_fail"]: the kernel may report bad data via kc_frame_fail
     label: str           # for explain(): the ops and shapes this kernel computes
     reads: List[Buffer] = field(default_factory=list)
     writes: List[Buffer] = field(default_factory=list)

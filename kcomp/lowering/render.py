@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from .kernels import PARALLEL_MIN
+from .rules.common import PARALLEL_MIN
 from .names import Code, c_string, comment_text, int_lit, join
 from .plan import Plan
 
@@ -65,7 +65,8 @@ def render(plan: Plan, title: str, bytecode_dir: str | None = None) -> str:
         macros = env.get_template(f"cpu/{k.template}.j2").module
         info = {"name": k.name, "comment": comment_text(k.label, 120)}
         kernels.append({"define": Code(macros.define(info, k.ctx).strip()),
-                        "launch": Code(macros.launch(info, k.ctx).strip())})
+                        "launch": Code(macros.launch(info, k.ctx).strip()),
+                        "can_fail": bool(k.ctx.get("can_fail", False))})
 
     def static_dims(b):
         return join(", ", [int_lit(d if isinstance(d, int) else -1) for d in b.dims] or

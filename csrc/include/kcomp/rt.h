@@ -34,7 +34,8 @@ KC_INLINE int32_t fail2(kc_call *c, int32_t status, const char *a, const char *b
   return status;
 }
 
-/* Writes "<msg> <a> vs <b>" (two dimension values) into the error buffer. */
+/* Writes "<msg>: <a> vs <b>" (two integers: extents, or an index and its bound) into the error
+ * buffer. */
 KC_INLINE int32_t fail_dims(kc_call *c, const char *msg, int64_t a, int64_t b) {
   char *out = c->error;
   int n = 0;

@@ -1,4 +1,7 @@
 """Every op of the IR, each defined once: attributes, shape/dtype inference and numpy reference.
+One module per op family; importing this package imports (and so registers) them all."""
+import importlib
+import pkgutil
 
-Importing this package registers them all in kcomp.ir.registry."""
-from . import elementwise, leaf, linalg, nn, reduce, shape  # noqa: F401  (registers them)
+for _m in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_m.name}")

@@ -1,0 +1,202 @@
+"""Shared pieces of kernel rules: buffer pointers, strides, loop launch parameters, and the
+index-mapping copy kernel that transposes, slices, tiles and concatenations are made of."""
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from ...ir import shapes as S
+from ...ir.graph import Node, Tensor
+from ..names import Code, int_lit, join
+from ..plan import Buffer, Kernel, Ref
+
+# Below this many elements a kernel runs on the calling thread: waking the pool costs more.
+PARALLEL_MIN = 1 << 15
+TILE = 256  # columns per task in reductions and scans over a non-innermost axis
+
+
+def key(t: Tensor):
+    return (t.node.uid, t.index)
+
+
+class Pointers:
+    """The buffer pointers a kernel declares, by buffer slot."""
+
+    def __init__(self):
+        self.decls: List[Code] = []
+        self.names: Dict[Tuple[int, bool], Code] = {}
+        self.reads: List[Buffer] = []
+        self.writes: List[Buffer] = []
+
+    def get(self, buf: Buffer, write: bool = False) -> Code:
+        k = (buf.slot, write)
+        if k not in self.names:
+            name = Code(f"{'w' if write else 'r'}{buf.slot}")
+            const = "" if write else "const "
+            self.decls.append(Code(f"{const}{buf.dtype.ctype}* KC_RESTRICT {name} = "
+                                   f"({const}{buf.dtype.ctype}*)f->p[{buf.slot}];"))
+            self.names[k] = name
+            (self.writes if write else self.reads).append(buf)
+        return self.names[k]
+
+
+def contiguous_strides(dims: Sequence[S.Dim]) -> List[S.Dim]:
+    out: List[S.Dim] = [1] * len(dims)
+    for i in range(len(dims) - 2, -1, -1):
+        out[i] = S.mul(out[i + 1], dims[i + 1])
+    return out
+
+
+class Dyn:
+    """A broadcast stride known only at run time: 0 when the operand's extent is 1."""
+
+    def __init__(self, extent: S.Dim, stride: S.Dim):
+        self.extent, self.stride = extent, stride
+
+
+def broadcast_strides(op_dims, it_dims) -> List:
+    """Strides (elements) of a contiguous operand read over a broadcast iteration space."""
+    own = contiguous_strides(op_dims)
+    r, q = len(it_dims), len(op_dims)
+    out = []
+    for i in range(r):
+        j = i - (r - q)
+        if j < 0 or op_dims[j] == 1:
+            out.append(0)
+        elif op_dims[j] == it_dims[i]:
+            out.append(own[j])
+        else:
+            out.append(Dyn(op_dims[j], own[j]))
+    return out
+
+
+def collapse(extents: List[S.Dim], stride_sets: List[List]) -> Tuple[List[S.Dim], List[List]]:
+    """Merge adjacent axes that every operand walks contiguously; drop static size-1 axes."""
+    keep = [i for i, e in enumerate(extents) if e != 1]
+    extents = [extents[i] for i in keep]
+    stride_sets = [[s[i] for i in keep] for s in stride_sets]
+    i = len(extents) - 2
+    while i >= 0:
+        ok = all(not isinstance(s[i], Dyn) and not isinstance(s[i + 1], Dyn) and
+                 s[i] == S.mul(s[i + 1], extents[i + 1]) for s in stride_sets)
+        if ok:
+            extents[i:i + 2] = [S.mul(extents[i], extents[i + 1])]
+            for s in stride_sets:
+                s[i:i + 2] = [s[i + 1]]
+        i -= 1
+    if not extents:
+        extents = [1]
+        stride_sets = [[0] for _ in stride_sets]
+    return extents, stride_sets
+
+
+def index_expr(L, strides: List, var: str = "i", base: Optional[Code] = None) -> Code:
+    terms = [base] if base is not None and base != "0" else []
+    for a, s in enumerate(strides):
+        iv = Code(f"{var}{a}")
+        if isinstance(s, Dyn):
+            terms.append(Code(f"{iv} * ({L.dims.expr(s.extent)} == 1 ? 0 : "
+                              f"{L.dims.expr(s.stride)})"))
+        elif s == 1:
+            terms.append(iv)
+        elif s != 0:
+            terms.append(Code(f"{iv} * {L.dims.expr(s)}"))
+    return join(" + ", terms) if terms else Code("0")
+
+
+def loop_ctx(L, extents: List[S.Dim]) -> dict:
+    """Launch parameters of a loop nest parallel over its first axis."""
+    inner = S.mul(*extents[1:])
+    n0 = L.dims.expr(extents[0])
+    total = S.mul(*extents)
+    serial = isinstance(total, int) and total < PARALLEL_MIN
+    if serial:
+        grain = n0
+    elif isinstance(inner, int):
+        grain = int_lit(max(1, PARALLEL_MIN // max(inner, 1)))
+    else:
+        grain = Code(f"kc_grain({L.dims.expr(inner)})")
+    return {"rank": len(extents), "extents": [L.dims.expr(e) for e in extents], "n0": n0,
+            "grain": grain, "serial": serial}
+
+
+def label_of(nodes: Sequence[Node]) -> str:
+    ops = "+".join(n.op.name for n in nodes)
+    return f"{ops} -> {nodes[-1].outputs[0].type}"
+
+
+class Axis:
+    """How one axis of a copy's iteration space maps to source and destination offsets:
+    ('lin', stride) for i * stride, ('mod', extent, stride) for (i % extent) * stride,
+    ('div', rep, stride) for (i / rep) * stride."""
+
+    def __init__(self, extent, src, dst):
+        self.extent, self.src, self.dst = extent, src, dst
+
+
+def _axis_term(L, iv: Code, m) -> Optional[Code]:
+    kind = m[0]
+    if kind == "lin":
+        s = m[1]
+        if isinstance(s, Dyn):
+            return Code(f"{iv} * ({L.dims.expr(s.extent)} == 1 ? 0 : {L.dims.expr(s.stride)})")
+        if s == 0:
+            return None
+        return iv if s == 1 else Code(f"{iv} * {L.dims.expr(s)}")
+    if kind == "mod":
+        return Code(f"({iv} % {L.dims.expr(m[1])}) * {L.dims.expr(m[2])}")
+    if kind == "div":
+        return Code(f"({iv} / {L.dims.expr(m[1])}) * {L.dims.expr(m[2])}")
+    raise AssertionError(kind)
+
+
+def emit_copy(L, src: Ref, dst: Ref, axes: List[Axis], src_base: S.Dim = 0,
+              dst_base: S.Dim = 0, label: str = "copy", convert: bool = False) -> None:
+    """dst[dst_base + sum(dst maps)] = src[src_base + sum(src maps)] over the axes' space."""
+    # merge linear axes that are contiguous for both sides
+    i = len(axes) - 2
+    while i >= 0:
+        a, b = axes[i], axes[i + 1]
+        if a.src[0] == b.src[0] == "lin" and a.dst[0] == b.dst[0] == "lin" and \
+                not any(isinstance(x, Dyn) for x in (a.src[1], b.src[1], a.dst[1], b.dst[1])) and \
+                a.src[1] == S.mul(b.src[1], b.extent) and a.dst[1] == S.mul(b.dst[1], b.extent):
+            axes[i:i + 2] = [Axis(S.mul(a.extent, b.extent), b.src, b.dst)]
+        i -= 1
+    axes = [a for a in axes if a.extent != 1] or [Axis(1, ("lin", 0), ("lin", 0))]
+    ptrs = Pointers()
+    s, d = ptrs.get(src.buf), ptrs.get(dst.buf, write=True)
+    sterms = [t for t in (_axis_term(L, Code(f"i{a}"), ax.src) for a, ax in enumerate(axes)) if t]
+    dterms = [t for t in (_axis_term(L, Code(f"i{a}"), ax.dst) for a, ax in enumerate(axes)) if t]
+    if src_base != 0:
+        sterms.insert(0, L.dims.expr(src_base))
+    if dst_base != 0:
+        dterms.insert(0, L.dims.expr(dst_base))
+    value = Code(f"{s}[{join(' + ', sterms) or Code('0')}]")
+    if convert and src.buf.dtype != dst.buf.dtype:
+        value = Code(f"({dst.buf.dtype.ctype})({src.buf.dtype.compute}){value}")
+    ctx = loop_ctx(L, [a.extent for a in axes])
+    ctx.update(ptrs=ptrs.decls, loads=[], body=[],
+               stores=[Code(f"{d}[{join(' + ', dterms) or Code('0')}] = {value};")])
+    L.add(Kernel(L.kernel_name(), "elementwise", ctx, label, ptrs.reads, ptrs.writes))
+
+
+def copy_value(L, t: Tensor, dst: Ref, label: str) -> None:
+    """Materialize value t (a buffer, a view of one, or an inline scalar) into dst."""
+    k = key(t)
+    dims = list(dst.dims)
+    if k in L.inline:
+        ptrs = Pointers()
+        d = ptrs.get(dst.buf, write=True)
+        ctx = loop_ctx(L, [S.size(dims)])
+        ctx.update(ptrs=ptrs.decls, loads=[], body=[],
+                   stores=[Code(f"{d}[i0] = ({dst.buf.dtype.ctype}){L.inline[k]};")])
+        L.add(Kernel(L.kernel_name(), "elementwise", ctx, label, [], ptrs.writes))
+        return
+    copy_ref(L, L.ref(t), dst, label)
+
+
+def copy_ref(L, src: Ref, dst: Ref, label: str) -> None:
+    """dst = src, element for element (same element count)."""
+    n = S.size(dst.dims)
+    emit_copy(L, src, dst, [Axis(n, ("lin", 1), ("lin", 1))], label=label)
+
+

@@ -1,0 +1,100 @@
+"""Layout ops as index-mapping copies: transpose, broadcast_to, slice, tile, repeat_elements,
+concatenate; and shape_of."""
+from __future__ import annotations
+
+from ...ir import shapes as S
+from ...ir.graph import Node
+from ..names import Code, int_lit
+from ..plan import Kernel
+from . import rule
+from .common import (Axis, Pointers, broadcast_strides, contiguous_strides, emit_copy, key,
+                     label_of)
+
+
+@rule("transpose")
+def _transpose(L, node: Node):
+    x, out = node.inputs[0], node.outputs[0]
+    own = contiguous_strides(x.dims)
+    perm = node.attrs["perm"]
+    dst = contiguous_strides(out.dims)
+    axes = [Axis(out.dims[a], ("lin", own[perm[a]]), ("lin", dst[a])) for a in range(out.ndim)]
+    emit_copy(L, L.ref(x), L.ref(out), axes, label=label_of([node]))
+
+
+@rule("broadcast_to")
+def _broadcast_to(L, node: Node):
+    x, out = node.inputs[0], node.outputs[0]
+    src = broadcast_strides(x.dims, out.dims)
+    dst = contiguous_strides(out.dims)
+    axes = [Axis(out.dims[a], ("lin", src[a]), ("lin", dst[a])) for a in range(out.ndim)]
+    emit_copy(L, L.ref(x), L.ref(out), axes, label=label_of([node]))
+
+
+@rule("slice")
+def _slice(L, node: Node):
+    x, out = node.inputs[0], node.outputs[0]
+    own = contiguous_strides(x.dims)
+    dst = contiguous_strides(out.dims)
+    base: S.Dim = 0  # offset of the first element read
+    axes = []
+    for a, ((start, stop, step), n) in enumerate(zip(node.attrs["specs"], x.dims)):
+        if isinstance(n, int):
+            first = range(n)[slice(start, stop, step)].start if out.dims[a] != 0 else 0
+        else:
+            first = L.dims.computed(Code(
+                f"kc::slice_start({L.dims.expr(n)}, {int_lit(start or 0)}, "
+                f"{int_lit(start is not None)}, {int_lit(step)})"))
+        base = S.add(base, S.mul(first, own[a]))
+        axes.append(Axis(out.dims[a], ("lin", S.mul(step, own[a])), ("lin", dst[a])))
+    emit_copy(L, L.ref(x), L.ref(out), axes, src_base=base, label=label_of([node]))
+
+
+@rule("tile")
+def _tile(L, node: Node):
+    x, out = node.inputs[0], node.outputs[0]
+    own = contiguous_strides(x.dims)
+    dst = contiguous_strides(out.dims)
+    axes = []
+    for a, r in enumerate(node.attrs["reps"]):
+        src = ("lin", own[a]) if r == 1 else ("mod", x.dims[a], own[a])
+        axes.append(Axis(out.dims[a], src, ("lin", dst[a])))
+    emit_copy(L, L.ref(x), L.ref(out), axes, label=label_of([node]))
+
+
+@rule("repeat_elements")
+def _repeat(L, node: Node):
+    x, out = node.inputs[0], node.outputs[0]
+    own = contiguous_strides(x.dims)
+    dst = contiguous_strides(out.dims)
+    axis, rep = node.attrs["axis"], node.attrs["rep"]
+    axes = [Axis(out.dims[a], ("div", rep, own[a]) if a == axis and rep != 1 else
+                 ("lin", own[a]), ("lin", dst[a])) for a in range(out.ndim)]
+    emit_copy(L, L.ref(x), L.ref(out), axes, label=label_of([node]))
+
+
+@rule("concatenate")
+def _concat(L, node: Node):
+    out = node.outputs[0]
+    axis = node.attrs["axis"]
+    dst = contiguous_strides(out.dims)
+    offset: S.Dim = 0
+    for x in node.inputs:
+        own = contiguous_strides(x.dims)
+        axes = [Axis(x.dims[a], ("lin", own[a]), ("lin", dst[a])) for a in range(x.ndim)]
+        if key(x) in L.inline:
+            raise AssertionError("concatenate operands always have buffers")
+        emit_copy(L, L.ref(x), L.ref(out), axes, dst_base=S.mul(offset, dst[axis]),
+                  label=f"concatenate part -> {out.type}")
+        offset = S.add(offset, x.dims[axis])
+
+
+@rule("shape_of")
+def _shape_of(L, node: Node):
+    x, out = node.inputs[0], node.outputs[0]
+    ptrs = Pointers()
+    d = ptrs.get(L.ref(out).buf, write=True)
+    stores = [Code(f"{d}[{a}] = (int32_t){L.dims.expr(n)};") for a, n in enumerate(x.dims)]
+    L.add(Kernel(L.kernel_name(), "serial", {"ptrs": ptrs.decls, "body": stores},
+                 label_of([node]), [], ptrs.writes))
+
+
