@@ -71,6 +71,20 @@ def variables_of(graph: Graph) -> List[Variable]:
 
 # ---- prepare -------------------------------------------------------------------------------------
 
+def state_updates(graph: Graph) -> Graph:
+    """Add the updates ops ask for (OpDef.extra['state_updates']: a random node advances its
+    call counter), unless the graph updates that variable itself."""
+    have = {v.node.uid for v, _ in graph.updates}
+    extra = []
+    for n in graph.nodes():
+        hook = n.op.extra.get("state_updates")
+        for var, value in hook(n) if hook else ():
+            if var.node.uid not in have:
+                have.add(var.node.uid)
+                extra.append((var, value))
+    return graph._replace(updates=graph.updates + tuple(extra)) if extra else graph
+
+
 def prepare(graph: Graph) -> Graph:
     """Validate inputs and rename their unknown extents to ('in', k, j)."""
     names: Dict[S.Sym, S.Sym] = {}
@@ -167,7 +181,7 @@ def compile_graph(graph: Graph, name: str = "function") -> Tuple[Compiled, Graph
     """(compiled function, prepared graph, what this call did: memo_hit, cache_hit and the
     seconds spent in each phase)."""
     t0 = time.perf_counter()
-    prepared = prepare(graph)
+    prepared = prepare(state_updates(graph))
     mkey = graph_key(prepared)
     with _memo_lock:
         hit = _memo.get(mkey)

@@ -12,9 +12,9 @@ __all__ = ["reshape", "permute_dimensions", "expand_dims", "squeeze", "flatten",
            "concatenate", "stack", "tile", "repeat_elements"]
 
 
-def _dims_arg(value, op: str):
-    """A shape argument: ints (-1 allowed), or tensors whose values derive from input shapes
-    (K.shape(x)[0], ...), resolved to symbolic extents."""
+def dims_arg(value, op: str):
+    """A shape argument: ints (-1 allowed), symbolic dims, or tensors whose values derive from
+    input shapes (K.shape(x)[0], ...), resolved to symbolic extents."""
     if isinstance(value, Tensor):
         dims = B.shape_value(value)
         if dims is None:
@@ -29,13 +29,15 @@ def _dims_arg(value, op: str):
                 raise ValueError(f"{op}: shape element {d!r} is not a scalar derived from "
                                  "input shapes")
             out.append(v[0])
+        elif isinstance(d, S.Sym):
+            out.append(d)
         else:
             out.append(int(d))
     return out
 
 
 def reshape(x, shape):
-    return B.reshape(x, _dims_arg(shape, "reshape"))
+    return B.reshape(x, dims_arg(shape, "reshape"))
 
 
 def permute_dimensions(x, pattern):
