@@ -71,12 +71,21 @@ def variables_of(graph: Graph) -> List[Variable]:
 
 # ---- prepare -------------------------------------------------------------------------------------
 
+def _all_nodes(graph: Graph):
+    """The graph's nodes and, recursively, those of the loop bodies in its attributes."""
+    for n in graph.nodes():
+        yield n
+        for value in n.attrs.values():
+            if isinstance(value, Graph):
+                yield from _all_nodes(value)
+
+
 def state_updates(graph: Graph) -> Graph:
     """Add the updates ops ask for (OpDef.extra['state_updates']: a random node advances its
     call counter), unless the graph updates that variable itself."""
     have = {v.node.uid for v, _ in graph.updates}
     extra = []
-    for n in graph.nodes():
+    for n in _all_nodes(graph):
         hook = n.op.extra.get("state_updates")
         for var, value in hook(n) if hook else ():
             if var.node.uid not in have:
@@ -109,6 +118,8 @@ def prepare(graph: Graph) -> Graph:
     def sub(x):
         if isinstance(x, S.Sym):
             return S.subst(x, rename)
+        if isinstance(x, Graph):  # a loop's body
+            return rewrite(x, visit)
         if isinstance(x, TensorType):
             return TensorType(x.dtype, tuple(sub(d) for d in x.dims))
         if isinstance(x, tuple) and not isinstance(x, S.Check):
@@ -120,7 +131,7 @@ def prepare(graph: Graph) -> Graph:
         return x
 
     def has_sym(x) -> bool:
-        if isinstance(x, S.Sym):
+        if isinstance(x, (S.Sym, Graph)):
             return True
         if isinstance(x, (tuple, list)):
             return any(has_sym(v) for v in x)
@@ -153,7 +164,7 @@ def describe_graph(graph: Graph) -> str:
     for n in nodes:
         args = ", ".join(f"%{idx[t.node.uid]}" + (f".{t.index}" if len(t.node.outputs) > 1 else "")
                          for t in n.inputs)
-        attrs = {k: v for k, v in n.attrs.items() if k not in ("type", "default")}
+        attrs = {k: v for k, v in n.attrs.items() if k not in ("type", "default", "body")}
         if n.op.name == "constant":
             v = attrs.pop("value")
             attrs = {"value": v.reshape(-1)[0].item()} if v.size == 1 else {"shape": v.shape}
@@ -162,6 +173,8 @@ def describe_graph(graph: Graph) -> str:
         a = " ".join(f"{k}={v}" for k, v in attrs.items() if v not in (None, False))
         out = ", ".join(str(t.type) for t in n.outputs)
         lines.append(f"%{idx[n.uid]} = {n.op.name}({args}){(' ' + a) if a else ''}{extra} -> {out}")
+        if "body" in n.attrs:  # a loop: its body, indented
+            lines += ["    " + ln for ln in describe_graph(n.attrs["body"]).splitlines()]
     outs = ", ".join(f"%{idx[t.node.uid]}" for t in graph.outputs)
     lines.append(f"outputs: {outs or '-'}")
     for v, val in graph.updates:

@@ -69,3 +69,18 @@ def assert_numpy(got, expected, dtype=None, what="", rtol=None, atol=None):
                                    equal_nan=True, err_msg=what)
     else:
         np.testing.assert_array_equal(got, expected.astype(dtype), err_msg=what)
+
+
+def keras_numpy_backend():
+    """Keras 2.3.1's numpy reference backend (keras/backend/numpy_backend.py), imported with
+    kcomp as Keras's backend so that TensorFlow is never needed."""
+    import importlib.util
+    import os
+
+    import pytest
+    if importlib.util.find_spec("keras") is None:
+        pytest.skip("Keras 2.3.1 is not installed")
+    os.environ.setdefault("KERAS_BACKEND", "kcomp.backend")
+    import kcomp.backend  # noqa: F401  (its compat aliases let numpy_backend run on numpy 2)
+    from keras.backend import numpy_backend
+    return numpy_backend

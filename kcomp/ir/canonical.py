@@ -34,6 +34,8 @@ def describe(value):
                     [describe(v) for v in value.ravel().tolist()]]
         digest = hashlib.sha256(np.ascontiguousarray(value.reshape(-1)).view(np.uint8)).hexdigest()
         return ["array", value.dtype.name, list(value.shape), digest]
+    if isinstance(value, Graph):  # a loop's body (a NamedTuple: test before tuples)
+        return ["graph", graph_record(value)[0]]
     if isinstance(value, (tuple, list)):
         return [describe(v) for v in value]
     if isinstance(value, dict):

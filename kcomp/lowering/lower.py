@@ -1,11 +1,17 @@
 """Lowering of an optimized graph to a kernel plan: where every value lives, which kernel
-computes it, and in what order. The per-op kernel rules are in kcomp/lowering/rules/."""
+computes it, and in what order. The per-op kernel rules are in kcomp/lowering/rules/.
+
+A loop body is lowered by the same machinery into the same frame (`lower_body`): its values get
+buffers of their own, its parameters are bound to "window" buffers whose pointers the loop
+moves at every step, and its kernels run inside the loop kernel.
+"""
 from __future__ import annotations
 
-from typing import Dict, List, Set, Tuple
+from contextlib import contextmanager
+from typing import Dict, List, Sequence, Set, Tuple, Union
 
 from ..ir.graph import Graph, Tensor, consumers
-from ..ir.passes.fusion import Group, fuse
+from ..ir.passes.fusion import fuse
 from .dims import DimTable
 from .names import Code, ident, literal
 from .plan import Buffer, Kernel, Plan, Ref, plan_arena
@@ -13,6 +19,7 @@ from .rules import lower_group
 from .rules.common import copy_ref, copy_value
 
 Key = Tuple[int, int]
+Binding = Union[Ref, Code]  # where a parameter lives, or the literal it is
 
 
 def key(t: Tensor) -> Key:
@@ -22,39 +29,40 @@ def key(t: Tensor) -> Key:
 class Lowerer:
     def __init__(self, graph: Graph, materialize: Set[int] = frozenset()):
         self.graph = graph
-        self.nodes = graph.nodes()
+        self.materialize = materialize
         self.dims = DimTable()
         self.storage: Dict[Key, Ref] = {}
         self.inline: Dict[Key, Code] = {}
-        self.kernels: List[Kernel] = []
+        self.kernels: List[Kernel] = []  # where add() appends (a loop body swaps its own in)
+        self.n_kernels = 0
         self.includes: List[str] = ["kcomp/rt.h"]
         self.slots = 0
-        self.inputs: List[Buffer] = []
-        self.consts: List[Buffer] = []
+        self.by_kind: Dict[str, List[Buffer]] = {k: [] for k in
+                                                 ("input", "const", "variable", "output",
+                                                  "scratch", "window")}
         self.const_values = []
-        self.variables: List[Buffer] = []
         self.variable_objects = []
-        self.outputs: List[Buffer] = []
-        self.scratch: List[Buffer] = []
-        self.groups: List[Group] = fuse(graph, materialize)
 
-    # ---- buffers -----------------------------------------------------------------------------
+    # ---- buffers and kernels ------------------------------------------------------------
     def buffer(self, dtype, dims, kind, index=-1) -> Buffer:
         b = Buffer(self.slots, dtype, tuple(dims), kind, index)
         self.slots += 1
-        {"input": self.inputs, "const": self.consts, "variable": self.variables,
-         "output": self.outputs, "scratch": self.scratch}[kind].append(b)
+        self.by_kind[kind].append(b)
         return b
 
     def scratch_for(self, t: Tensor) -> Ref:
-        b = self.buffer(t.type.dtype, t.type.dims, "scratch")
-        return Ref(b, t.type.dims)
+        return Ref(self.buffer(t.type.dtype, t.type.dims, "scratch"), t.type.dims)
+
+    def window(self, dtype, dims) -> Ref:
+        """A buffer whose pointer a loop sets at every step (a slice of a sequence, a state)."""
+        return Ref(self.buffer(dtype, dims, "window"), tuple(dims))
 
     def ref(self, t: Tensor) -> Ref:
         return self.storage[key(t)]
 
     def kernel_name(self) -> Code:
-        return ident("k", len(self.kernels))
+        self.n_kernels += 1
+        return ident("k", self.n_kernels - 1)
 
     def add(self, kernel: Kernel) -> None:
         self.kernels.append(kernel)
@@ -63,99 +71,134 @@ class Lowerer:
         if header not in self.includes:
             self.includes.append(header)
 
-    # ---- the plan ----------------------------------------------------------------------------
+    def const_buffer(self, t: Tensor, value) -> Ref:
+        ref = Ref(self.buffer(t.type.dtype, t.dims, "const", len(self.by_kind["const"])), t.dims)
+        self.const_values.append(value)
+        return ref
+
+    # ---- the function ---------------------------------------------------------------------
     def lower(self) -> Plan:
         g = self.graph
-        users = consumers(self.nodes)
-        roots = {key(t) for t in g.outputs} | {key(v) for _, v in g.updates}
-        needs_buffer = self._needs_buffer(users, roots)
-
+        bound: Dict[Key, Binding] = {}
         for k, t in enumerate(g.inputs):
-            self.storage[key(t)] = Ref(self.buffer(t.type.dtype, t.type.dims, "input", k), t.dims)
-        var_seen = {}
-        for n in self.nodes + [v.node for v, _ in g.updates]:
-            if n.op.name == "variable" and n.uid not in var_seen:
+            bound[key(t)] = Ref(self.buffer(t.type.dtype, t.dims, "input", k), t.dims)
+        seen = set()
+        for n in g.nodes() + [v.node for v, _ in g.updates]:
+            if n.op.name == "variable" and n.uid not in seen:
+                seen.add(n.uid)
                 v = n.outputs[0]
-                var_seen[n.uid] = self.buffer(v.type.dtype, v.type.dims, "variable",
-                                              len(self.variables))
+                bound[key(v)] = Ref(self.buffer(v.type.dtype, v.dims, "variable",
+                                                len(self.variable_objects)), v.dims)
                 self.variable_objects.append(v)
-                self.storage[key(v)] = Ref(var_seen[n.uid], v.dims)
-        for n in self.nodes:
-            if n.op.name == "constant":
-                t = n.outputs[0]
+        self.storage.update({k: r for k, r in bound.items()})
+        outputs = [Ref(self.buffer(t.type.dtype, t.dims, "output", i), t.dims)
+                   for i, t in enumerate(g.outputs)]
+        self._lower_graph(g, bound, outputs, self.materialize)
+        self._lower_updates()
+        for b in self.all_buffers():
+            for d in b.dims:
+                self.dims.expr(d)
+        plan = Plan(g, self.by_kind["input"], self.by_kind["const"], self.const_values,
+                    self.by_kind["variable"], self.variable_objects, self.by_kind["output"],
+                    self.by_kind["scratch"], self.kernels, self.dims, includes=self.includes,
+                    windows=self.by_kind["window"])
+        plan_arena(plan)
+        return plan
+
+    def all_buffers(self) -> List[Buffer]:
+        return [b for kind in self.by_kind.values() for b in kind]
+
+    # ---- a loop body ----------------------------------------------------------------------
+    @contextmanager
+    def collecting(self):
+        """Kernels added inside the block go to the yielded list instead of the plan."""
+        saved, self.kernels = self.kernels, []
+        try:
+            yield self.kernels
+        finally:
+            self.kernels = saved
+
+    def lower_body(self, body: Graph, params: Sequence[Binding], outputs: Sequence[Ref]
+                   ) -> List[Kernel]:
+        """Kernels computing body's outputs into `outputs` from its inputs bound to `params`."""
+        bound = {key(p): b for p, b in zip(body.inputs, params)}
+        for k, b in bound.items():
+            if isinstance(b, Ref):
+                self.storage[k] = b
+        with self.collecting() as kernels:
+            self._lower_graph(body, bound, list(outputs))
+        return kernels
+
+    # ---- shared by both -------------------------------------------------------------------
+    def _lower_graph(self, g: Graph, bound: Dict[Key, Binding], outputs: List[Ref],
+                     materialize: Set[int] = frozenset()) -> None:
+        """Storage and kernels for g's nodes (update values included): outputs go to `outputs`."""
+        nodes = g.nodes()
+        roots = {key(t) for t in g.roots()}
+        needs_buffer = self._needs_buffer(nodes, roots)
+        for n in nodes:
+            t = n.outputs[0] if n.outputs else None
+            if n.op.kind != "leaf" or key(t) in self.storage or key(t) in self.inline:
+                continue
+            if key(t) in bound:  # a body parameter bound to a literal
+                self.inline[key(t)] = bound[key(t)]
+            elif n.op.name == "constant":
                 value = n.attrs["value"]
                 if value.size == 1 and key(t) not in needs_buffer:
                     self.inline[key(t)] = literal(value.reshape(()), t.type.dtype)
                 else:
-                    self.storage[key(t)] = Ref(self.buffer(t.type.dtype, t.dims, "const",
-                                                           len(self.consts)), t.dims)
-                    self.const_values.append(value)
-            elif n.op.name == "placeholder" and key(n.outputs[0]) not in self.storage:
-                default = n.attrs.get("default")
-                if default is None:
-                    raise ValueError(f"placeholder {n.outputs[0].name!r} is needed by an output "
-                                     f"but is not an input of the function")
-                t = n.outputs[0]
-                self.storage[key(t)] = Ref(self.buffer(t.type.dtype, t.dims, "const",
-                                                       len(self.consts)), t.dims)
-                self.const_values.append(default)
+                    self.storage[key(t)] = self.const_buffer(t, value)
+            elif n.op.name == "placeholder":
+                if n.attrs.get("default") is None:
+                    raise ValueError(f"placeholder {t.name!r} is needed by an output but is not "
+                                     f"an input of the function")
+                self.storage[key(t)] = self.const_buffer(t, n.attrs["default"])
 
         # outputs: a value computed by a kernel is written straight into its output buffer
         claimed: Set[Key] = set()
         copies = []
-        for i, t in enumerate(g.outputs):
-            buf = self.buffer(t.type.dtype, t.type.dims, "output", i)
+        for t, out in zip(g.outputs, outputs):
             src = self._view_source(t)
-            if src.node.op.kind not in ("leaf", "view") and key(src) not in claimed:
+            if src.node.op.kind not in ("leaf", "view") and key(src) not in claimed and \
+                    key(src) not in self.storage:
                 claimed.add(key(src))
-                self.storage[key(src)] = Ref(buf, src.dims)
+                self.storage[key(src)] = Ref(out.buf, src.dims)
             else:
-                copies.append((t, buf))
+                copies.append((t, out))
 
         # storage of everything else, in execution order (views alias their source)
-        stored = {key(t) for grp in self.groups for t in grp.stored}
-        for n in self.nodes:
+        groups = fuse(g, materialize)
+        stored = {key(t) for grp in groups for t in grp.stored}
+        for n in nodes:
             if n.op.kind == "view":
-                src = self.storage.get(key(n.inputs[0]))
-                if src is not None:
-                    self.storage[key(n.outputs[0])] = Ref(src.buf, n.outputs[0].dims)
-                elif key(n.inputs[0]) in self.inline:
-                    self.inline[key(n.outputs[0])] = self.inline[key(n.inputs[0])]
+                src = key(n.inputs[0])
+                if src in self.storage:
+                    self.storage[key(n.outputs[0])] = Ref(self.storage[src].buf,
+                                                          n.outputs[0].dims)
+                elif src in self.inline:
+                    self.inline[key(n.outputs[0])] = self.inline[src]
             elif n.op.kind != "leaf":
                 for t in n.outputs:
                     if key(t) in stored and key(t) not in self.storage:
                         self.storage[key(t)] = self.scratch_for(t)
 
-        for grp in self.groups:
+        for grp in groups:
             lower_group(self, grp)
-        for t, buf in copies:
-            copy_value(self, t, Ref(buf, buf.dims), label="output copy")
-        self._lower_updates()
-
-        for n in self.nodes:
+        for t, out in copies:
+            copy_value(self, t, out, label="output copy")
+        for n in nodes:
             for c in n.checks:
                 self.dims.check(*c)
-        for b in self.buffers_all():
-            for d in b.dims:
-                self.dims.expr(d)
-        plan = Plan(g, self.inputs, self.consts, self.const_values, self.variables,
-                    self.variable_objects, self.outputs, self.scratch, self.kernels, self.dims,
-                    includes=self.includes)
-        plan_arena(plan)
-        return plan
-
-    def buffers_all(self) -> List[Buffer]:
-        return self.inputs + self.consts + self.variables + self.outputs + self.scratch
 
     def _view_source(self, t: Tensor) -> Tensor:
         while t.node.op.kind == "view":
             t = t.node.inputs[0]
         return t
 
-    def _needs_buffer(self, users, roots) -> Set[Key]:
+    def _needs_buffer(self, nodes, roots) -> Set[Key]:
         """Values that must live in memory: read by a non-fused kernel, or an output."""
         need = set(roots)
-        for n in reversed(self.nodes):
+        for n in reversed(nodes):
             if n.op.kind == "view" and key(n.outputs[0]) in need:
                 need.add(key(n.inputs[0]))
             if n.op.kind not in ("elementwise", "view", "leaf"):

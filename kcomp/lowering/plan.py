@@ -17,7 +17,8 @@ class Buffer:
     slot: int            # index into the generated Frame's pointer table
     dtype: DType
     dims: S.Shape
-    kind: str            # input, const, variable, output or scratch
+    kind: str            # input, const, variable, output, scratch, or window (a pointer
+                         # that a loop moves at every step)
     index: int = -1      # position among the call's inputs / consts / variables / outputs
     arena: int = -1      # scratch buffers: their arena slot
 
@@ -26,7 +27,8 @@ class Buffer:
         return S.mul(self.dtype.itemsize, *self.dims)
 
     def describe(self) -> str:
-        where = f"{self.kind}[{self.index}]" if self.kind != "scratch" else f"arena[{self.arena}]"
+        where = f"arena[{self.arena}]" if self.kind == "scratch" else \
+            "window" if self.kind == "window" else f"{self.kind}[{self.index}]"
         return f"p{self.slot} {self.dtype.name}{S.fmt(self.dims)} {where}"
 
 
@@ -62,22 +64,27 @@ class Plan:
     dims: DimTable
     arena: List[S.Dim] = field(default_factory=list)  # bytes of each arena slot
     includes: List[str] = field(default_factory=list)
+    windows: List[Buffer] = field(default_factory=list)
 
     @property
     def buffers(self) -> List[Buffer]:
-        return self.inputs + self.consts + self.variables + self.outputs + self.scratch
+        return self.inputs + self.consts + self.variables + self.outputs + self.scratch + \
+            self.windows
 
     def describe(self) -> str:
         lines = ["buffers:"]
         lines += [f"  {b.describe()}" for b in self.buffers]
         lines.append("kernels:")
-        for k in self.kernels:
-            reads = ", ".join(f"p{b.slot}" for b in k.reads)
-            writes = ", ".join(f"p{b.slot}" for b in k.writes)
-            lines.append(f"  {k.name} [{k.template}] {k.label}  reads {reads or '-'} "
-                         f"writes {writes or '-'}")
-        lines.append("arena slots: " + (", ".join(f"{S.fmt((n,))[1:-2]}B" for n in self.arena)
-                                        or "none"))
+
+        def listing(kernels, indent):
+            for k in kernels:
+                reads = ", ".join(f"p{b.slot}" for b in k.reads)
+                writes = ", ".join(f"p{b.slot}" for b in k.writes)
+                lines.append(f"{indent}{k.name} [{k.template}] {k.label}  reads {reads or '-'} "
+                             f"writes {writes or '-'}")
+                listing(k.ctx.get("loop_body", ()), indent + "    ")
+        listing(self.kernels, "  ")
+        lines.append("arena slots: " + (", ".join(f"{n}B" for n in self.arena) or "none"))
         return "\n".join(lines)
 
 

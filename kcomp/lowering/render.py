@@ -56,17 +56,28 @@ def environment(bytecode_dir: str | None = None):
     return _env
 
 
+def _render_kernels(env, kernels, defines: list) -> list:
+    """Render kernels: their definitions (a loop's body kernels first) are appended to
+    `defines`; returns their launches, in order."""
+    launches = []
+    for k in kernels:
+        ctx = dict(k.ctx)
+        if "loop_body" in ctx:  # a loop: its body's launches go inside the loop's launch
+            ctx["loop_body"] = _render_kernels(env, ctx["loop_body"], defines)
+        _validate(ctx, f"kernel {k.template}")
+        macros = env.get_template(f"cpu/{k.template}.j2").module
+        info = {"name": k.name, "comment": comment_text(k.label, 120)}
+        defines.append(Code(macros.define(info, ctx).strip()))
+        launches.append({"launch": Code(macros.launch(info, ctx).strip()),
+                         "can_fail": bool(ctx.get("can_fail", False))})
+    return launches
+
+
 def render(plan: Plan, title: str, bytecode_dir: str | None = None) -> str:
     env = environment(bytecode_dir)
     dims = plan.dims
-    kernels = []
-    for k in plan.kernels:
-        _validate(k.ctx, f"kernel {k.template}")
-        macros = env.get_template(f"cpu/{k.template}.j2").module
-        info = {"name": k.name, "comment": comment_text(k.label, 120)}
-        kernels.append({"define": Code(macros.define(info, k.ctx).strip()),
-                        "launch": Code(macros.launch(info, k.ctx).strip()),
-                        "can_fail": bool(k.ctx.get("can_fail", False))})
+    defines: list = []
+    launches = _render_kernels(env, plan.kernels, defines)
 
     def static_dims(b):
         return join(", ", [int_lit(d if isinstance(d, int) else -1) for d in b.dims] or
@@ -97,7 +108,8 @@ def render(plan: Plan, title: str, bytecode_dir: str | None = None) -> str:
         "n_inputs": len(plan.inputs), "n_consts": len(plan.consts),
         "n_variables": len(plan.variables), "n_outputs": len(plan.outputs),
         "arg_checks": arg_checks, "dim_lines": list(dims.lines), "outputs": outputs,
-        "pointer_lines": pointer_lines, "arena": arena, "scratch": scratch, "kernels": kernels,
+        "pointer_lines": pointer_lines, "arena": arena, "scratch": scratch,
+        "defines": [d for d in defines if d], "launches": launches,
     }
     _validate(ctx)
     return env.get_template("cpu/module.cpp.j2").render(**ctx)

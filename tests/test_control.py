@@ -1,0 +1,133 @@
+"""rnn, map_fn, foldl, foldr: traced once, run as native loops; in_train_phase/in_test_phase."""
+import numpy as np
+import pytest
+
+import kcomp.backend as K
+from util import assert_numpy, assert_same, keras_numpy_backend, rand, run
+
+
+def test_map_fn_foldl_foldr():
+    rng = np.random.default_rng(50)
+    x = K.placeholder((None, 5))
+    n = K.placeholder((None, 3), dtype="int32")
+    w = K.variable(rng.standard_normal((5, 2)).astype(np.float32))
+    outs = [K.map_fn(lambda r: K.sum(r * r) + 1.0, x),
+            K.map_fn(lambda r: K.dot(K.expand_dims(r, 0), w)[0], x),       # captures a variable
+            K.map_fn(lambda r: K.map_fn(lambda v: v * 2.0 + 1.0, r), x),   # nested loops
+            K.foldl(lambda acc, r: acc + r * 2.0, x),
+            K.foldr(lambda acc, r: acc * 0.5 + r, x, initializer=K.zeros((5,))),
+            K.foldl(lambda acc, r: K.maximum(acc, r), n),
+            K.foldl(lambda acc, r: acc + K.sum(r), x, initializer=K.constant(0.0))]
+    a, b = rand(rng, (7, 5), "float32"), rand(rng, (4, 3), "int32", -9, 9)
+    got, want, f = run([(x, a), (n, b)], outs)
+    fr = np.zeros(5, np.float32)
+    for r in a[::-1]:
+        fr = fr * np.float32(0.5) + r
+    expected = [(a * a).sum(1) + 1, a @ K.get_value(w), a * 2 + 1,
+                a[0] + 2 * a[1:].sum(0), fr, b.max(0), a.sum()]
+    for g, w_, e in zip(got, want, expected):
+        assert_same(g, w_)
+        assert_numpy(g, e, e.dtype, rtol=1e-5)
+    # another number of elements, including one
+    c = rand(rng, (1, 5), "float32")
+    got1 = f([c, b[:1]])
+    np.testing.assert_allclose(got1[3], c[0], rtol=1e-6)
+    np.testing.assert_array_equal(got1[5], b[0])
+
+
+def _simple_rnn_numpy(W, U, bias):
+    def step(x, states):
+        h = np.tanh(x @ W + states[0] @ U + bias)
+        return h, [h]
+    return step
+
+
+def _lstm_step(K_, W, U, bias, units):
+    """An LSTM step written against a backend (kcomp or numpy), Keras's gate layout."""
+    def step(x, states):
+        h, c = states[0], states[1]
+        z = K_.dot(x, W) + K_.dot(h, U) + bias
+        i, f, g, o = (z[:, k * units:(k + 1) * units] for k in range(4))
+        c2 = K_.sigmoid(f) * c + K_.sigmoid(i) * K_.tanh(g)
+        h2 = K_.sigmoid(o) * K_.tanh(c2)
+        return h2, [h2, c2]
+    return step
+
+
+class NP:
+    """The few numpy functions _lstm_step needs, under backend names."""
+    dot = staticmethod(np.dot)
+    tanh = staticmethod(np.tanh)
+
+    @staticmethod
+    def sigmoid(x):
+        return 1 / (1 + np.exp(-x))
+
+
+@pytest.mark.parametrize("go_backwards", [False, True])
+@pytest.mark.parametrize("masked", [False, True])
+def test_rnn_against_keras_numpy_backend(go_backwards, masked):
+    KNP = keras_numpy_backend()
+    rng = np.random.default_rng(51)
+    units, feat, steps = 6, 4, 9
+    W = rng.standard_normal((feat, 4 * units)).astype(np.float32) * 0.4
+    U = rng.standard_normal((units, 4 * units)).astype(np.float32) * 0.4
+    bias = rng.standard_normal(4 * units).astype(np.float32) * 0.1
+    x = K.placeholder((None, steps, feat))
+    m = K.placeholder((None, steps), dtype="bool")
+    h0, c0 = K.placeholder((None, units)), K.placeholder((None, units))
+    step = _lstm_step(K, K.variable(W), K.variable(U), K.variable(bias), units)
+    last, seq, (h, c) = K.rnn(step, x, [h0, c0], go_backwards=go_backwards,
+                              mask=m if masked else None)
+    for batch in (1, 5):
+        a = rand(rng, (batch, steps, feat), "float32", -1, 1)
+        mask = rng.random((batch, steps)) > 0.3
+        hv, cv = rand(rng, (batch, units), "float32", -1, 1), rand(rng, (batch, units), "float32", -1, 1)
+        got, want, _ = run([(x, a), (m, mask), (h0, hv), (c0, cv)], [last, seq, h, c])
+        exp = KNP.rnn(_lstm_step(NP, W, U, bias, units), a, [hv, cv], go_backwards=go_backwards,
+                      mask=mask if masked else None)
+        for g, w_, e in zip(got, want, [exp[0], exp[1], exp[2][0], exp[2][1]]):
+            assert_same(g, w_)
+            assert_numpy(g, e, "float32", rtol=1e-5, atol=1e-5)
+
+
+def test_rnn_constants_unroll_and_errors():
+    rng = np.random.default_rng(52)
+    x = K.placeholder((None, 4, 3))
+    h0 = K.placeholder((None, 2))
+    k = K.placeholder((3, 2))
+
+    def step(inp, states):
+        h, kernel = states[0], states[1]  # the constant comes after the states
+        out = K.tanh(K.dot(inp, kernel) + h)
+        return out, [out]
+
+    outs = K.rnn(step, x, [h0], constants=[k])
+    outs_u = K.rnn(step, x, [h0], constants=[k], unroll=True)
+    a, hv, kv = rand(rng, (3, 4, 3), "float32"), rand(rng, (3, 2), "float32"), rand(rng, (3, 2), "float32")
+    got, want, _ = run([(x, a), (h0, hv), (k, kv)], [outs[0], outs[1], outs[2][0],
+                                                      outs_u[0], outs_u[1], outs_u[2][0]])
+    for g, w_ in zip(got, want):
+        assert_same(g, w_)
+    for g, gu in zip(got[:3], got[3:]):
+        np.testing.assert_allclose(g, gu, rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="rnn: inputs need at least 3 dimensions"):
+        K.rnn(step, K.placeholder((None, 3)), [h0])
+    with pytest.raises(ValueError, match="a mask needs at least one state"):
+        K.rnn(lambda i, s: (i, []), x, [], mask=K.placeholder((None, 4)))
+
+
+def test_learning_phase_branches():
+    x = K.placeholder((None, 3))
+    lp = K.learning_phase()
+    y = K.in_train_phase(x * 2.0, lambda: x * 3.0)
+    z = K.in_test_phase(x * 2.0, x * 3.0)
+    assert y._uses_learning_phase and z._uses_learning_phase
+    f = K.function([x, lp], [y, z])
+    a = np.ones((2, 3), np.float32)
+    train, test = f([a, 1]), f([a, 0])
+    np.testing.assert_array_equal(train[0], a * 2)
+    np.testing.assert_array_equal(train[1], a * 3)
+    np.testing.assert_array_equal(test[0], a * 3)
+    np.testing.assert_array_equal(test[1], a * 2)
+    assert K.in_train_phase(1, 2, training=1) == 1 and K.in_train_phase(1, lambda: 2, training=0) == 2
