@@ -80,6 +80,32 @@ def _all_nodes(graph: Graph):
                 yield from _all_nodes(value)
 
 
+def resolve_control(graph: Graph) -> Graph:
+    """Nodes made under K.control_dependencies read the new values of the variables those
+    updates write, and the function applies the updates."""
+    extra = {}
+
+    def visit(node: Node, inputs):
+        if not node.control:
+            return None
+        new = {}
+        for var, value in node.control:
+            new[var.node.uid] = value
+            extra.setdefault(var.node.uid, (var, value))
+        swapped = [new.get(t.node.uid, t) if t.node.op.name == "variable" else t for t in inputs]
+        if all(a is b for a, b in zip(swapped, node.inputs)):
+            return None
+        return list(Node(node.op, swapped, node.attrs, [t.type for t in node.outputs],
+                         node.checks, name=node.name).outputs)
+
+    if not any(n.control for n in graph.nodes()):
+        return graph
+    graph = rewrite(graph, visit)
+    have = {v.node.uid for v, _ in graph.updates}
+    added = tuple(u for uid, u in extra.items() if uid not in have)
+    return graph._replace(updates=added + graph.updates)
+
+
 def state_updates(graph: Graph) -> Graph:
     """Add the updates ops ask for (OpDef.extra['state_updates']: a random node advances its
     call counter), unless the graph updates that variable itself."""
@@ -194,7 +220,7 @@ def compile_graph(graph: Graph, name: str = "function") -> Tuple[Compiled, Graph
     """(compiled function, prepared graph, what this call did: memo_hit, cache_hit and the
     seconds spent in each phase)."""
     t0 = time.perf_counter()
-    prepared = prepare(state_updates(graph))
+    prepared = prepare(state_updates(resolve_control(graph)))
     mkey = graph_key(prepared)
     with _memo_lock:
         hit = _memo.get(mkey)

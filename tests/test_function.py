@@ -215,3 +215,21 @@ def test_debug_mode_names_the_first_differing_node(monkeypatch):
     monkeypatch.setattr(f._compiled.optimized.nodes()[1], "op", broken)
     with pytest.raises(AssertionError, match=r"native result of exp \(float32\(None, 3\)\) differs"):
         f([a])
+
+
+def test_control_dependencies_read_updated_state():
+    """Keras's stateful metrics: a result computed under control_dependencies(update) sees the
+    update, and a function computing it applies the update even if not listed."""
+    total, count = K.variable(0.0), K.variable(0.0)
+    x = K.placeholder((None,))
+    updates = [K.update_add(total, K.sum(x)), K.update_add(count, K.cast(K.shape(x)[0], "float32"))]
+    with K.control_dependencies(updates):
+        result = total / count
+    outside = total / count
+    f = K.function([x], [result, outside])
+    np.testing.assert_allclose(f([np.array([1.0, 2.0, 3.0])]), [2.0, np.nan], equal_nan=True)
+    np.testing.assert_allclose(f([np.array([4.0])]), [2.5, 2.0])
+    assert K.get_value(count) == 4.0
+    g = K.function([x], [result], updates=updates)  # listed as well: applied once, not twice
+    g([np.array([10.0])])
+    assert K.get_value(count) == 5.0 and K.get_value(total) == 20.0

@@ -1,12 +1,16 @@
 """Variable updates and compiled functions."""
 from __future__ import annotations
 
+import contextlib
+
 from ..function import Update, function  # noqa: F401  (function is re-exported)
 from ..ir import build as B
 from ..ir.graph import Variable
+from ..ir import registry
 from ..ir.registry import shape_error
 
-__all__ = ["function", "update", "update_add", "update_sub", "moving_average_update"]
+__all__ = ["function", "update", "update_add", "update_sub", "moving_average_update",
+           "control_dependencies"]
 
 
 def update(x, new_x):
@@ -36,3 +40,17 @@ def moving_average_update(x, value, momentum):
     value = B.cast(B.as_tensor(value), x.type.dtype)
     decay = 1.0 - momentum
     return update(x, B.binary("sub", x, B.binary("mul", B.binary("sub", x, value), decay)))
+
+
+@contextlib.contextmanager
+def control_dependencies(control_inputs):
+    """Values computed inside the block see the effect of the updates among control_inputs
+    (they read the updated variables), and a function computing such a value applies those
+    updates too, as TensorFlow would run them first. Tensors among control_inputs add nothing:
+    kcomp's graphs have no side effects to order."""
+    updates = [u for u in (control_inputs or []) if isinstance(u, Update)]
+    registry.CONTROL.extend(updates)
+    try:
+        yield
+    finally:
+        del registry.CONTROL[len(registry.CONTROL) - len(updates):]

@@ -29,8 +29,10 @@ class TensorType(NamedTuple):
 
 
 class Node:
-    """One application of an op. `checks` are the run-time shape constraints its inference found."""
-    __slots__ = ("op", "inputs", "attrs", "outputs", "checks", "uid", "name")
+    """One application of an op. `checks` are the run-time shape constraints its inference found;
+    `control` the (variable, new value) updates it was created under K.control_dependencies of:
+    it reads those variables' new values."""
+    __slots__ = ("op", "inputs", "attrs", "outputs", "checks", "uid", "name", "control")
 
     def __init__(self, op, inputs: Sequence["Tensor"], attrs: dict, out_types: Sequence[TensorType],
                  checks=(), name: str | None = None, tensor_cls=None):
@@ -40,6 +42,7 @@ class Node:
         self.checks = tuple(checks)
         self.uid = next(_node_uids)
         self.name = name
+        self.control = ()
         cls = tensor_cls or Tensor
         self.outputs = tuple(cls._make(self, i, t) for i, t in enumerate(out_types))
 

@@ -36,6 +36,9 @@ class OpDef:
 
 REGISTRY: Dict[str, OpDef] = {}
 
+# (variable, new value) updates of the K.control_dependencies blocks being traced, innermost last
+CONTROL: List[tuple] = []
+
 
 def register(name: str, kind: str, infer, reference, exact: bool = False, doc: str = "",
              **extra) -> OpDef:
@@ -64,6 +67,8 @@ def apply(name: str, inputs: Sequence[Tensor], attrs: dict | None = None, *,
         if t.ndim > MAX_RANK:
             raise shape_error(name, f"rank {t.ndim} exceeds kcomp's limit of {MAX_RANK}", *types)
     node = Node(op, inputs, attrs, out_types, checks, name=node_name, tensor_cls=tensor_cls)
+    if CONTROL and op.kind != "leaf":
+        node.control = tuple(CONTROL)
     return list(node.outputs)
 
 
