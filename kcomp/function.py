@@ -75,6 +75,9 @@ class Function:
             inputs = []
         elif not isinstance(inputs, (list, tuple)):
             inputs = [inputs]
+        # scipy.sparse matrices (fed to sparse placeholders) become dense arrays at the boundary
+        if any(hasattr(v, "tocoo") for v in inputs):
+            inputs = [v.toarray() if hasattr(v, "tocoo") else v for v in inputs]
         if config.debug_mode():
             self._check_against_reference(inputs)
         outs = self._exe.run(inputs)

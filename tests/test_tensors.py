@@ -159,3 +159,18 @@ def test_pending_names_raise_clearly():
         assert fn.__kcomp_pending__
         with pytest.raises(NotImplementedError, match=f"K.{name} is not implemented"):
             fn()
+
+
+def test_sparse_placeholders_take_scipy_matrices():
+    scipy_sparse = pytest.importorskip("scipy.sparse")
+    x = K.placeholder((None, 4), sparse=True)
+    w = K.variable(np.arange(8, dtype=np.float32).reshape(4, 2))
+    f = K.function([x], [K.dot(K.to_dense(x), w), K.to_dense(x)])
+    m = scipy_sparse.csr_matrix(np.array([[0, 1, 0, 2], [3, 0, 0, 0], [0, 0, 0, 0]], np.float32))
+    prod, dense = f([m])
+    np.testing.assert_array_equal(dense, m.toarray())
+    np.testing.assert_array_equal(prod, m.toarray() @ K.get_value(w))
+    v = K.variable(scipy_sparse.eye(3, format="coo"))
+    np.testing.assert_array_equal(K.get_value(v), np.eye(3))
+    d = K.placeholder((2,))
+    assert K.to_dense(d) is d

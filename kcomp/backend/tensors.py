@@ -10,7 +10,7 @@ from ..ir.ops import leaf
 from . import config
 
 __all__ = ["placeholder", "is_placeholder", "variable", "is_variable", "constant", "is_tensor",
-           "is_keras_tensor", "is_sparse", "shape", "int_shape", "ndim", "size", "dtype",
+           "is_keras_tensor", "is_sparse", "to_dense", "shape", "int_shape", "ndim", "size", "dtype",
            "count_params", "eval", "get_value", "batch_get_value", "set_value",
            "batch_set_value", "zeros", "ones", "eye", "zeros_like", "ones_like",
            "identity", "cast"]
@@ -43,6 +43,8 @@ def is_placeholder(x) -> bool:
 def variable(value, dtype=None, name=None, constraint=None):
     if isinstance(value, Tensor):
         value = eval(value)
+    elif hasattr(value, "tocoo"):  # a scipy.sparse matrix: kcomp holds it densely
+        value = value.toarray()
     arr = np.asarray(value, dtype=_dt(dtype).np)
     v = leaf.variable(arr, _name(name, "variable"))
     v._keras_shape = arr.shape
@@ -78,6 +80,11 @@ def is_keras_tensor(x) -> bool:
 
 def is_sparse(tensor) -> bool:
     return isinstance(tensor, Tensor) and bool(tensor.node.attrs.get("sparse", False))
+
+
+def to_dense(tensor):
+    """The dense value: a sparse placeholder is fed (and held) densely already."""
+    return identity(tensor) if is_sparse(tensor) else tensor
 
 
 def shape(x):
