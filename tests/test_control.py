@@ -131,3 +131,31 @@ def test_learning_phase_branches():
     np.testing.assert_array_equal(test[0], a * 3)
     np.testing.assert_array_equal(test[1], a * 2)
     assert K.in_train_phase(1, 2, training=1) == 1 and K.in_train_phase(1, lambda: 2, training=0) == 2
+
+
+def test_input_projections_are_hoisted_out_of_the_loop():
+    """x_t . W + b depends on the sequence alone: it is computed for all steps in one GEMM
+    before the loop; the body keeps only the recurrent product."""
+    rng = np.random.default_rng(53)
+    W, U, b = (rng.standard_normal(s).astype(np.float32) * 0.5 for s in ((3, 4), (4, 4), (4,)))
+    x, h0 = K.placeholder((None, 6, 3)), K.placeholder((None, 4))
+    Wv, Uv, bv = K.variable(W), K.variable(U), K.variable(b)
+
+    def step(inp, s):
+        h = K.tanh(K.dot(inp * 2.0, Wv) + bv + K.dot(s[0], Uv))
+        return h, [h]
+
+    last, seq, _ = K.rnn(step, x, [h0])
+    a, hv = rand(rng, (5, 6, 3), "float32"), rand(rng, (5, 4), "float32")
+    got, want, f = run([(x, a), (h0, hv)], [last, seq])
+    for g, w_ in zip(got, want):
+        assert_same(g, w_)
+    h, outs = hv, []
+    for t in range(6):
+        h = np.tanh((a[:, t] * 2) @ W + b + h @ U)
+        outs.append(h)
+    assert_numpy(got[1], np.stack(outs, 1), "float32", rtol=1e-5, atol=1e-6)
+    graph = f.explain().split("-- kernel plan --")[0]
+    outer, body = graph.split("= loop(")
+    assert "dot(" in outer and "-> float32(6, None, 4)" in outer  # all steps at once
+    assert body.count("dot(") == 1  # the recurrent product only

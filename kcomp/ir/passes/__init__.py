@@ -5,10 +5,11 @@ from __future__ import annotations
 from ..graph import Graph
 from .cse import cse
 from .fold import fold_constants
+from .loops import hoist_loops
 from .rewrite import rewrite
 from .simplify import simplify
 
-PIPELINE = (simplify, cse, fold_constants, simplify, cse)
+PIPELINE = (simplify, cse, fold_constants, simplify, cse, hoist_loops, cse)
 
 
 def optimize(graph: Graph) -> Graph:
@@ -17,4 +18,4 @@ def optimize(graph: Graph) -> Graph:
     return graph
 
 
-__all__ = ["optimize", "rewrite", "cse", "fold_constants", "simplify", "PIPELINE"]
+__all__ = ["optimize", "rewrite", "cse", "fold_constants", "simplify", "hoist_loops", "PIPELINE"]
