@@ -38,6 +38,8 @@ def _validate(value: Any, where: str = "context") -> None:
 def _finalize(value):
     if isinstance(value, float):
         raise TypeError("a float reached a template unformatted")
+    if callable(value):  # {{ c.values }} finds dict.values, not the "values" key
+        raise TypeError(f"a callable reached a template: {value!r}; rename the context key")
     return value
 
 
