@@ -16,6 +16,15 @@ def include_dir() -> str:
     raise RuntimeError("kcomp's C headers are missing: reinstall kcomp")
 
 
+def kernels_library() -> str:
+    """libkcomp_kernels.so, installed beside the runtime module (kcomp/lib/)."""
+    from . import native
+    path = os.path.join(os.path.dirname(native().__file__), "lib", "libkcomp_kernels.so")
+    if not os.path.isfile(path):
+        raise RuntimeError(f"kcomp's kernel library is missing ({path}): reinstall kcomp")
+    return path
+
+
 def templates_dir() -> str:
     return os.path.join(_PKG, "templates")
 

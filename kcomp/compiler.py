@@ -216,11 +216,40 @@ def source_key(source: str, tc) -> str:
     return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
 
 
+@dataclass
+class Generated:
+    """A prepared graph turned into C++: the source still has KEY_SLOT where its key goes."""
+    optimized: Graph
+    plan: object  # kcomp.lowering.plan.Plan
+    source: str
+
+
+def generate(prepared: Graph, name: str, timings: Dict[str, float] | None = None) -> Generated:
+    """Passes, lowering and rendering of a prepared graph (no toolchain involved)."""
+    timings = {} if timings is None else timings
+    t = time.perf_counter()
+    optimized = optimize(prepared)
+    timings["passes"] = time.perf_counter() - t
+    t = time.perf_counter()
+    plan = lower(optimized)
+    timings["lower"] = time.perf_counter() - t
+    t = time.perf_counter()
+    source = render(plan, name, bytecode_dir=os.path.join(default_cache().root, "jinja"))
+    timings["render"] = time.perf_counter() - t
+    return Generated(optimized, plan, source)
+
+
+def prepare_function(graph: Graph) -> Graph:
+    """A function's graph as the compiler takes it: control dependencies resolved, ops' state
+    updates added, inputs' unknown extents named."""
+    return prepare(state_updates(resolve_control(graph)))
+
+
 def compile_graph(graph: Graph, name: str = "function") -> Tuple[Compiled, Graph, dict]:
     """(compiled function, prepared graph, what this call did: memo_hit, cache_hit and the
     seconds spent in each phase)."""
     t0 = time.perf_counter()
-    prepared = prepare(state_updates(resolve_control(graph)))
+    prepared = prepare_function(graph)
     mkey = graph_key(prepared)
     with _memo_lock:
         hit = _memo.get(mkey)
@@ -230,17 +259,9 @@ def compile_graph(graph: Graph, name: str = "function") -> Tuple[Compiled, Graph
         return hit, prepared, {"memo_hit": True, "cache_hit": True,
                                "timings": {"memo": time.perf_counter() - t0}}
     timings = {"prepare": time.perf_counter() - t0}
-
-    t = time.perf_counter()
-    optimized = optimize(prepared)
-    timings["passes"] = time.perf_counter() - t
-    t = time.perf_counter()
-    plan = lower(optimized)
-    timings["lower"] = time.perf_counter() - t
-    t = time.perf_counter()
+    gen = generate(prepared, name, timings)
+    optimized, plan, template = gen.optimized, gen.plan, gen.source
     cache = default_cache()
-    template = render(plan, name, bytecode_dir=os.path.join(cache.root, "jinja"))
-    timings["render"] = time.perf_counter() - t
     t = time.perf_counter()
     tc = toolchain()
     timings["toolchain"] = time.perf_counter() - t

@@ -174,3 +174,19 @@ def test_sparse_placeholders_take_scipy_matrices():
     np.testing.assert_array_equal(K.get_value(v), np.eye(3))
     d = K.placeholder((2,))
     assert K.to_dense(d) is d
+
+
+PRINT_SCRIPT = """
+import numpy as np, kcomp.backend as K
+x = K.placeholder((None, 2))
+y = K.print_tensor(x * 2, message='doubled: */"\\n%s')
+f = K.function([x], [y + 1])
+print(f([np.array([[1.0, 2.0]])])[0].tolist())
+"""
+
+
+def test_print_tensor_prints_when_the_function_runs():
+    out = subprocess.run([sys.executable, "-c", PRINT_SCRIPT], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[[3.0, 5.0]]"
+    assert 'doubled: */"\n%s [[2. 4.]]' in out.stderr

@@ -1,4 +1,5 @@
 // The kernel library's public face: the kc_api table handed to generated code, plus CPU dispatch.
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 
@@ -29,6 +30,29 @@ void *aligned_alloc64(size_t bytes) {
 }
 
 void free_(void *p) { std::free(p); }
+
+// Without Python (an ahead-of-time artifact): message, shape and the first values, on stderr.
+void print_stderr(const char *message, const kc_tensor *t) {
+  int64_t n = 1;
+  std::fprintf(stderr, "%s shape=(", message);
+  for (int32_t i = 0; i < t->rank; ++i) {
+    std::fprintf(stderr, i ? ", %lld" : "%lld", static_cast<long long>(t->shape[i]));
+    n *= t->shape[i];
+  }
+  std::fprintf(stderr, ") [");
+  for (int64_t i = 0; i < n && i < 16; ++i) {
+    double v = 0;
+    switch (t->dtype) {
+      case KC_FLOAT32: v = static_cast<const float *>(t->data)[i]; break;
+      case KC_FLOAT64: v = static_cast<const double *>(t->data)[i]; break;
+      case KC_INT32: v = static_cast<const int32_t *>(t->data)[i]; break;
+      case KC_INT64: v = static_cast<double>(static_cast<const int64_t *>(t->data)[i]); break;
+      default: std::fprintf(stderr, "%s?", i ? " " : ""); continue;
+    }
+    std::fprintf(stderr, i ? " %g" : "%g", v);
+  }
+  std::fprintf(stderr, n > 16 ? " ...]\n" : "]\n");
+}
 
 }  // namespace
 
@@ -62,7 +86,7 @@ extern "C" {
 KC_EXPORT const kc_api *kcomp_kernels_api(void) {
   static const kc_api api = {
       KC_ABI_VERSION, sizeof(kc_api), kcomp::num_threads, kcomp::parallel_for,
-      kcomp::aligned_alloc64, kcomp::free_, kcomp::gemm,
+      kcomp::aligned_alloc64, kcomp::free_, kcomp::gemm, kcomp::print_stderr,
   };
   return &api;
 }

@@ -53,11 +53,12 @@ struct Library {
   std::string path;
   const kc_module *mod = nullptr;
 
-  Library(const std::string &p, const std::string &key) : path(p) {
+  // suffix: an ahead-of-time artifact holds several functions, exported as kc_get_module<suffix>
+  Library(const std::string &p, const std::string &key, const std::string &suffix) : path(p) {
     void *h = dlopen(p.c_str(), RTLD_NOW | RTLD_LOCAL);
     if (!h) throw std::runtime_error(std::string("cannot load ") + p + ": " + dlerror());
-    auto ver = reinterpret_cast<kc_abi_version_fn>(dlsym(h, "kc_abi_version"));
-    auto get = reinterpret_cast<kc_get_module_fn>(dlsym(h, "kc_get_module"));
+    auto ver = reinterpret_cast<kc_abi_version_fn>(dlsym(h, ("kc_abi_version" + suffix).c_str()));
+    auto get = reinterpret_cast<kc_get_module_fn>(dlsym(h, ("kc_get_module" + suffix).c_str()));
     if (!ver || !get) throw std::runtime_error(p + " is not a kcomp library (missing kc_get_module)");
     if (ver() != KC_ABI_VERSION)
       throw std::runtime_error(p + " was built for kcomp ABI " + std::to_string(ver()) +
@@ -104,6 +105,30 @@ std::string shape_str(const std::vector<int64_t> &s) {  // formatted like a Pyth
 std::string array_shape_str(const py::array &a) {
   std::vector<int64_t> s(a.shape(), a.shape() + a.ndim());
   return shape_str(s);
+}
+
+// K.print_tensor from generated code: the message and the value, through Python's print to
+// sys.stderr (as TensorFlow's print_tensor does), so it interleaves with the program's output.
+void print_to_python(const char *message, const kc_tensor *t) {
+  py::gil_scoped_acquire gil;
+  try {
+    std::vector<py::ssize_t> shape(t->shape, t->shape + t->rank);
+    py::array view(py::dtype(numpy_num(t->dtype)), shape, t->data);  // copies the data
+    py::print(message, view, py::arg("file") = py::module_::import("sys").attr("stderr"));
+  } catch (py::error_already_set &e) {
+    e.discard_as_unraisable("kcomp print_tensor");
+  }
+}
+
+// The services generated code gets: the kernel library's, with Python printing.
+const kc_api *runtime_api() {
+  static const kc_api api = [] {
+    kc_api a = *kcomp_kernels_api();
+    a.size = sizeof(kc_api);
+    a.print = print_to_python;
+    return a;
+  }();
+  return &api;
 }
 
 // One compiled function bound to its constants and variables.
@@ -157,7 +182,7 @@ class Executable {
       held[i] = convert(i, args[i]);
       fill_tensor(in[i], held[i], specs_[i].dtype);
     }
-    call.api = kcomp_kernels_api();
+    call.api = runtime_api();
     call.inputs = in.data();
     call.n_inputs = static_cast<int32_t>(n);
     call.consts = consts_.data();
@@ -250,7 +275,8 @@ PYBIND11_MODULE(_runtime, m) {
   m.def("num_threads", [] { return kcomp_kernels_api()->num_threads(); },
         "Threads in the kernel library's pool.");
   py::class_<Library, std::shared_ptr<Library>>(m, "Library")
-      .def(py::init<const std::string &, const std::string &>(), py::arg("path"), py::arg("key"))
+      .def(py::init<const std::string &, const std::string &, const std::string &>(), py::arg("path"),
+           py::arg("key"), py::arg("suffix") = "")
       .def_property_readonly("key", &Library::key)
       .def_readonly("path", &Library::path);
   py::class_<Executable>(m, "Executable")

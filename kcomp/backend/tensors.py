@@ -10,9 +10,9 @@ from ..ir.ops import leaf
 from . import config
 
 __all__ = ["placeholder", "is_placeholder", "variable", "is_variable", "constant", "is_tensor",
-           "is_keras_tensor", "is_sparse", "to_dense", "shape", "int_shape", "ndim", "size", "dtype",
-           "count_params", "eval", "get_value", "batch_get_value", "set_value",
-           "batch_set_value", "zeros", "ones", "eye", "zeros_like", "ones_like",
+           "is_keras_tensor", "is_sparse", "to_dense", "print_tensor", "shape", "int_shape",
+           "ndim", "size", "dtype", "count_params", "eval", "get_value", "batch_get_value",
+           "set_value", "batch_set_value", "zeros", "ones", "eye", "zeros_like", "ones_like",
            "identity", "cast"]
 
 
@@ -85,6 +85,13 @@ def is_sparse(tensor) -> bool:
 def to_dense(tensor):
     """The dense value: a sparse placeholder is fed (and held) densely already."""
     return identity(tensor) if is_sparse(tensor) else tensor
+
+
+def print_tensor(x, message=""):
+    """x itself, printed with `message` (to stderr) whenever a compiled function computing it
+    runs."""
+    from ..ir.registry import apply1
+    return apply1("print_tensor", [B.as_tensor(x)], {"message": str(message)})
 
 
 def shape(x):

@@ -18,7 +18,7 @@ import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass
-from typing import List, Optional
+from typing import Dict, List
 
 from .. import _paths, config
 from .fsutil import atomic_write, private_dir
@@ -48,7 +48,7 @@ class Toolchain:
 
 
 _lock = threading.Lock()
-_current: Optional[Toolchain] = None
+_probed: Dict[str, Toolchain] = {}  # by -march level, for this process
 
 
 def headers_digest(include_dir: str) -> str:
@@ -74,8 +74,7 @@ def _cpu_fingerprint() -> str:
         return platform.processor() or platform.machine()
 
 
-def _probe_id(include_dir: str, headers: str) -> str:
-    march = config.march()
+def _probe_id(include_dir: str, headers: str, march: str) -> str:
     record = {
         "format": 1, "cxx": config.cxx(), "CXX": os.environ.get("CXX"), "march": march,
         "extra": config.extra_cxxflags(), "headers": headers, "machine": platform.machine(),
@@ -113,11 +112,12 @@ def _resolved_isa(cxx: str, flags: List[str]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def probe(cache_root: str) -> Toolchain:
-    """Configure the probe project with CMake, build it with Ninja, record the result."""
+def probe(cache_root: str, march: str) -> Toolchain:
+    """Configure the probe project with CMake, build it with Ninja, record the result.
+    march: the -march level for generated code ('native', 'x86-64-v3', ..., or 'none')."""
     include = _paths.include_dir()
     headers = headers_digest(include)
-    pid = _probe_id(include, headers)
+    pid = _probe_id(include, headers, march)
     store = private_dir(os.path.join(cache_root, "toolchains"))
     path = os.path.join(store, pid + ".json")
     try:
@@ -140,7 +140,7 @@ def probe(cache_root: str) -> Toolchain:
         bld = os.path.join(work, "build")
         cmd = [cmake, "-S", src, "-B", bld, "-G", "Ninja", f"-DCMAKE_MAKE_PROGRAM={ninja}",
                f"-DKCOMP_INCLUDE={include}", "-DCMAKE_BUILD_TYPE=",
-               f"-DKCOMP_MARCH={'' if config.march() in ('', 'none') else config.march()}"]
+               f"-DKCOMP_MARCH={'' if march in ('', 'none') else march}"]
         if config.cxx():
             cmd.append(f"-DCMAKE_CXX_COMPILER={config.cxx()}")
         _run(cmd, what="CMake configure of the kcomp toolchain probe")
@@ -161,12 +161,12 @@ def probe(cache_root: str) -> Toolchain:
     return tc
 
 
-def toolchain() -> Toolchain:
-    """The toolchain of this process (probed or loaded on first use)."""
-    global _current
-    if _current is None:
-        with _lock:
-            if _current is None:
-                from .cache import default_cache
-                _current = probe(default_cache().root)
-    return _current
+def toolchain(march: str | None = None) -> Toolchain:
+    """The toolchain for generated code at -march=`march` (default: KCOMP_MARCH, else native),
+    probed or loaded from the cache on first use in this process."""
+    march = march or config.march()
+    with _lock:
+        if march not in _probed:
+            from .cache import default_cache
+            _probed[march] = probe(default_cache().root, march)
+        return _probed[march]

@@ -88,7 +88,14 @@ typedef struct kc_api {
   void *(*alloc)(size_t bytes); /* 64-byte aligned; NULL on failure */
   void (*free)(void *ptr);
   int32_t (*gemm)(const kc_gemm_args *args);
+  /* Members from here on may be missing in an older provider: test with KC_API_HAS. */
+  /* Prints message and the tensor (K.print_tensor); the Python runtime writes to sys.stderr. */
+  void (*print)(const char *message, const kc_tensor *tensor);
 } kc_api;
+
+/* Whether the kc_api table `api` provides member `field`. */
+#define KC_API_HAS(api, field) \
+  ((api)->size >= offsetof(kc_api, field) + sizeof(((kc_api *)0)->field) && (api)->field)
 
 /* One call of a compiled function. The caller fills inputs, constants and variables, calls
  * shapes() to learn output shapes, allocates outputs, then calls run(). Variables are updated in

@@ -1,0 +1,138 @@
+"""Loading an artifact in Python: no compiler involved, everything checked first.
+
+The manifest must be complete and of this kcomp's ABI; every file must match its sha256; the
+CPU must have the instruction sets the artifact was built for. Then each function's module is
+loaded from the artifact's library by the runtime that runs JIT-compiled functions, so an
+artifact runs exactly as fast as the JIT path.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import json
+import os
+from typing import Dict, List
+
+import numpy as np
+
+from .. import native
+from ..function import Function
+from ..ir.dtypes import as_dtype
+from . import isa as ISA
+from .build import FORMAT
+
+
+class ArtifactError(RuntimeError):
+    pass
+
+
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class LoadedFunction:
+    """One function of an artifact: called like the compiled function it came from."""
+
+    def __init__(self, spec: dict, library, arrays: List[np.ndarray]):
+        rt = native()
+        self.name = spec["name"]
+        self.spec = spec
+        self.single = False
+        self._exe = rt.Executable(
+            library, [(t["name"], as_dtype(t["dtype"]).code,
+                       [-1 if d is None else d for d in t["shape"]]) for t in spec["inputs"]],
+            [as_dtype(t["dtype"]).code for t in spec["outputs"]],
+            [arrays[i] for i in spec["consts"]],
+            [as_dtype(arrays[i].dtype).code for i in spec["consts"]],
+            [arrays[i] for i in spec["variables"]],
+            [as_dtype(arrays[i].dtype).code for i in spec["variables"]])
+        self._exe.set_name(f"kcomp artifact function {self.name!r}")
+
+    __call__ = Function.__call__
+
+
+class Artifact:
+    """A loaded artifact: `artifact(inputs)` runs its first function, `artifact.functions[name]`
+    any of them."""
+
+    def __init__(self, path: str):
+        self.path = os.path.abspath(path)
+        self.manifest = _read_manifest(self.path)
+        m = self.manifest
+        self.name = m["name"]
+        _check_files(self.path, m)
+        lacking = ISA.missing(m["isa"]["features"])
+        if lacking:
+            raise ArtifactError(f"{self.path} was built for {m['isa']['level']}; this CPU lacks "
+                                f"{', '.join(lacking)}")
+        lib = os.path.join(self.path, "lib", f"lib{self.name}.so")
+        arrays = self._arrays(lib)
+        rt = native()
+        self.functions: Dict[str, LoadedFunction] = {}
+        for spec in m["functions"]:
+            library = rt.Library(lib, spec["key"], spec["symbol_suffix"])
+            self.functions[spec["name"]] = LoadedFunction(spec, library, arrays)
+
+    def _arrays(self, lib: str) -> List[np.ndarray]:
+        m = self.manifest
+        if m["weights"] == "embedded":
+            handle = ctypes.CDLL(lib)
+            get = getattr(handle, f"{self.name}_embedded_weights")
+            get.restype = ctypes.c_void_p
+            size = ctypes.c_uint64()
+            ptr = get(ctypes.byref(size))
+            blob = ctypes.string_at(ptr, size.value)
+        else:
+            with open(os.path.join(self.path, "weights.bin"), "rb") as f:
+                blob = f.read()
+        if hashlib.sha256(blob).hexdigest() != m["weights_sha256"]:
+            raise ArtifactError(f"{self.path}: the weights do not match the manifest")
+        # private, writable copies: functions with updates change variables in place
+        return [np.frombuffer(blob, np.dtype(a["dtype"]).newbyteorder("<"),
+                              count=int(np.prod(a["shape"], dtype=np.int64)), offset=a["offset"])
+                .reshape(a["shape"]).astype(a["dtype"]) for a in m["arrays"]]
+
+    def __call__(self, inputs=None):
+        return next(iter(self.functions.values()))(inputs)
+
+    def __repr__(self):
+        return f"<kcomp artifact {self.name!r} at {self.path}: {', '.join(self.functions)}>"
+
+
+def _read_manifest(path: str) -> dict:
+    mpath = os.path.join(path, "manifest.json")
+    try:
+        with open(mpath) as f:
+            m = json.load(f)
+    except FileNotFoundError:
+        raise ArtifactError(f"{path} is not a kcomp artifact (no manifest.json: not built, or "
+                            f"its build did not finish)") from None
+    except ValueError as e:
+        raise ArtifactError(f"{mpath} is damaged: {e}") from None
+    if m.get("format") != FORMAT:
+        raise ArtifactError(f"{path}: unknown artifact format {m.get('format')!r}, "
+                            f"this kcomp reads {FORMAT!r}")
+    abi = int(native().ABI_VERSION)
+    if m.get("abi_version") != abi:
+        raise ArtifactError(f"{path} was built by kcomp {m.get('kcomp_version')} for ABI "
+                            f"{m.get('abi_version')}; this kcomp speaks ABI {abi}. Rebuild the "
+                            f"artifact with this kcomp.")
+    return m
+
+
+def _check_files(path: str, m: dict) -> None:
+    for rel, digest in m["files"].items():
+        full = os.path.join(path, rel)
+        if not os.path.isfile(full):
+            raise ArtifactError(f"{path}: {rel} is missing")
+        if _sha256(full) != digest:
+            raise ArtifactError(f"{path}: {rel} is corrupted or was replaced (its sha256 differs "
+                                f"from the manifest)")
+
+
+def load(path: str) -> Artifact:
+    return Artifact(path)
