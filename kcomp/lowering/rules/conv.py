@@ -1,0 +1,203 @@
+"""Convolution and pooling kernels (templates conv.j2, conv_window.j2, conv_transpose.j2).
+
+- conv: im2col tiles + the tuned GEMM, one scratch tile per thread; a 1x1 stride-1 convolution
+  is a GEMM on the input as it lies.
+- depthwise_conv and pool: direct sliding-window loops, vectorized over channels
+  (channels_last) or output columns (channels_first).
+- conv_transpose: a GEMM of the input with the kernel gives every tap's contribution; a gather
+  (col2im) sums them into each output element, so no two threads write one element.
+- local_conv: an index-mapping copy gathers the patches, one batched GEMM applies each
+  position's weights.
+Every window is padded to 3 spatial dims with leading size-1 dims, so one template serves 1-3.
+"""
+from __future__ import annotations
+
+from ...ir import shapes as S
+from ...ir.graph import Node
+from ...ir.ops.conv import Geometry, geometry, op_name, split, transpose_geometry
+from ..names import Code, c_string, int_lit
+from ..plan import Kernel, Ref
+from . import rule
+from .common import Axis, Pointers, contiguous_strides, emit_copy, label_of
+from .linalg import emit_gemm
+
+# An im2col tile of about TILE_BYTES, within TILE_ROWS output pixels: each GEMM call repacks the
+# kernel, so fewer, larger calls pay less for that (measured: 1 MiB beats 256 KiB by 10%), while
+# enough tiles keep the threads evenly busy.
+TILE_BYTES = 1 << 20
+TILE_ROWS = (128, 2048)
+COLS_ELEMS = 1 << 20      # transposed convolution: tap contributions of a group of batch items,
+GROUP = 64                # of at most this many items
+LANES = 256               # accumulators of a direct sliding-window kernel
+
+
+def _geom3(g: Geometry) -> dict:
+    """The window as 3-d template parameters (D, H, W / OD, OH, OW as C expressions of the
+    caller, taps, strides, dilations and pads as ints)."""
+    lead = 3 - len(g.ks)
+    pad = lambda v, one: (one,) * lead + tuple(v)  # noqa: E731
+    ctx = {}
+    for key, vals in (("K", pad(g.ks, 1)), ("S", pad(g.strides, 1)), ("DL", pad(g.dilation, 1)),
+                      ("P", pad(g.pads, 0))):
+        for axis, v in zip("DHW", vals):
+            ctx[key + axis] = int(v)
+    return ctx
+
+
+def _extents(L, prefix: str, dims) -> dict:
+    dims = (1,) * (3 - len(dims)) + tuple(dims)
+    return {prefix + axis: L.dims.expr(d) for axis, d in zip("DHW", dims)}
+
+
+def _threads(L):
+    """One scratch slot per thread of the pool (known at run time)."""
+    return L.dims.computed(Code("(int64_t)c->api->num_threads()"))
+
+
+def _common(L, node: Node, g: Geometry) -> dict:
+    dt = node.outputs[0].type.dtype
+    ctx = {"T": Code(dt.ctype), "code": int_lit(dt.code),
+           "cf": node.attrs["data_format"] == "channels_first", "B": L.dims.expr(g.batch)}
+    ctx.update(_geom3(g))
+    ctx.update(_extents(L, "", g.ins))
+    ctx.update(_extents(L, "O", g.outs))
+    return ctx
+
+
+@rule("conv")
+def _conv(L, node: Node):
+    x, w = node.inputs
+    out = node.outputs[0]
+    n = len(node.attrs["strides"])
+    g = geometry(op_name("conv", n), x.type, w.dims[:n], node.attrs)
+    C, O = w.dims[n], w.dims[n + 1]
+    P = S.mul(*g.outs)
+    if all(k == 1 for k in g.ks) and all(s == 1 for s in g.strides):
+        _pointwise(L, node, g, C, O, P)
+        return
+    L.include("kcomp/conv.h")
+    cf = node.attrs["data_format"] == "channels_first"
+    K = C * int(S.mul(*g.ks))
+    itemsize = out.type.dtype.itemsize
+    rows = min(max(TILE_ROWS[0], TILE_BYTES // max(K * itemsize, 1)), TILE_ROWS[1])
+    nt = -(-rows // 8) * 8  # whole register tiles of the GEMM
+    if cf and isinstance(P, int) and P > 0:
+        per = -(-P // nt)
+        nt = -(-P // per)   # even tiles within an item
+    slots = _threads(L)
+    col = L.buffer(out.type.dtype, (slots, nt * K), "scratch")
+    ctx = _common(L, node, g)
+    ctx.update(C=C, O=O, K=K, NT=nt, P=L.dims.expr(P), slots=L.dims.expr(slots),
+               x=L.ref(x).buf.slot, w=L.ref(w).buf.slot, y=L.ref(out).buf.slot, col=col.slot,
+               what=c_string(f"{op_name('conv', n)}: matrix product failed (rows vs depth)"),
+               can_fail=True)
+    ins = [L.ref(x).buf, L.ref(w).buf]
+    L.add(Kernel(L.kernel_name(), "conv", ctx, label_of([node]), ins + [col],
+                 [L.ref(out).buf, col]))
+
+
+def _pointwise(L, node: Node, g: Geometry, C, O, P):
+    """A 1x1 convolution with stride 1 is a product with the kernel viewed as (C, O)."""
+    x, w = node.inputs
+    X, Wt, Y = L.ref(x), L.ref(w), L.ref(node.outputs[0])
+    if node.attrs["data_format"] == "channels_last":
+        emit_gemm(L, node, X, Wt, Y, trans_a=False, trans_b=False, m=S.mul(g.batch, P), n=O,
+                  k=C, batch=1, lda=C, ldb=O, ldc=O, stride_a=0, stride_b=0, stride_c=0)
+    else:  # per item: y (O, P) = w^T (O, C) x (C, P)
+        emit_gemm(L, node, Wt, X, Y, trans_a=True, trans_b=False, m=O, n=P, k=C,
+                  batch=g.batch, lda=O, ldb=P, ldc=P, stride_a=0, stride_b=S.mul(C, P),
+                  stride_c=S.mul(O, P))
+
+
+@rule("depthwise_conv", "pool")
+def _window(L, node: Node):
+    L.include("kcomp/conv.h")
+    x, out = node.inputs[0], node.outputs[0]
+    n = len(node.attrs["strides"])
+    name = node.op.name
+    ks = node.attrs["pool_size"] if name == "pool" else node.inputs[1].dims[:n]
+    g = geometry(op_name(name, n), x.type, ks, node.attrs)
+    M = node.inputs[1].dims[-1] if name == "depthwise_conv" else 1
+    ptrs = Pointers()
+    ctx = _common(L, node, g)
+    ctx.update(C=L.dims.expr(g.channels), M=M, x=ptrs.get(L.ref(x).buf),
+               y=ptrs.get(L.ref(out).buf, write=True), dw=name == "depthwise_conv",
+               max=node.attrs.get("mode") == "max", avg=node.attrs.get("mode") == "avg",
+               LC=max(1, LANES // M), LT=LANES)
+    if ctx["dw"]:
+        ctx["w"] = ptrs.get(L.ref(node.inputs[1]).buf)
+    # a task is an output row (batch item, leading output dims), also per channel for
+    # channels_first, whose lanes are then the last output dim rather than the channels
+    cm = S.mul(g.channels, M)
+    rows = S.mul(g.batch, cm, *g.outs[:-1]) if ctx["cf"] else S.mul(g.batch, *g.outs[:-1])
+    lanes = 1 if ctx["cf"] else cm
+    ctx.update(ptrs=ptrs.decls, rows=L.dims.expr(rows),
+               work=L.dims.expr(S.mul(g.outs[-1], int(S.mul(*ks)), lanes)))
+    L.add(Kernel(L.kernel_name(), "conv_window", ctx, label_of([node]), ptrs.reads, ptrs.writes))
+
+
+@rule("conv_transpose")
+def _conv_transpose(L, node: Node):
+    L.include("kcomp/conv.h")
+    x, w = node.inputs
+    out = node.outputs[0]
+    n = len(node.attrs["strides"])
+    # the forward window runs from this op's output (g.ins) to its input x (g.outs)
+    g = transpose_geometry(op_name("conv_transpose", n), x.type, w.type, node.attrs)
+    O, C = w.dims[n], w.dims[n + 1]
+    KKO = O * int(S.mul(*g.ks))
+    Pin = int(S.mul(*g.outs))
+    group = max(1, min(GROUP, COLS_ELEMS // max(Pin * KKO, 1)))
+    if isinstance(g.batch, int):
+        group = max(1, min(group, g.batch))
+    cols = L.buffer(out.type.dtype, (group, Pin * KKO), "scratch")
+    ctx = _common(L, node, g)
+    ctx.update(_extents(L, "O", g.ins))    # this op's output extents
+    ctx.update(_extents(L, "I", g.outs))   # and its input's
+    ctx.update(C=C, O=O, KKO=KKO, Pin=Pin, G=group, x=L.ref(x).buf.slot, w=L.ref(w).buf.slot,
+               y=L.ref(out).buf.slot, cols=cols.slot,
+               what=c_string(f"{op_name('conv_transpose', n)}: matrix product failed"))
+    ins = [L.ref(x).buf, L.ref(w).buf]
+    L.add(Kernel(L.kernel_name(), "conv_transpose", ctx, label_of([node]), ins + [cols],
+                 [L.ref(out).buf, cols]))
+
+
+@rule("local_conv")
+def _local_conv(L, node: Node):
+    x, w = node.inputs
+    out = node.outputs[0]
+    df = node.attrs["data_format"]
+    batch, channels, _ = split(x.dims, df)
+    outs, ks, strides = (node.attrs[a] for a in ("out_spatial", "kernel_size", "strides"))
+    positions, features, filters = w.dims
+    # patches (batch, positions, features), features in Keras's window order
+    own = contiguous_strides(x.dims)
+    b_stride, c_stride, sp = (own[0], own[1], own[2:]) if df == "channels_first" else \
+        (own[0], own[-1], own[1:-1])
+    src = [b_stride] + [S.mul(s, st) for s, st in zip(strides, sp)]
+    iter_dims = [batch] + list(outs)
+    window = list(zip(ks, sp))
+    window = [(channels, c_stride)] + window if df == "channels_first" else \
+        window + [(channels, c_stride)]
+    iter_dims += [e for e, _ in window]
+    src += [st for _, st in window]
+    pdims = (batch, positions, features)
+    patches = Ref(L.buffer(x.type.dtype, pdims, "scratch"), pdims)
+    dst = contiguous_strides(iter_dims)
+    emit_copy(L, L.ref(x), patches, [Axis(e, ("lin", s), ("lin", t))
+                                     for e, s, t in zip(iter_dims, src, dst)],
+              label=f"{op_name('local_conv', len(ks))}: gather patches")
+    # one product per position p: (batch, features) @ (features, filters)
+    ydims = (batch, positions, filters)
+    Y = L.ref(out) if df == "channels_last" else Ref(L.buffer(out.type.dtype, ydims, "scratch"),
+                                                     ydims)
+    emit_gemm(L, node, patches, L.ref(w), Y, trans_a=False, trans_b=False, m=batch, n=filters,
+              k=features, batch=positions, lda=S.mul(positions, features),
+              ldb=filters, ldc=S.mul(positions, filters), stride_a=features,
+              stride_b=S.mul(features, filters), stride_c=filters)
+    if df == "channels_first":   # (batch, positions, filters) -> (batch, filters, positions)
+        ys = contiguous_strides(ydims)
+        emit_copy(L, Y, L.ref(out), [Axis(batch, ("lin", ys[0]), ("lin", ys[0])),
+                                     Axis(filters, ("lin", 1), ("lin", positions)),
+                                     Axis(positions, ("lin", filters), ("lin", 1))],
+                  label="local_conv: filters first")
