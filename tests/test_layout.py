@@ -99,6 +99,16 @@ def test_shape_introspection():
     assert s.dtype == np.int32 and int(n) == 72 and int(twice) == 12
 
 
+def test_lists_of_symbolic_scalars_are_stacked():
+    x = K.placeholder((None, 4, 3))
+    n = K.prod([K.shape(x)[0], K.shape(x)[1]])
+    s = K.reshape(x, [K.shape(x)[0] * 4, 3])
+    f = K.function([x], [n, s, K.cast(K.stack([K.shape(x)[0], 7]), "int64")])
+    a = np.ones((5, 4, 3), np.float32)
+    got_n, got_s, got_v = f([a])
+    assert int(got_n) == 20 and got_s.shape == (20, 3) and got_v.tolist() == [5, 7]
+
+
 def test_symbolic_reshape_checks_element_count_at_run_time():
     x = K.placeholder((None, 6))
     y = K.placeholder((None, 4))

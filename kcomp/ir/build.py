@@ -26,7 +26,27 @@ def is_tensor(x) -> bool:
 def as_tensor(x, dtype: D.DType | None = None) -> Tensor:
     if isinstance(x, Tensor):
         return x if dtype is None or x.type.dtype == dtype else cast(x, dtype)
+    if isinstance(x, (list, tuple)) and any(isinstance(v, Tensor) for v in _flat(x)):
+        return _stack(x, dtype)  # [K.shape(x)[0], 3]: stacked like TensorFlow does
     return constant(x, dtype)
+
+
+def _flat(x):
+    for v in x:
+        if isinstance(v, (list, tuple)):
+            yield from _flat(v)
+        else:
+            yield v
+
+
+def _stack(values, dtype: D.DType | None) -> Tensor:
+    parts = [as_tensor(v) for v in values]
+    dt = dtype or result_dtype(*parts)
+    parts = [cast(p, dt) for p in parts]
+    if any(p.dims != parts[0].dims for p in parts):
+        raise ValueError(f"cannot stack values of shapes {[S.fmt(p.dims) for p in parts]}")
+    expanded = [apply1("reshape", [p], {"dims": (1,) + p.dims}) for p in parts]
+    return expanded[0] if len(expanded) == 1 else apply1("concatenate", expanded, {"axis": 0})
 
 
 def cast(x: Tensor, dtype) -> Tensor:
