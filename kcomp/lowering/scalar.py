@@ -57,6 +57,11 @@ def _identity(a, attrs, i, o):
     return a[0]
 
 
+@rule("stop_gradient")
+def _stop_gradient(a, attrs, i, o):
+    return a[0]
+
+
 @rule("select")
 def _select(a, attrs, i, o):
     return Code(f"({a[0]} ? {a[1]} : {a[2]})")

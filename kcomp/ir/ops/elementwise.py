@@ -171,3 +171,6 @@ def _select_infer(types, attrs):
 register("select", "elementwise", _select_infer,
          _reference(lambda c, a, b: np.where(c, a, b)), exact=True,
          doc="where(cond, a, b) with numpy broadcasting", arity=3)
+
+unary("stop_gradient", lambda x: x.copy(), exact=True,
+      doc="the identity forward; gradients (when kcomp has them) do not flow through it")
