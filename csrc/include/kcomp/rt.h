@@ -9,6 +9,7 @@
 #define KCOMP_RT_H
 
 #include "abi.h"
+#include "vmath.h"
 
 #define KC_RESTRICT __restrict__
 #define KC_INLINE static inline __attribute__((always_inline))
@@ -89,15 +90,32 @@ KC_INLINE float r16(float x) { return (float)(f16)x; } /* round to float16, as n
 KC_INLINE bool isnan_(float x) { return x != x; }
 KC_INLINE bool isnan_(double x) { return x != x; }
 
+/* exp, log and tanh: float32 through kcomp's vectorizable versions (vmath.h: loops over them run
+ * 8-16 elements at a time), float64 through libm. expm1 and log1p derive from them, accurate near
+ * zero by Kahan's correction. */
+KC_INLINE float exp(float x) { return vm::exp(x); }
+KC_INLINE float log(float x) { return vm::log(x); }
+KC_INLINE float tanh(float x) { return vm::tanh(x); }
+KC_INLINE float expm1(float x) {
+  const float e = vm::exp(x), d = e - 1.0f;
+  const float near0 = e == 1.0f ? x : d * x / vm::log(e);
+  return __builtin_fabsf(x) < 0.5f ? near0 : d;
+}
+KC_INLINE float log1p(float x) {
+  const float u = 1.0f + x;
+  const float small = u == 1.0f ? x : vm::log(u) * x / (u - 1.0f);
+  return x > 1e30f ? vm::log(x) : small;
+}
+KC_INLINE double exp(double x) { return __builtin_exp(x); }
+KC_INLINE double log(double x) { return __builtin_log(x); }
+KC_INLINE double tanh(double x) { return __builtin_tanh(x); }
+KC_INLINE double expm1(double x) { return __builtin_expm1(x); }
+KC_INLINE double log1p(double x) { return __builtin_log1p(x); }
+
 #define KC_FLOAT_FNS(T, S)                                                                        \
-  KC_INLINE T exp(T x) { return __builtin_exp##S(x); }                                            \
-  KC_INLINE T expm1(T x) { return __builtin_expm1##S(x); }                                        \
-  KC_INLINE T log(T x) { return __builtin_log##S(x); }                                            \
-  KC_INLINE T log1p(T x) { return __builtin_log1p##S(x); }                                        \
   KC_INLINE T sqrt(T x) { return __builtin_sqrt##S(x); }                                          \
   KC_INLINE T sin(T x) { return __builtin_sin##S(x); }                                            \
   KC_INLINE T cos(T x) { return __builtin_cos##S(x); }                                            \
-  KC_INLINE T tanh(T x) { return __builtin_tanh##S(x); }                                          \
   KC_INLINE T rint(T x) { return __builtin_rint##S(x); }                                          \
   KC_INLINE T floor(T x) { return __builtin_floor##S(x); }                                        \
   KC_INLINE T fabs(T x) { return __builtin_fabs##S(x); }                                          \
