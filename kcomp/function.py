@@ -12,21 +12,8 @@ import numpy as np
 
 from . import config, native
 from .compiler import Compiled, compile_graph, explain_text, variables_of
-from .ir.graph import Graph, Tensor, Variable
+from .ir.graph import Graph, Tensor, Update, Variable  # noqa: F401 (Update: re-exported)
 from .ir.interpret import evaluate
-
-
-class Update(tuple):
-    """(variable, new value): what K.update and friends return, for function(updates=...)."""
-    __slots__ = ()
-
-    @property
-    def variable(self) -> Variable:
-        return self[0]
-
-    @property
-    def value(self) -> Tensor:
-        return self[1]
 
 
 def _updates(updates) -> tuple:
@@ -55,6 +42,14 @@ class Function:
         outputs = [outputs] if self.single else list(outputs)
         from .ir.build import as_tensor
         outputs = [o if isinstance(o, Tensor) else as_tensor(o) for o in outputs]
+        # bounded outputs (ctc_decode's): padded to their bound inside, trimmed when returned to
+        # the extent an extra scalar output computes
+        self._trims = []
+        for i, o in enumerate(list(outputs)):
+            trim = getattr(o, "_kcomp_trim", None)
+            if trim is not None:
+                self._trims.append((i, trim[0], len(outputs)))
+                outputs.append(trim[1])
         self.name = name or "function"
         self.graph = Graph(tuple(inputs), tuple(outputs), _updates(updates))
         self._compiled, prepared, self._compile_info = compile_graph(self.graph, self.name)
@@ -81,6 +76,10 @@ class Function:
         if config.debug_mode():
             self._check_against_reference(inputs)
         outs = self._exe.run(inputs)
+        if self._trims:
+            for i, axis, at in self._trims:
+                outs[i] = outs[i][(slice(None),) * axis + (slice(0, int(outs[at])),)]
+            del outs[len(outs) - len(self._trims):]
         return outs[0] if self.single else outs
 
     # ---- introspection ----------------------------------------------------------------------

@@ -233,3 +233,16 @@ def test_control_dependencies_read_updated_state():
     g = K.function([x], [result], updates=updates)  # listed as well: applied once, not twice
     g([np.array([10.0])])
     assert K.get_value(count) == 5.0 and K.get_value(total) == 20.0
+
+
+def test_an_update_used_as_a_value_assigns():
+    """TensorFlow's assign: evaluating it (K.eval, a function output) assigns and gives the new
+    value."""
+    v = K.variable(np.ones((2, 2)))
+    np.testing.assert_array_equal(K.eval(K.update(v, np.full((2, 2), 2.0))), np.full((2, 2), 2))
+    np.testing.assert_array_equal(K.get_value(v), np.full((2, 2), 2))
+    np.testing.assert_array_equal(K.eval(K.update_add(v, 1.0)), np.full((2, 2), 3))
+    f = K.function([], [K.update_sub(v, 0.5)])
+    f([])
+    f([])
+    np.testing.assert_array_equal(K.get_value(v), np.full((2, 2), 2))

@@ -190,3 +190,26 @@ def test_print_tensor_prints_when_the_function_runs():
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[[3.0, 5.0]]"
     assert 'doubled: */"\n%s [[2. 4.]]' in out.stderr
+
+
+def test_keras_details():
+    """Small things Keras's own tests rely on."""
+    x = K.placeholder((None, 2))
+    assert K.dtype(K.dropout(x, 0.5)) == "float32"  # no float64 from Python scalars
+    from kcomp.ir import build
+    assert build.select(K.greater(x, 0), 1.0, 0.0).dtype == "float32"  # where(c, 1.0, 0.0)
+    assert K.get_variable_shape(K.variable(np.zeros((3, 4)))) == (3, 4)
+    y = K.repeat_elements(K.placeholder((2, None, 4)), 3, axis=1)
+    assert y._keras_shape == K.int_shape(y) == (2, None, 4)
+    v = K.variable(np.arange(6.0).reshape(3, 2))
+    i = K.placeholder((), dtype="int32")
+    f = K.function([i], [v[i], v[i, 1]])
+    np.testing.assert_array_equal(f([1])[0], [2, 3])
+    row, item = f([-1])  # negative indices count from the end
+    np.testing.assert_array_equal(row, [4, 5])
+    assert item == 5
+    with pytest.raises(IndexError, match="out of range"):
+        f([3])
+    scipy_sparse = pytest.importorskip("scipy.sparse")
+    a = K.variable(scipy_sparse.eye(2, format="csr"))
+    assert K.is_sparse(K.concatenate([a, a])) and not K.is_sparse(K.concatenate([a, v], axis=0))

@@ -40,8 +40,13 @@ def run(inputs, outputs, name="test"):
     arrays = [a for _, a in inputs]
     f = K.function(phs, list(outputs), name=name)
     got = f(arrays)
-    want, _ = evaluate(Graph(tuple(phs), tuple(outputs), ()), arrays)
-    return got, want, f
+    # bounded outputs (ctc_decode's) come trimmed from functions: trim the reference alike
+    trims = [(i, *o._kcomp_trim) for i, o in enumerate(outputs) if hasattr(o, "_kcomp_trim")]
+    want, _ = evaluate(Graph(tuple(phs), tuple(outputs) + tuple(t for _, _, t in trims), ()),
+                       arrays)
+    for k, (i, axis, _) in enumerate(trims):
+        want[i] = want[i][(slice(None),) * axis + (slice(0, int(want[len(outputs) + k])),)]
+    return got, want[:len(outputs)], f
 
 
 def assert_same(got, want, what=""):

@@ -55,6 +55,7 @@ class BuildError(RuntimeError):
 class _Function:
     name: str
     graph: Graph
+    trims: tuple = ()  # bounded outputs: (output, axis, output holding the extent)
 
 
 def check_name(name: str) -> str:
@@ -102,7 +103,7 @@ def collect(obj, input_shapes=None) -> List[_Function]:
         if isinstance(item, (str, os.PathLike)):
             item = _load_keras_file(os.fspath(item))
         if isinstance(item, Function):
-            out.append(_Function(name or item.name, item.graph))
+            out.append(_Function(name or item.name, item.graph, tuple(item._trims)))
         elif _is_keras_model(item):
             out.append(_Function(name or "predict", _keras_graph(item, input_shapes)))
         else:
@@ -191,7 +192,7 @@ def build(obj, out_dir: str, *, name: str = "model", isa: str = ISA.DEFAULT,
                         "shape": [d if isinstance(d, int) else None for d in t.dims]}
                        for t in prepared.inputs],
             "outputs": [{"dtype": t.dtype, "rank": t.ndim} for t in gen.optimized.outputs],
-            "consts": consts, "variables": variables})
+            "consts": consts, "variables": variables, "trims": [list(t) for t in fn.trims]})
 
     parent = os.path.dirname(out_dir)
     os.makedirs(parent, exist_ok=True)

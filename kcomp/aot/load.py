@@ -42,6 +42,7 @@ class LoadedFunction:
         self.name = spec["name"]
         self.spec = spec
         self.single = False
+        self._trims = [tuple(t) for t in spec.get("trims", [])]
         self._exe = rt.Executable(
             library, [(t["name"], as_dtype(t["dtype"]).code,
                        [-1 if d is None else d for d in t["shape"]]) for t in spec["inputs"]],

@@ -1,9 +1,10 @@
 """Connectionist temporal classification: ctc_label_dense_to_sparse, ctc_batch_cost, ctc_decode.
 
 Keras 2.3.1 semantics over TensorFlow's CTC ops (kcomp/ir/ops/ctc.py). Where TensorFlow's
-result shape depends on the data (a sparse tensor's entry count, the decoded width), kcomp's
-compiled functions, whose output shapes follow their input shapes, use the largest possible
-static size and mark the unused part.
+result shape depends on the data, kcomp's compiled functions, whose output shapes follow their
+input shapes, use the largest possible size: a sparse tensor's entries are padded and counted;
+a decoded path's width is bounded by the time steps and trimmed to TensorFlow's width when a
+function returns it.
 """
 from __future__ import annotations
 
@@ -68,16 +69,25 @@ def ctc_batch_cost(y_true, y_pred, input_length, label_length):
 
 def ctc_decode(y_pred, input_length, greedy=True, beam_width=100, top_paths=1,
                merge_repeated=False):
-    """([decoded (samples, time_steps) int64, ...], log_prob). Each decoded tensor is padded
-    with -1 to the full time_steps width: TensorFlow's is as wide as the longest decoded
-    sequence in the batch, which an output shape cannot follow. log_prob: greedy, (samples, 1),
-    minus the sum of each step's best log(y_pred + epsilon); beam search, (samples, top_paths),
-    the paths' log-probabilities."""
+    """([decoded (samples, width) int64, ...], log_prob). As in TensorFlow, a decoded tensor is
+    as wide as the longest decoded sequence in the batch, the rest padded with -1: inside a
+    compiled function it is time_steps wide (its bound), and a function returning it trims it
+    (kcomp.function's bounded outputs). log_prob: greedy, (samples, 1), minus the sum of each
+    step's best log(y_pred + epsilon); beam search, (samples, top_paths), the paths'
+    log-probabilities."""
     args = [_logits(y_pred), _lengths(input_length, "ctc_decode")]
     if greedy:
         decoded, log_prob = apply("ctc_greedy_decode", args)
-        return [decoded], log_prob
+        return [_bounded(decoded)], log_prob
     *paths, log_prob = apply("ctc_beam_decode", args, {
         "beam_width": int(beam_width), "top_paths": int(top_paths),
         "merge_repeated": bool(merge_repeated)})
-    return paths, log_prob
+    return [_bounded(p) for p in paths], log_prob
+
+
+def _bounded(decoded):
+    """Mark decoded's width as bounded by time_steps, its actual value the longest path's."""
+    length = B.reduce("max", B.reduce("sum", B.cast(B.binary("not_equal", decoded, -1),
+                                                      "int64"), axis=1))
+    decoded._kcomp_trim = (1, length)
+    return decoded

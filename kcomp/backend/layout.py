@@ -88,7 +88,11 @@ def concatenate(tensors, axis=-1):
     axis = B.axis_arg("concatenate", tensors[0], int(axis))
     if len(tensors) == 1:
         return tensors[0]
-    return apply1("concatenate", tensors, {"axis": axis})
+    out = apply1("concatenate", tensors, {"axis": axis})
+    from .tensors import is_sparse
+    if all(is_sparse(t) for t in tensors):
+        out._kcomp_sparse = True  # sparse in, sparse out, as TensorFlow's sparse concat
+    return out
 
 
 def stack(x, axis=0):
@@ -119,4 +123,6 @@ def repeat_elements(x, rep, axis):
     rep = int(rep)
     if rep == 1:
         return x
-    return apply1("repeat_elements", [x], {"rep": rep, "axis": axis})
+    out = apply1("repeat_elements", [x], {"rep": rep, "axis": axis})
+    out._keras_shape = out.shape  # Keras's TensorFlow backend annotates this result
+    return out

@@ -87,5 +87,5 @@ def dropout(x, level, noise_shape=None, seed=None):
                               x.type)
         dims = tuple(x.dims[i] if d is None else d for i, d in enumerate(given))
     u = _sample("uniform", dims, (0.0, 1.0), x.dtype if x.type.dtype.is_float else None, seed)
-    keep = B.binary("greater_equal", u, level)
-    return B.binary("mul", x, B.select(keep, 1.0 / (1.0 - level), 0.0))
+    keep = B.cast(B.binary("greater_equal", u, level), x.type.dtype)
+    return B.binary("mul", B.binary("mul", x, 1.0 / (1.0 - level)), keep)

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import contextlib
 
-from ..function import Update, function  # noqa: F401  (function is re-exported)
+from ..function import function  # noqa: F401  (re-exported)
+from ..ir.graph import Update
 from ..ir import build as B
 from ..ir.graph import Variable
 from ..ir import registry

@@ -11,6 +11,7 @@ from . import config
 
 __all__ = ["placeholder", "is_placeholder", "variable", "is_variable", "constant", "is_tensor",
            "is_keras_tensor", "is_sparse", "to_dense", "print_tensor", "shape", "int_shape",
+           "get_variable_shape",
            "ndim", "size", "dtype", "count_params", "eval", "get_value", "batch_get_value",
            "set_value", "batch_set_value", "zeros", "ones", "eye", "zeros_like", "ones_like",
            "identity", "cast"]
@@ -43,13 +44,15 @@ def is_placeholder(x) -> bool:
 def variable(value, dtype=None, name=None, constraint=None):
     if isinstance(value, Tensor):
         value = eval(value)
-    elif hasattr(value, "tocoo"):  # a scipy.sparse matrix: kcomp holds it densely
+    sparse = hasattr(value, "tocoo")
+    if sparse:  # a scipy.sparse matrix: kcomp holds it densely
         value = value.toarray()
     arr = np.asarray(value, dtype=_dt(dtype).np)
     v = leaf.variable(arr, _name(name, "variable"))
     v._keras_shape = arr.shape
     v._uses_learning_phase = False
     v.constraint = constraint
+    v._kcomp_sparse = sparse
     return v
 
 
@@ -79,7 +82,10 @@ def is_keras_tensor(x) -> bool:
 
 
 def is_sparse(tensor) -> bool:
-    return isinstance(tensor, Tensor) and bool(tensor.node.attrs.get("sparse", False))
+    """A sparse placeholder, a variable made from a scipy.sparse matrix, or a concatenation of
+    sparse tensors (kcomp holds them all densely)."""
+    return isinstance(tensor, Tensor) and (bool(tensor.node.attrs.get("sparse", False)) or
+                                           getattr(tensor, "_kcomp_sparse", False))
 
 
 def to_dense(tensor):
@@ -108,6 +114,11 @@ def int_shape(x):
     if isinstance(x, np.ndarray):
         return x.shape
     raise TypeError(f"int_shape of {type(x).__name__}")
+
+
+def get_variable_shape(x):
+    """Keras 2.3.1's TensorFlow backend still offers this alias of int_shape."""
+    return int_shape(x)
 
 
 def ndim(x):

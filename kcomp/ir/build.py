@@ -13,7 +13,7 @@ import numpy as np
 from . import dtypes as D
 from . import ops  # noqa: F401  (registers every op)
 from . import shapes as S
-from .graph import Tensor
+from .graph import Tensor, Update
 from .ops import elementwise as E
 from .ops.leaf import constant
 from .registry import apply1, shape_error
@@ -26,6 +26,13 @@ def is_tensor(x) -> bool:
 def as_tensor(x, dtype: D.DType | None = None) -> Tensor:
     if isinstance(x, Tensor):
         return x if dtype is None or x.type.dtype == dtype else cast(x, dtype)
+    if isinstance(x, Update):  # the new value, applying the update when computed
+        from . import registry
+        registry.CONTROL.append(x)
+        try:
+            return as_tensor(apply1("identity", [x.value]), dtype)
+        finally:
+            registry.CONTROL.pop()
     if isinstance(x, (list, tuple)) and any(isinstance(v, Tensor) for v in _flat(x)):
         return _stack(x, dtype)  # [K.shape(x)[0], 3]: stacked like TensorFlow does
     return constant(x, dtype)
@@ -102,7 +109,11 @@ def binary(name: str, a, b) -> Tensor:
 
 
 def select(cond, a, b) -> Tensor:
-    dt = result_dtype(a, b)
+    if not isinstance(a, Tensor) and not isinstance(b, Tensor) and \
+            (isinstance(a, float) or isinstance(b, float)):
+        dt = floatx_dtype()  # where(c, 1.0, 0.0): floatx, not float64
+    else:
+        dt = result_dtype(a, b)
     return apply1("select", [as_tensor(cond, D.bool_), as_tensor(a, dt), as_tensor(b, dt)])
 
 
@@ -170,8 +181,11 @@ def getitem(x: Tensor, key) -> Tensor:
     """numpy basic indexing: ints, slices, None (new axis) and one Ellipsis."""
     if not isinstance(key, tuple):
         key = (key,)
+    if isinstance(key[0], Tensor):
+        return _tensor_index(x, key)
     if any(isinstance(k, Tensor) for k in key):
-        raise TypeError("indexing with a tensor is not supported here; use K.gather")
+        raise TypeError("indexing with a tensor is supported on the first axis only; use "
+                        "K.gather or transpose first")
     n_real = sum(1 for k in key if k is not None and k is not Ellipsis)
     if sum(1 for k in key if k is Ellipsis) > 1:
         raise IndexError("an index can only have a single ellipsis")
@@ -216,6 +230,20 @@ def getitem(x: Tensor, key) -> Tensor:
     if dims != y.dims:
         y = apply1("reshape", [y], {"dims": dims})
     return y
+
+
+def _tensor_index(x: Tensor, key: tuple) -> Tensor:
+    """x[i, ...] with an integer tensor i: a gather along axis 0; negative i counts from the end,
+    as Python and TensorFlow's strided slice do."""
+    i = key[0]
+    if not i.type.dtype.is_int:
+        raise TypeError(f"a tensor index must be an integer tensor, got {i.dtype}")
+    n = x.dims[0]
+    extent = as_tensor(n, i.type.dtype) if isinstance(n, int) else \
+        cast(getitem(apply1("shape_of", [x]), 0), i.type.dtype)
+    wrapped = select(binary("less", i, 0), binary("add", i, extent), i)
+    y = apply1("gather", [x, wrapped], {"batch_dims": 0, "what": "getitem"})
+    return getitem(y, (slice(None),) * i.ndim + key[1:]) if len(key) > 1 else y
 
 
 def _index(v) -> int:

@@ -166,6 +166,21 @@ class Variable(Tensor):
         return f"<kcomp.Variable {self.name!r} shape={S.fmt(self.dims)} dtype={self.dtype}>"
 
 
+class Update(tuple):
+    """(variable, new value): what K.update and friends return, for function(updates=...).
+    Used as a value (K.eval(update), an output), it is the new value, and computing it applies
+    the update, as TensorFlow's assign does (kcomp.ir.build.as_tensor)."""
+    __slots__ = ()
+
+    @property
+    def variable(self) -> Variable:
+        return self[0]
+
+    @property
+    def value(self) -> Tensor:
+        return self[1]
+
+
 def toposort(roots: Iterable[Tensor]) -> List[Node]:
     """Nodes reachable from roots, inputs before users, in a deterministic order."""
     order: List[Node] = []
