@@ -2,9 +2,9 @@
 that is neither excluded (excluded.txt: TensorFlow-, Theano- or CNTK-specific) nor waiting for
 K.gradients must pass.
 
-The backend suite (backend_test.py) always runs; the layer and Sequential suites take about
-three times as long and run when KCOMP_KERAS_SUITES names them (`KCOMP_KERAS_SUITES=all`), or
-through the driver (README: "Keras 2.3.1 test suites"). The driver downloads Keras's source
+All three suites (backend_test.py, the layer tests, test_sequential_model.py) run by default
+(about two minutes of CPU in all); KCOMP_KERAS_SUITES=backend (a comma-separated list) narrows
+them. The driver can also run them by hand (README: "Keras 2.3.1 test suites"). It downloads Keras's source
 distribution with pip on first use (cached outside the repository); without PyPI and without a
 cached copy these tests are skipped, and `-m "not network"` deselects them."""
 import json
@@ -20,9 +20,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def _suites():
-    """backend always; layers and sequential when KCOMP_KERAS_SUITES names them (a comma-separated
-    list, or "all"): they take about three times as long as the backend suite."""
-    wanted = os.environ.get("KCOMP_KERAS_SUITES", "backend").replace(" ", "").split(",")
+    """The suites KCOMP_KERAS_SUITES names (a comma-separated list, or "all", the default); the
+    backend suite always runs."""
+    wanted = os.environ.get("KCOMP_KERAS_SUITES", "all").replace(" ", "").split(",")
     if "all" in wanted:
         wanted = list(keras_suite.SUITES)
     return [pytest.param(s, marks=() if s in wanted or s == "backend" else pytest.mark.skip(
