@@ -5,6 +5,8 @@
     kcomp demo [--batch N] [--fresh]
                                  compile a small MLP, check it, time compile, load and calls
     kcomp check-backend MODULE   the Keras 2 backend names a module lacks, all at once
+    kcomp build SOURCE -o DIR    model functions as a library that runs without Python
+    kcomp bench [--workload W]   kcomp's kernels against numpy, PyTorch, ONNX Runtime, JAX, TF
 
 Heavy modules (numpy, the backend, the runtime) are imported by the commands that need them,
 so that `kcomp --version` and `kcomp cache path` stay instant.
@@ -458,6 +460,48 @@ def cmd_check_backend(args) -> int:
     return 1 if total else 0
 
 
+# ---- kcomp build ---------------------------------------------------------------------------
+
+def _source(spec: str):
+    """A Keras .h5 file, or module:attribute naming a kcomp function, a Keras model, a dict of
+    those, or a callable returning one."""
+    if spec.endswith((".h5", ".hdf5", ".keras")) or os.path.isfile(spec):
+        return spec
+    import importlib
+    module, _, attr = spec.partition(":")
+    if not attr:
+        raise ValueError(f"{spec!r}: give a Keras .h5 file or module:attribute")
+    obj = getattr(importlib.import_module(module), attr)
+    return obj() if callable(obj) and not hasattr(obj, "graph") and not hasattr(obj, "layers") \
+        else obj
+
+
+def _shape(text: str) -> tuple:
+    return tuple(None if d.strip().lower() in ("none", "?", "") else int(d)
+                 for d in text.split(","))
+
+
+def cmd_build(args) -> int:
+    from . import aot
+    sys.path.insert(0, os.getcwd())  # module:attribute resolves against the current directory
+    t = time.perf_counter()
+    manifest = aot.build(_source(args.source), args.output, name=args.name, isa=args.isa,
+                         weights=args.weights, quiet=args.quiet, force=args.force, jobs=args.jobs,
+                         input_shapes=[_shape(s) for s in args.input_shape] or None)
+    if not args.quiet:
+        names = ", ".join(f["name"] for f in manifest["functions"])
+        print(f"built {args.output} ({names}) for {manifest['isa']['level']} in "
+              f"{human_duration(time.perf_counter() - t)}")
+    return 0
+
+
+# ---- kcomp bench ---------------------------------------------------------------------------
+
+def cmd_bench(args) -> int:
+    from .bench.command import run
+    return run(args)
+
+
 # ---- entry point ---------------------------------------------------------------------------
 
 def _positive_int(text: str) -> int:
@@ -492,6 +536,25 @@ def build_parser() -> argparse.ArgumentParser:
                             ("path", cmd_cache_path, "print the cache directory")):
         cache_sub.add_parser(name, parents=[common], help=text).set_defaults(run=run)
 
+    p = sub.add_parser("build", parents=[common],
+                       help="build model functions into a library that runs without Python")
+    p.add_argument("source", help="a Keras .h5 file, or module:attribute (a kcomp function, a "
+                                  "Keras model, a dict of them, or a callable returning one)")
+    p.add_argument("-o", "--output", required=True, help="the artifact directory to create")
+    p.add_argument("--name", default="model", help="the C API prefix (a C identifier)")
+    p.add_argument("--isa", default="x86-64-v3",
+                   choices=["x86-64", "x86-64-v2", "x86-64-v3", "x86-64-v4", "native"],
+                   help="instruction-set level (default x86-64-v3)")
+    p.add_argument("--weights", default="sidecar", choices=["sidecar", "embedded"],
+                   help="weights in weights.bin (default) or inside the library")
+    p.add_argument("--input-shape", action="append", default=[], metavar="D,D,...",
+                   help="an input's shape for a Keras model (None for any extent); repeat per "
+                        "input")
+    p.add_argument("--force", action="store_true", help="replace an existing artifact")
+    p.add_argument("-j", "--jobs", type=_positive_int, help="parallel compiles (default: ninja's)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=cmd_build)
+
     p = sub.add_parser("check-backend", parents=[common],
                        help="list the Keras 2 backend names a module lacks")
     p.add_argument("module", help="the module to import, e.g. kcomp.backend")
@@ -505,6 +568,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fresh", action="store_true",
                    help="use a new temporary cache directory, so the compile is cold")
     p.set_defaults(run=cmd_demo)
+
+    p = sub.add_parser("bench", parents=[common],
+                       help="time kcomp's kernels against numpy, PyTorch, ONNX Runtime, JAX "
+                            "and TensorFlow")
+    from .bench.command import add_arguments as add_bench_arguments
+    add_bench_arguments(p)
+    p.set_defaults(run=cmd_bench)
     return parser
 
 
