@@ -12,6 +12,7 @@ from .control import *  # noqa: F401,F403
 from .conv import *  # noqa: F401,F403
 from .ctc import *  # noqa: F401,F403
 from .elementwise import *  # noqa: F401,F403
+from .gradients import *  # noqa: F401,F403
 from .layout import *  # noqa: F401,F403
 from .linalg import *  # noqa: F401,F403
 from .nn import *  # noqa: F401,F403

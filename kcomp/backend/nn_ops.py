@@ -1,5 +1,5 @@
 """Normalization, losses and friends: in_top_k, l2_normalize, bias_add, batch normalization,
-cross-entropies, stop_gradient (Keras 2.3.1 semantics, TensorFlow backend).
+cross-entropies (Keras 2.3.1 semantics, TensorFlow backend).
 
 Everything but in_top_k and the label lookup of sparse_categorical_crossentropy is composed of
 elementwise ops and reductions, which fuse into few loops; the formulas are TensorFlow's.
@@ -19,7 +19,7 @@ from . import config
 
 __all__ = ["in_top_k", "l2_normalize", "bias_add", "normalize_batch_in_training",
            "batch_normalization", "categorical_crossentropy", "sparse_categorical_crossentropy",
-           "binary_crossentropy", "stop_gradient"]
+           "binary_crossentropy"]
 
 
 def _float(x):
@@ -208,10 +208,3 @@ def binary_crossentropy(target, output, from_logits=False):
     neg_abs = B.select(positive, B.unary("neg", x), x)
     # softplus(y) for y <= 0 is exactly log1p(exp(y))
     return _add(_sub(relu, _mul(x, target)), B.unary("softplus", neg_abs))
-
-
-def stop_gradient(variables):
-    """The tensor (or list of tensors) itself, marked so that gradients do not flow back."""
-    if isinstance(variables, (list, tuple)):
-        return [B.unary("stop_gradient", v) for v in variables]
-    return B.unary("stop_gradient", variables)

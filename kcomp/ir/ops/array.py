@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import build as B
 from .. import dtypes as D
 from .. import shapes as S
+from ..autodiff import defgrad
 from ..graph import TensorType
-from ..registry import register, shape_error
+from ..registry import apply1, register, shape_error
 
 
 def _one(fn):
@@ -57,6 +59,40 @@ def _gather_ref(values, attrs, out_types):
 register("gather", "other", _gather_infer, _gather_ref,
          doc="attrs: batch_dims, what (the op named in errors). out[b.., i.., r..] = "
              "reference[b.., indices[b.., i..], r..]; an index outside [0, n) raises IndexError")
+
+
+def _scatter_infer(types, attrs):
+    g, idx = types
+    b, dims = attrs["batch_dims"], tuple(attrs["dims"])
+    _need_int("scatter_add", idx, "indices", g, idx)
+    want = dims[:b] + idx.dims[b:] + dims[b + 1:]
+    if g.ndim != len(want):
+        raise shape_error("scatter_add", f"updates of rank {g.ndim} for indices {S.fmt(idx.dims)} "
+                          f"into {S.fmt(dims)}", g, idx)
+    for a, (d, w) in enumerate(zip(g.dims, want)):
+        S.same(d, w, f"scatter_add: updates axis {a} differs")
+    for i in range(b):
+        S.same(idx.dims[i], dims[i], f"scatter_add: batch dimension {i} differs")
+    return [TensorType(g.dtype, dims)]
+
+
+def _scatter_ref(values, attrs, out_types):
+    g, idx = values
+    b, out = attrs["batch_dims"], out_types[0]
+    bound = out.dims[b]
+    nb = int(np.prod(out.dims[:b], dtype=np.int64))
+    ix = idx.astype(np.int64).reshape(nb, -1)
+    bad = (ix < 0) | (ix >= bound)
+    if bad.any():
+        raise IndexError(f"{attrs['what']}: index out of range: {int(ix[bad][0])} vs {bound}")
+    r = np.zeros((nb, bound) + out.dims[b + 1:], g.dtype)
+    np.add.at(r, (np.arange(nb)[:, None], ix), g.reshape(ix.shape + out.dims[b + 1:]))
+    return [r.reshape(out.dims)]
+
+
+register("scatter_add", "other", _scatter_infer, _scatter_ref,
+         doc="attrs: batch_dims, dims, what. The adjoint of gather: zeros of extents dims, then "
+             "out[b.., indices[b.., i..], r..] += updates[b.., i.., r..]")
 
 
 # ---- one_hot ----------------------------------------------------------------------------------
@@ -201,3 +237,61 @@ def _expect_infer(types, attrs):
 register("expect_dims", "view", _expect_infer, _one(lambda x, a, o: x), exact=True,
          doc="attrs: dims, where (the error message). x itself, seen with extents dims once "
              "they are checked to equal its own (at run time where either is unknown)")
+
+
+# ---- gradients ------------------------------------------------------------------------------
+
+@defgrad("gather")
+def _gather_grad(node, grads):
+    ref, idx = node.inputs
+    return [apply1("scatter_add", [grads[0], idx], {"batch_dims": node.attrs["batch_dims"],
+                                                     "dims": ref.dims,
+                                                     "what": node.attrs["what"]}), None]
+
+
+@defgrad("scatter_add")
+def _scatter_add_grad(node, grads):
+    idx = node.inputs[1]
+    return [apply1("gather", [grads[0], idx], {"batch_dims": node.attrs["batch_dims"],
+                                               "what": node.attrs["what"]}), None]
+
+
+defgrad("reverse")(lambda node, grads: [apply1("reverse", [grads[0]], node.attrs)])
+
+
+@defgrad("pad")
+def _pad_grad(node, grads):
+    specs = tuple((b, -a if a else None, 1) for b, a in node.attrs["pads"])
+    return [apply1("slice", [grads[0]], {"specs": specs})]
+
+
+def _interpolation(n: int, factor: int, method: str) -> np.ndarray:
+    """The (n * factor, n) matrix A of one axis of resize_images: out = A . in along it."""
+    v = _source(n, factor)
+    rows = np.arange(n * factor)
+    a = np.zeros((n * factor, n), np.float64)
+    if method == "nearest":
+        a[rows, np.minimum(np.floor(v).astype(np.int64), n - 1)] = 1
+        return a
+    vf = np.floor(v)
+    t = (v - vf).astype(np.float64)
+    np.add.at(a, (rows, np.maximum(vf.astype(np.int64), 0)), 1 - t)
+    np.add.at(a, (rows, np.minimum(np.ceil(v).astype(np.int64), n - 1)), t)
+    return a
+
+
+@defgrad("resize_images")
+def _resize_grad(node, grads):
+    """resize_images is linear along each axis (out = A . in, A from _interpolation), so the
+    gradient is A^T . g along each: two matrix products."""
+    x, g = node.inputs[0], grads[0]
+    for a, f in zip(node.attrs["axes"], node.attrs["factors"]):
+        n = x.dims[a]
+        if not isinstance(n, int):
+            raise NotImplementedError("gradients: resize_images over an unknown spatial extent")
+        matrix = B.as_tensor(_interpolation(n, f, node.attrs["method"]).astype(
+            g.type.dtype.np))
+        perm = [i for i in range(g.ndim) if i != a] + [a]
+        moved = apply1("dot", [B.transpose(g, perm), matrix])
+        g = B.transpose(moved, [perm.index(i) for i in range(g.ndim)])
+    return [g]

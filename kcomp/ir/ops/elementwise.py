@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import build as B
 from .. import dtypes as D
 from .. import shapes as S
+from ..autodiff import defgrad, no_gradient, sum_to
 from ..graph import TensorType
 from ..registry import register, shape_error
 
@@ -174,3 +176,111 @@ register("select", "elementwise", _select_infer,
 
 unary("stop_gradient", lambda x: x.copy(), exact=True,
       doc="the identity forward; gradients (when kcomp has them) do not flow through it")
+
+
+# ---- gradients ------------------------------------------------------------------------------
+# Rules see the forward node (inputs x, a, b; output y) and the output's cotangent g; binary
+# ops sum each operand's gradient over the axes it was broadcast along (sum_to).
+
+def _unary_grad(*names):
+    def deco(fn):
+        defgrad(*names)(lambda node, grads: [fn(node.inputs[0], node.outputs[0], grads[0],
+                                                node.attrs)])
+        return fn
+    return deco
+
+
+def _binary_grad(*names):
+    def deco(fn):
+        def rule(node, grads):
+            parts = fn(*node.inputs, node.outputs[0], grads[0])
+            return [None if p is None else sum_to(p, t.dims) for p, t in zip(parts, node.inputs)]
+        defgrad(*names)(rule)
+        return fn
+    return deco
+
+
+def _mul(a, b):
+    return B.binary("mul", a, b)
+
+
+def _div(a, b):
+    return B.binary("truediv", a, b)
+
+
+def _mask(cond, g):
+    """g where cond, else 0."""
+    return B.select(cond, g, 0)
+
+
+no_gradient("round", "sign", "floordiv")
+_unary_grad("identity")(lambda x, y, g, a: g)
+_unary_grad("stop_gradient")(lambda x, y, g, a: None)
+_unary_grad("cast")(lambda x, y, g, a: B.cast(g, x.type.dtype) if x.type.dtype.is_float
+                    else None)
+_unary_grad("neg")(lambda x, y, g, a: B.unary("neg", g))
+_unary_grad("abs")(lambda x, y, g, a: _mul(g, B.unary("sign", x)))
+_unary_grad("square")(lambda x, y, g, a: _mul(g, _mul(x, 2)))
+_unary_grad("sqrt")(lambda x, y, g, a: _div(_mul(g, 0.5), y))
+_unary_grad("exp")(lambda x, y, g, a: _mul(g, y))
+_unary_grad("log")(lambda x, y, g, a: _div(g, x))
+_unary_grad("sin")(lambda x, y, g, a: _mul(g, B.unary("cos", x)))
+_unary_grad("cos")(lambda x, y, g, a: B.unary("neg", _mul(g, B.unary("sin", x))))
+_unary_grad("tanh")(lambda x, y, g, a: _mul(g, B.binary("sub", 1, B.unary("square", y))))
+_unary_grad("sigmoid")(lambda x, y, g, a: _mul(g, _mul(y, B.binary("sub", 1, y))))
+_unary_grad("softplus")(lambda x, y, g, a: _mul(g, B.unary("sigmoid", x)))
+_unary_grad("softsign")(lambda x, y, g, a: _div(
+    g, B.unary("square", B.binary("add", 1, B.unary("abs", x)))))
+_unary_grad("elu")(lambda x, y, g, a: _mul(g, B.select(
+    B.binary("greater", x, 0), 1, B.binary("add", y, a["alpha"]))))
+
+
+@_unary_grad("hard_sigmoid")
+def _hard_sigmoid_grad(x, y, g, attrs):
+    # clip(0.2 x + 0.5, 0, 1): the slope inside the clip bounds (inclusive, as TensorFlow's
+    # clip_by_value passes the gradient at the bounds)
+    v = B.binary("add", _mul(x, 0.2), 0.5)
+    inside = B.binary("logical_and", B.binary("greater_equal", v, 0), B.binary("less_equal", v, 1))
+    return _mask(inside, _mul(g, 0.2))
+
+
+@_unary_grad("relu")
+def _relu_grad(x, y, g, attrs):
+    """The slope of each step of _relu: the linear part where it passes x (TensorFlow's relu
+    gradient is 0 at x == 0), zero where max_value clips, alpha below the threshold."""
+    alpha, max_value, threshold = attrs["alpha"], attrs["max_value"], attrs["threshold"]
+    passed = B.binary("greater", x, threshold)
+    if max_value is not None:
+        passed = B.binary("logical_and", passed, B.binary("less", x, max_value))
+    slope = _mask(passed, g)
+    if alpha != 0:
+        slope = B.binary("add", slope, _mask(B.binary("less", x, threshold), _mul(g, alpha)))
+    return slope
+
+
+_binary_grad("add")(lambda a, b, y, g: (g, g))
+_binary_grad("sub")(lambda a, b, y, g: (g, B.unary("neg", g)))
+_binary_grad("mul")(lambda a, b, y, g: (_mul(g, b), _mul(g, a)))
+_binary_grad("truediv")(lambda a, b, y, g: (_div(g, b), B.unary("neg", _div(_mul(g, y), b))))
+_binary_grad("mod")(lambda a, b, y, g: (g, B.unary("neg", _mul(g, B.binary("floordiv", a, b)))))
+_binary_grad("maximum")(lambda a, b, y, g: (_mask(B.binary("greater_equal", a, b), g),
+                                            _mask(B.binary("less", a, b), g)))
+_binary_grad("minimum")(lambda a, b, y, g: (_mask(B.binary("less_equal", a, b), g),
+                                            _mask(B.binary("greater", a, b), g)))
+
+
+@_binary_grad("pow")
+def _pow_grad(a, b, y, g):
+    # d/da = b a^(b-1); d/db = y log(a), taken as 0 where a <= 0 (TensorFlow's convention)
+    da = _mul(g, _mul(b, B.binary("pow", a, B.binary("sub", b, 1))))
+    positive = B.binary("greater", a, 0)
+    log_a = B.unary("log", B.select(positive, a, 1))
+    return da, _mask(positive, _mul(g, _mul(y, log_a)))
+
+
+@defgrad("select")
+def _select_grad(node, grads):
+    cond, a, b = node.inputs
+    g = grads[0]
+    return [None, sum_to(_mask(cond, g), a.dims),
+            sum_to(B.select(cond, 0, g), b.dims)]

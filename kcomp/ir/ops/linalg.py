@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import build as B
 from .. import shapes as S
+from ..autodiff import defgrad
 from ..graph import TensorType
-from ..registry import register, shape_error
+from ..registry import apply1, register, shape_error
 
 
 def _wide(x):
@@ -93,3 +95,66 @@ def _batch_dot_ref(values, attrs, out_types):
 register("batch_dot", "other", _batch_dot_infer, _batch_dot_ref,
          doc="attrs: axes (ax, ay). For each batch item, contract x's axis ax with y's axis ay; "
              "result: x's other dims then y's (rank 1 becomes (batch, 1))")
+
+
+# ---- gradients ------------------------------------------------------------------------------
+
+def _mm(a, b, trans_a=False, trans_b=False):
+    """a . b of two matrices, either read transposed: a batch_dot over a batch of one, whose
+    kernel reads a transposed operand in place instead of copying it."""
+    a3 = B.reshape(a, (1,) + a.dims)
+    b3 = B.reshape(b, (1,) + b.dims)
+    r = apply1("batch_dot", [a3, b3], {"axes": (1 if trans_a else 2, 2 if trans_b else 1)})
+    return B.reshape(r, r.dims[1:])
+
+
+@defgrad("dot")
+def _dot_grad(node, grads):
+    x, y = node.inputs
+    g = grads[0]
+    k = x.dims[-1]
+    m = S.size(x.dims[:-1])
+    x2 = B.reshape(x, (m, k))
+    if y.ndim == 1:
+        g1 = B.reshape(g, (m, 1))
+        dx = B.reshape(B.binary("mul", g1, y), x.dims)
+        dy = B.reshape(_mm(x2, g1, trans_a=True), y.dims)
+        return [dx, dy]
+    # y (b..., k, n) seen as (k, b... n) columns: out[m, (b, n)] = x[m, :] . y[b, :, n]
+    batch, n = y.dims[:-2], y.dims[-1]
+    g2 = B.reshape(g, (m, S.mul(S.size(batch), n)))
+    if not batch:
+        dx = _mm(g2, y, trans_b=True)
+        dy = _mm(x2, g2, trans_a=True)
+    else:
+        lead = list(range(len(batch)))
+        yk = B.reshape(B.transpose(y, [len(batch)] + lead + [len(batch) + 1]),
+                       (k, S.mul(S.size(batch), n)))
+        dx = _mm(g2, yk, trans_b=True)
+        dyk = B.reshape(_mm(x2, g2, trans_a=True), (k,) + batch + (n,))
+        dy = B.transpose(dyk, [a + 1 for a in lead] + [0, len(batch) + 1])
+    return [B.reshape(dx, x.dims), dy]
+
+
+@defgrad("batch_dot")
+def _batch_dot_grad(node, grads):
+    """As a product of (b, M, K) and (b, K, N) views: dx = g . y^T and dy = x^T . g, batched."""
+    x, y = node.inputs
+    ax, ay = node.attrs["axes"]
+    b = x.dims[0]
+    xo = [a for a in range(1, x.ndim) if a != ax]
+    yo = [a for a in range(1, y.ndim) if a != ay]
+    mx = S.size([x.dims[a] for a in xo])
+    ny = S.size([y.dims[a] for a in yo])
+    k = x.dims[ax]
+    xperm, yperm = [0] + xo + [ax], [0, ay] + yo
+    x3 = B.reshape(B.transpose(x, xperm), (b, mx, k))
+    y3 = B.reshape(B.transpose(y, yperm), (b, k, ny))
+    g3 = B.reshape(grads[0], (b, mx, ny))
+    dx3 = apply1("batch_dot", [g3, y3], {"axes": (2, 2)})
+    dy3 = apply1("batch_dot", [x3, g3], {"axes": (1, 1)})
+    dx = B.transpose(B.reshape(dx3, [x.dims[a] for a in xperm]),
+                     [xperm.index(a) for a in range(x.ndim)])
+    dy = B.transpose(B.reshape(dy3, [y.dims[a] for a in yperm]),
+                     [yperm.index(a) for a in range(y.ndim)])
+    return [dx, dy]

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import build as B
+from ..autodiff import defgrad
 from ..registry import register, shape_error
 
 
@@ -27,3 +29,11 @@ def _softmax_ref(values, attrs, out_types):
 
 register("softmax", "other", _softmax_infer, _softmax_ref,
          doc="attrs: axis. exp(x - max) / sum(exp(x - max)) along one axis")
+
+
+@defgrad("softmax")
+def _softmax_grad(node, grads):
+    # y * (g - sum(g * y)) along the axis
+    y, g, axis = node.outputs[0], grads[0], node.attrs["axis"]
+    dot = B.reduce("sum", B.binary("mul", g, y), axis, keepdims=True)
+    return [B.binary("mul", y, B.binary("sub", g, dot))]

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import build as B
 from .. import dtypes as D
+from .. import shapes as S
+from ..autodiff import count, defgrad, unreduce
 from ..graph import TensorType
-from ..registry import register, shape_error
+from ..registry import apply1, register, shape_error
 
 REDUCTIONS = ("sum", "prod", "max", "min", "mean", "var", "std", "any", "all", "logsumexp")
 FLOAT_ONLY = ("var", "std", "logsumexp")
@@ -164,3 +167,86 @@ register("cumsum", "reduce", _scan_infer("cumsum"), _scan_ref(np.cumsum),
          doc="attrs: axis. Running sum in the data type")
 register("cumprod", "reduce", _scan_infer("cumprod"), _scan_ref(np.cumprod),
          doc="attrs: axis. Running product in the data type")
+
+
+# ---- gradients ------------------------------------------------------------------------------
+
+def _reduce_grad(*names):
+    def deco(fn):
+        def rule(node, grads):
+            x, y = node.inputs[0], node.outputs[0]
+            axes, keep = node.attrs["axes"], node.attrs["keepdims"]
+            # g and y broadcast back over the reduced axes
+            return [fn(x, unreduce(y, x, axes, keep), unreduce(grads[0], x, axes, keep), axes)]
+        defgrad(*names)(rule)
+        return fn
+    return deco
+
+
+def _mean_keep(x, axes):
+    return B.reduce("mean", x, axes, keepdims=True)
+
+
+_reduce_grad("sum")(lambda x, y, g, axes: g)
+_reduce_grad("mean")(lambda x, y, g, axes: B.binary("truediv", g, count(x, axes)))
+_reduce_grad("logsumexp")(lambda x, y, g, axes: B.binary(
+    "mul", g, B.unary("exp", B.binary("sub", x, y))))
+_reduce_grad("var")(lambda x, y, g, axes: B.binary("mul", g, B.binary(
+    "truediv", B.binary("mul", B.binary("sub", x, _mean_keep(x, axes)), 2), count(x, axes))))
+_reduce_grad("std")(lambda x, y, g, axes: B.binary("mul", B.binary("truediv", g, y), B.binary(
+    "truediv", B.binary("sub", x, _mean_keep(x, axes)), count(x, axes))))
+
+
+@_reduce_grad("max", "min")
+def _extreme_grad(x, y, g, axes):
+    # shared equally by the elements that attain the extreme, as TensorFlow does
+    hit = B.cast(B.binary("equal", x, y), x.type.dtype)
+    n = B.reduce("sum", hit, axes, keepdims=True)
+    return B.binary("mul", g, B.binary("truediv", hit, n))
+
+
+@defgrad("prod")
+def _prod_grad(node, grads):
+    """Each element's gradient is the product of the others: exclusive products from the left
+    times those from the right, so zeros need no division (TensorFlow's method)."""
+    x = node.inputs[0]
+    axes, keep = node.attrs["axes"], node.attrs["keepdims"]
+    g = unreduce(grads[0], x, axes, keep)
+    rest = [a for a in range(x.ndim) if a not in axes]
+    perm = rest + list(axes)
+    flat = B.reshape(B.transpose(x, perm), [x.dims[a] for a in rest] + [S.size(
+        [x.dims[a] for a in axes])])
+    last = flat.ndim - 1
+    one = B.broadcast_to(B.as_tensor(1, x.type.dtype),
+                         flat.dims[:-1] + (1,))
+    head = B.getitem(flat, (Ellipsis, slice(None, -1)))
+    tail = B.getitem(flat, (Ellipsis, slice(1, None)))
+    left = apply1("cumprod", [apply1("concatenate", [one, head], {"axis": last})],
+                    {"axis": last})
+    right_in = apply1("reverse", [apply1("concatenate", [tail, one], {"axis": last})],
+                        {"axes": (last,)})
+    right = apply1("reverse", [apply1("cumprod", [right_in], {"axis": last})],
+                     {"axes": (last,)})
+    others = B.binary("mul", left, right)
+    inv = [perm.index(a) for a in range(x.ndim)]
+    others = B.transpose(B.reshape(others, [x.dims[a] for a in perm]), inv)
+    return [B.binary("mul", g, others)]
+
+
+def _reverse(t, axis):
+    return apply1("reverse", [t], {"axes": (axis,)})
+
+
+@defgrad("cumsum")
+def _cumsum_grad(node, grads):
+    a = node.attrs["axis"]
+    return [_reverse(apply1("cumsum", [_reverse(grads[0], a)], {"axis": a}), a)]
+
+
+@defgrad("cumprod")
+def _cumprod_grad(node, grads):
+    # sum over later positions of g * y, divided by x (TensorFlow's rule; x must be nonzero)
+    (x,), y, a = node.inputs, node.outputs[0], node.attrs["axis"]
+    gy = B.binary("mul", grads[0], y)
+    later = _reverse(apply1("cumsum", [_reverse(gy, a)], {"axis": a}), a)
+    return [B.binary("truediv", later, x)]

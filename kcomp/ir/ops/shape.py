@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import build as B
 from .. import dtypes as D
 from .. import shapes as S
+from ..autodiff import defgrad, expect, sum_to
 from ..graph import TensorType
-from ..registry import register, shape_error
+from ..registry import apply1, register, shape_error
 
 
 def _one(fn):
@@ -97,6 +99,28 @@ register("slice", "other", _slice_infer,
              "indexed, the axes indexed by an int (one item, checked at run time)")
 
 
+def _unslice_infer(types, attrs):
+    (g,) = types
+    dims, specs = attrs["dims"], attrs["specs"]
+    if len(specs) != len(dims) or g.ndim != len(dims):
+        raise shape_error("unslice", f"{len(specs)} slices for rank {g.ndim}", g)
+    for a, (d, (start, stop, step)) in enumerate(zip(dims, specs)):
+        S.same(g.dims[a], S.slice_len(d, start, stop, step),
+               f"unslice: axis {a} does not match its slice")
+    return [TensorType(g.dtype, tuple(dims))]
+
+
+def _unslice_ref(values, attrs, out_types):
+    out = np.zeros(out_types[0].dims, out_types[0].dtype.np)
+    out[tuple(slice(*s) for s in attrs["specs"])] = values[0]
+    return [out]
+
+
+register("unslice", "other", _unslice_infer, _unslice_ref, exact=True,
+         doc="attrs: specs (as slice's), dims. The adjoint of slice: zeros of extents dims with "
+             "the input written where slice would read it")
+
+
 # ---- concatenate -------------------------------------------------------------------------------
 
 def _concat_infer(types, attrs):
@@ -155,3 +179,61 @@ register("repeat_elements", "other", _repeat_infer,
 register("shape_of", "other", lambda types, attrs: [TensorType(D.int32, (types[0].ndim,))],
          lambda v, a, o: [np.array(v[0].shape, dtype=np.int32)], exact=True,
          doc="the run-time shape of the input as an int32 vector")
+
+
+# ---- gradients ------------------------------------------------------------------------------
+
+def _like_input(fn):
+    """A rule of a one-input op: fn(x, g, attrs) -> x's gradient."""
+    return lambda node, grads: [fn(node.inputs[0], grads[0], node.attrs)]
+
+
+defgrad("reshape")(_like_input(lambda x, g, a: apply1("reshape", [g], {"dims": x.dims})))
+defgrad("transpose")(_like_input(lambda x, g, a: B.transpose(
+    g, [a["perm"].index(i) for i in range(x.ndim)])))
+defgrad("broadcast_to")(_like_input(lambda x, g, a: sum_to(g, x.dims)))
+defgrad("slice")(_like_input(lambda x, g, a: apply1(
+    "unslice", [g], {"specs": a["specs"], "dims": x.dims})))
+defgrad("unslice")(_like_input(lambda x, g, a: apply1("slice", [g], {"specs": a["specs"]})))
+
+
+@defgrad("tile")
+def _tile_grad(node, grads):
+    # g seen as (r0, d0, r1, d1, ...), summed over the repetition axes
+    x, g = node.inputs[0], grads[0]
+    split, axes = [], []
+    for d, r in zip(x.dims, node.attrs["reps"]):
+        if r != 1:
+            axes.append(len(split))
+            split.append(r)
+        split.append(d)
+    return [B.reshape(B.reduce("sum", B.reshape(g, split), axes), x.dims)]
+
+
+@defgrad("repeat_elements")
+def _repeat_grad(node, grads):
+    x, g = node.inputs[0], grads[0]
+    axis, rep = node.attrs["axis"], node.attrs["rep"]
+    split = x.dims[:axis + 1] + (rep,) + x.dims[axis + 1:]
+    return [B.reduce("sum", B.reshape(g, split), axis + 1)]
+
+
+@defgrad("concatenate")
+def _concat_grad(node, grads):
+    """Each operand's part of g: a slice whose bounds are counted from the start or from the
+    end, whichever is known."""
+    axis, g = node.attrs["axis"], grads[0]
+    sizes = [t.dims[axis] for t in node.inputs]
+    parts = []
+    for i, t in enumerate(node.inputs):
+        before, after = S.add(0, *sizes[:i]), S.add(0, *sizes[i + 1:])
+        begin = before if isinstance(before, int) else -S.add(after, sizes[i]) \
+            if isinstance(S.add(after, sizes[i]), int) else None
+        end = S.add(before, sizes[i]) if isinstance(S.add(before, sizes[i]), int) else \
+            (-after or None) if isinstance(after, int) else None
+        if begin is None or (end is None and i + 1 < len(sizes)):
+            raise NotImplementedError("gradients: concatenate of several operands of unknown "
+                                      "extent along its axis")
+        specs = tuple((begin, end, 1) if a == axis else (None, None, 1) for a in range(g.ndim))
+        parts.append(expect(apply1("slice", [g], {"specs": specs}), t.dims))
+    return parts

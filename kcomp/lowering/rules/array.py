@@ -54,6 +54,25 @@ def _gather(L, node: Node):
     L.add(Kernel(L.kernel_name(), "array_gather", ctx, label_of([node]), ptrs.reads, ptrs.writes))
 
 
+@rule("scatter_add")
+def _scatter_add(L, node: Node):
+    g, idx = node.inputs
+    out = node.outputs[0]
+    b = node.attrs["batch_dims"]
+    ptrs = Pointers()
+    inner = S.size(out.dims[b + 1:])
+    ctx = {"g": ptrs.get(L.ref(g).buf), "idx": ptrs.get(L.ref(idx).buf),
+           "out": ptrs.get(L.ref(out).buf, write=True), "S": Code(out.type.dtype.ctype),
+           "bound": L.dims.expr(out.dims[b]), "inner": L.dims.expr(inner),
+           "n": L.dims.expr(S.size(idx.dims)), "batched": b > 0,
+           "per_batch": L.dims.expr(S.size(idx.dims[b:])),
+           "size": L.dims.expr(S.size(out.dims)),
+           "msg": c_string(f"{node.attrs['what']}: index out of range"), "can_fail": True,
+           "ptrs": ptrs.decls}
+    L.add(Kernel(L.kernel_name(), "array_scatter", ctx, label_of([node]), ptrs.reads,
+                 ptrs.writes))
+
+
 @rule("one_hot")
 def _one_hot(L, node: Node):
     idx, out = node.inputs[0], node.outputs[0]

@@ -182,16 +182,20 @@ def emit_copy(L, src: Ref, dst: Ref, axes: List[Axis], src_base: S.Dim = 0,
 def copy_value(L, t: Tensor, dst: Ref, label: str) -> None:
     """Materialize value t (a buffer, a view of one, or an inline scalar) into dst."""
     k = key(t)
-    dims = list(dst.dims)
     if k in L.inline:
-        ptrs = Pointers()
-        d = ptrs.get(dst.buf, write=True)
-        ctx = loop_ctx(L, [S.size(dims)])
-        ctx.update(ptrs=ptrs.decls, loads=[], body=[],
-                   stores=[Code(f"{d}[i0] = ({dst.buf.dtype.ctype}){L.inline[k]};")])
-        L.add(Kernel(L.kernel_name(), "elementwise", ctx, label, [], ptrs.writes))
+        fill(L, dst, L.inline[k], label)
         return
     copy_ref(L, L.ref(t), dst, label)
+
+
+def fill(L, dst: Ref, value: Code, label: str) -> None:
+    """Every element of dst = value (a scalar C expression)."""
+    ptrs = Pointers()
+    d = ptrs.get(dst.buf, write=True)
+    ctx = loop_ctx(L, [S.size(dst.dims)])
+    ctx.update(ptrs=ptrs.decls, loads=[], body=[],
+               stores=[Code(f"{d}[i0] = ({dst.buf.dtype.ctype}){value};")])
+    L.add(Kernel(L.kernel_name(), "elementwise", ctx, label, [], ptrs.writes))
 
 
 def copy_ref(L, src: Ref, dst: Ref, label: str) -> None:

@@ -7,8 +7,8 @@ from ...ir.graph import Node
 from ..names import Code, int_lit
 from ..plan import Kernel
 from . import rule
-from .common import (Axis, Pointers, broadcast_strides, contiguous_strides, emit_copy, key,
-                     label_of)
+from .common import (Axis, Pointers, broadcast_strides, contiguous_strides, emit_copy, fill,
+                     key, label_of)
 
 
 @rule("transpose")
@@ -30,23 +30,41 @@ def _broadcast_to(L, node: Node):
     emit_copy(L, L.ref(x), L.ref(out), axes, label=label_of([node]))
 
 
-@rule("slice")
-def _slice(L, node: Node):
-    x, out = node.inputs[0], node.outputs[0]
-    own = contiguous_strides(x.dims)
-    dst = contiguous_strides(out.dims)
-    base: S.Dim = 0  # offset of the first element read
-    axes = []
-    for a, ((start, stop, step), n) in enumerate(zip(node.attrs["specs"], x.dims)):
+def _strided(L, specs, whole, part):
+    """(offset of the first element, per-axis strides) of a strided slice of a contiguous
+    array of extents `whole` that has extents `part`."""
+    own = contiguous_strides(whole)
+    base: S.Dim = 0
+    strides = []
+    for a, ((start, stop, step), n) in enumerate(zip(specs, whole)):
         if isinstance(n, int):
-            first = range(n)[slice(start, stop, step)].start if out.dims[a] != 0 else 0
+            first = range(n)[slice(start, stop, step)].start if part[a] != 0 else 0
         else:
             first = L.dims.computed(Code(
                 f"kc::slice_start({L.dims.expr(n)}, {int_lit(start or 0)}, "
                 f"{int_lit(start is not None)}, {int_lit(step)})"))
         base = S.add(base, S.mul(first, own[a]))
-        axes.append(Axis(out.dims[a], ("lin", S.mul(step, own[a])), ("lin", dst[a])))
+        strides.append(S.mul(step, own[a]))
+    return base, strides
+
+
+@rule("slice")
+def _slice(L, node: Node):
+    x, out = node.inputs[0], node.outputs[0]
+    base, src = _strided(L, node.attrs["specs"], x.dims, out.dims)
+    dst = contiguous_strides(out.dims)
+    axes = [Axis(n, ("lin", s), ("lin", d)) for n, s, d in zip(out.dims, src, dst)]
     emit_copy(L, L.ref(x), L.ref(out), axes, src_base=base, label=label_of([node]))
+
+
+@rule("unslice")
+def _unslice(L, node: Node):
+    g, out = node.inputs[0], node.outputs[0]
+    base, dst = _strided(L, node.attrs["specs"], out.dims, g.dims)
+    fill(L, L.ref(out), Code("0"), label=f"zeros -> {out.type}")
+    src = contiguous_strides(g.dims)
+    axes = [Axis(n, ("lin", s), ("lin", d)) for n, s, d in zip(g.dims, src, dst)]
+    emit_copy(L, L.ref(g), L.ref(out), axes, dst_base=base, label=label_of([node]))
 
 
 @rule("tile")
