@@ -80,6 +80,9 @@ class Function:
             for i, axis, at in self._trims:
                 outs[i] = outs[i][(slice(None),) * axis + (slice(0, int(outs[at])),)]
             del outs[len(outs) - len(self._trims):]
+        # a rank-0 result is a numpy scalar, as TensorFlow's session returns it (Keras rounds
+        # and formats metric values)
+        outs = [o[()] if o.ndim == 0 else o for o in outs]
         return outs[0] if self.single else outs
 
     # ---- introspection ----------------------------------------------------------------------

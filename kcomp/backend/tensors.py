@@ -173,12 +173,17 @@ def batch_set_value(tuples) -> None:
         set_value(x, value)
 
 
+def _shape(shape) -> tuple:
+    """A shape argument: a sequence of ints, or one int (TensorFlow takes both)."""
+    return (int(shape),) if isinstance(shape, (int, np.integer)) else tuple(shape)
+
+
 def zeros(shape, dtype=None, name=None):
-    return variable(np.zeros(tuple(shape), _dt(dtype).np), dtype, name)
+    return variable(np.zeros(_shape(shape), _dt(dtype).np), dtype, name)
 
 
 def ones(shape, dtype=None, name=None):
-    return variable(np.ones(tuple(shape), _dt(dtype).np), dtype, name)
+    return variable(np.ones(_shape(shape), _dt(dtype).np), dtype, name)
 
 
 def eye(size, dtype=None, name=None):

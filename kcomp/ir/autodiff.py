@@ -10,6 +10,8 @@ Each op's rule is defined beside the op (kcomp/ir/ops/*.py) with `@defgrad(name,
                          type) or None where no gradient flows
 
 `grads` holds one cotangent per output of node, None for an output nothing downstream uses.
+A rule registered with `wants=True` also receives `wanted`, a bool per input saying whether its
+gradient is needed (a loop skips the per-step work of the others).
 Only float tensors carry gradients: integer and bool inputs (indices, masks, comparisons) get
 none, and an op none of whose float inputs leads to the xs needs no rule. An op that is
 reached but has no rule raises NotImplementedError naming it.
@@ -21,18 +23,18 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 from . import shapes as S
 from .graph import Node, Tensor, toposort
 
-Rule = Callable[[Node, List[Optional[Tensor]]], Sequence[Optional[Tensor]]]
-GRADS: Dict[str, Rule] = {}
+Rule = Callable[..., Sequence[Optional[Tensor]]]
+GRADS: Dict[str, Rule] = {}  # op name -> rule(node, grads, wanted)
 Key = Tuple[int, int]
 
 
-def defgrad(*names: str):
+def defgrad(*names: str, wants: bool = False):
     """Register the decorated function as the gradient rule of the named ops."""
     def deco(fn: Rule) -> Rule:
         for n in names:
             if n in GRADS:
                 raise RuntimeError(f"gradient of {n!r} defined twice")
-            GRADS[n] = fn
+            GRADS[n] = fn if wants else (lambda node, grads, wanted: fn(node, grads))
         return fn
     return deco
 
@@ -91,7 +93,7 @@ def gradients(ys: Sequence[Tensor], xs: Sequence[Tensor],
         if rule is None:
             raise NotImplementedError(f"gradients: kcomp has no gradient for op "
                                       f"{node.op.name!r} yet")
-        in_grads = list(rule(node, outs))
+        in_grads = list(rule(node, outs, wanted))
         if len(in_grads) != len(node.inputs):
             raise AssertionError(f"gradient rule of {node.op.name} returned {len(in_grads)} "
                                  f"values for {len(node.inputs)} inputs")

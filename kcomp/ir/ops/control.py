@@ -8,7 +8,8 @@ produces the final states and the step outputs stacked along a new axis 0 (in it
 
     inputs:  sequences (T, ...)..., initial states..., captured values...
     outputs: final states..., stacked step outputs (T, ...)...
-    attrs:   body (a Graph), n_seq, n_state, reverse
+    attrs:   body (a Graph), n_seq, n_state, reverse, stack_at_index (optional: stack each
+             step's outputs at its sequence index instead of its iteration number)
 
 Everything a step computes from outer values alone (a weight's transpose, a dropout mask) is
 hoisted out of the body by the tracer and computed once, before the loop.
@@ -20,6 +21,7 @@ from typing import Callable, List, Sequence, Tuple
 import numpy as np
 
 from .. import shapes as S
+from ..autodiff import defgrad
 from ..graph import Graph, Node, Tensor, TensorType, toposort
 from ..registry import apply, apply1, register, shape_error
 
@@ -119,6 +121,8 @@ def _reference(values, attrs, out_types):
         res, _ = evaluate(body, [s[t] for s in seqs] + states + captured)
         states = [r.astype(s.dtype).reshape(s.shape) for r, s in zip(res[:n_state], states)]
         outputs.append(res[n_state:])
+    if attrs["reverse"] and attrs.get("stack_at_index"):
+        outputs.reverse()
     stacked = [np.stack([o[j] for o in outputs]) if outputs else np.zeros(t.dims, t.dtype.np)
                for j, t in enumerate(out_types[n_state:])]
     return states + stacked
@@ -126,3 +130,150 @@ def _reference(values, attrs, out_types):
 
 register("loop", "other", _infer, _reference,
          doc="a traced body run once per element of its sequences; see module docstring")
+
+
+# ---- gradients --------------------------------------------------------------------------------
+# The backward pass of a loop is another loop, over the same steps in the opposite order. Its
+# body is the gradient of the forward body; the forward values that gradient reads are saved
+# by an augmented copy of the forward loop whose body also outputs them, stacked (the
+# merge_loops pass makes the original loop and its copy one loop), so nothing is recomputed.
+# The backward loop walks forward iteration numbers backwards (reverse, stacking at the index),
+# so the saved stacks, the step outputs' cotangents and the sequences' gradients are all in
+# forward iteration order.
+
+@defgrad("loop", wants=True)
+def _loop_grad(node: Node, grads, wanted):
+    from ..autodiff import gradients, zeros
+    from ..build import binary
+    a = node.attrs
+    body, n_seq, n_state = a["body"], a["n_seq"], a["n_state"]
+    n_out = len(body.outputs) - n_state
+    ps, pst, pc = _split(body.inputs, n_seq, n_state)
+    seqs, inits, caps = _split(node.inputs, n_seq, n_state)
+    w_seq, w_state, w_cap = _split(wanted, n_seq, n_state)
+    g_final, g_stacked = grads[:n_state], grads[n_state:]
+    in_order = (lambda t: apply1("reverse", [t], {"axes": (0,)})) if a["reverse"] else \
+        (lambda t: t)  # time order <-> forward iteration order
+
+    # the body's gradient, seeded by placeholders of the backward body
+    g_state = [placeholder_of(p.type, f"grad_state{i}") if _float(p) else None
+               for i, p in enumerate(pst)]
+    g_out = [placeholder_of(o.type, f"grad_output{j}") if g is not None else None
+             for j, (o, g) in enumerate(zip(body.outputs[n_state:], g_stacked))]
+    ys = [(o, g) for o, g in zip(body.outputs, g_state + g_out) if g is not None and _float(o)]
+    xs = [p for p in pst if _float(p)] + [p for p, w in zip(ps, w_seq) if w] + \
+        [p for p, w in zip(pc, w_cap) if w]
+    found = gradients([o for o, _ in ys], xs, [g for _, g in ys]) if ys else [None] * len(xs)
+    d = {_k(x): g for x, g in zip(xs, found)}
+
+    # the backward body's state gradients, captured-gradient sums and sequence gradients
+    b_state, b_init, b_new = [], [], []
+    for p, init, g0, gp in zip(pst, inits, g_final, g_state):
+        if gp is not None:
+            b_state.append(gp)
+            b_init.append(g0 if g0 is not None else zeros(init))
+            g = d.get(_k(p))
+            b_new.append(zeros(p) if g is None else g)
+    cap_grads = [i for i, (p, w) in enumerate(zip(pc, w_cap)) if w and d.get(_k(p)) is not None]
+    for i in cap_grads:
+        acc = placeholder_of(pc[i].type, f"grad_captured{i}")
+        b_state.append(acc)
+        b_init.append(zeros(caps[i]))
+        b_new.append(binary("add", acc, d[_k(pc[i])]))
+    seq_grads = [i for i, (p, w) in enumerate(zip(ps, w_seq)) if w and d.get(_k(p)) is not None]
+    roots = b_new + [d[_k(ps[i])] for i in seq_grads]
+
+    # what the backward body reads of the forward one: sequence elements and captured values
+    # come from outside, every other value is saved by the augmented forward loop
+    read = _forward_values_read(body, roots)
+    seq_of = {_k(p): (p, s) for p, s in zip(ps, seqs)}
+    cap_of = {_k(p): (p, c) for p, c in zip(pc, caps)}
+    saved = [t for t in read if _k(t) not in seq_of and _k(t) not in cap_of]
+    augmented = apply("loop", list(node.inputs),
+                      dict(a, body=Graph(body.inputs, body.outputs + tuple(saved), ())))
+    subst, b_seq, b_seq_in, b_cap, b_cap_in = {}, [], [], [], []
+    for t, stack in zip(saved, augmented[n_state + n_out:]):
+        subst[_k(t)] = placeholder_of(t.type, f"saved{len(b_seq)}")
+        b_seq.append(subst[_k(t)])
+        b_seq_in.append(stack)
+    for t in read:
+        if _k(t) in seq_of:
+            subst[_k(t)] = placeholder_of(t.type, f"step_input{len(b_seq)}")
+            b_seq.append(subst[_k(t)])
+            b_seq_in.append(in_order(seq_of[_k(t)][1]))
+        elif _k(t) in cap_of:
+            subst[_k(t)] = placeholder_of(t.type, f"captured{len(b_cap)}")
+            b_cap.append(subst[_k(t)])
+            b_cap_in.append(cap_of[_k(t)][1])
+    for gp, g in zip(g_out, g_stacked):
+        if gp is not None:
+            b_seq.append(gp)
+            b_seq_in.append(g)
+    if not b_seq:  # a loop needs a sequence to count its steps
+        b_seq.append(placeholder_of(ps[0].type, "steps"))
+        b_seq_in.append(seqs[0])
+    backward_body = Graph(tuple(b_seq + b_state + b_cap), tuple(_rebuild(roots, subst)), ())
+    back = apply("loop", b_seq_in + b_init + b_cap_in,
+                 {"body": backward_body, "n_seq": len(b_seq), "n_state": len(b_state),
+                  "reverse": True, "stack_at_index": True})
+
+    result: List = [None] * len(node.inputs)
+    finals = iter(back[:len(b_state)])
+    for i, gp in enumerate(g_state):
+        if gp is not None:
+            g = next(finals)
+            result[n_seq + i] = g if w_state[i] else None
+    for i in cap_grads:
+        result[n_seq + n_state + i] = next(finals)
+    for i, g in zip(seq_grads, back[len(b_state):]):
+        result[i] = in_order(g)
+    return result
+
+
+def _split(items, n_seq, n_state):
+    items = list(items)
+    return items[:n_seq], items[n_seq:n_seq + n_state], items[n_seq + n_state:]
+
+
+def _float(t: Tensor) -> bool:
+    return t.type.dtype.is_float
+
+
+def _k(t: Tensor):
+    return (t.node.uid, t.index)
+
+
+def _forward_values_read(body: Graph, roots: Sequence[Tensor]) -> List[Tensor]:
+    """The values of body (not constants) that the gradient nodes behind roots read, or that
+    are roots themselves, in a deterministic order."""
+    forward = {n.uid for n in body.nodes()} | {p.node.uid for p in body.inputs}
+    found, seen = [], set()
+
+    def note(t):
+        if t.node.uid in forward and t.node.op.name != "constant" and _k(t) not in seen:
+            seen.add(_k(t))
+            found.append(t)
+
+    for n in toposort(roots):
+        if n.uid not in forward:
+            for t in n.inputs:
+                note(t)
+    for r in roots:
+        note(r)
+    return found
+
+
+def _rebuild(roots: Sequence[Tensor], subst: dict) -> List[Tensor]:
+    """Copies of the nodes behind roots that read subst's values in place of the tensors they
+    replace (keyed by (node uid, index))."""
+    mapping = dict(subst)
+    for n in toposort(roots):
+        if all((n.uid, i) in mapping for i in range(len(n.outputs))):
+            continue
+        if n.op.kind == "leaf":
+            mapping.update({(n.uid, i): o for i, o in enumerate(n.outputs)})
+            continue
+        clone = Node(n.op, [mapping[_k(t)] for t in n.inputs], n.attrs,
+                     [o.type for o in n.outputs], n.checks, name=n.name)
+        mapping.update({(n.uid, i): o for i, o in enumerate(clone.outputs)})
+    return [mapping[_k(r)] for r in roots]

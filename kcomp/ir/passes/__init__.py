@@ -6,10 +6,11 @@ from ..graph import Graph
 from .cse import cse
 from .fold import fold_constants
 from .loops import hoist_loops
+from .merge_loops import merge_loops
 from .rewrite import rewrite
 from .simplify import simplify
 
-PIPELINE = (simplify, cse, fold_constants, simplify, cse, hoist_loops, cse)
+PIPELINE = (simplify, cse, merge_loops, fold_constants, simplify, cse, hoist_loops, cse)
 
 
 def optimize(graph: Graph) -> Graph:
@@ -18,4 +19,5 @@ def optimize(graph: Graph) -> Graph:
     return graph
 
 
-__all__ = ["optimize", "rewrite", "cse", "fold_constants", "simplify", "hoist_loops", "PIPELINE"]
+__all__ = ["optimize", "rewrite", "cse", "fold_constants", "simplify", "hoist_loops",
+           "merge_loops", "PIPELINE"]

@@ -107,8 +107,16 @@ def fuse(graph: Graph, materialize: Set[int] = frozenset()) -> List[Group]:
 
 def _schedule(groups: Dict[int, Group], group_of: Dict[int, int], pos) -> List[Group]:
     """Groups in dependency order (ties: earliest last member first)."""
-    deps = {gid: {group_of[t.node.uid] for m in g.members for t in m.inputs
-                  if t.node.uid in group_of} - {gid} for gid, g in groups.items()}
+    def producers(t: Tensor) -> Set[int]:
+        """The groups computing t; a view (reshape) is computed by its input's."""
+        if t.node.uid in group_of:
+            return {group_of[t.node.uid]}
+        if t.node.op.kind == "view":
+            return set().union(*(producers(i) for i in t.node.inputs))
+        return set()
+
+    deps = {gid: set().union(*(producers(t) for m in g.members for t in m.inputs)) - {gid}
+            for gid, g in groups.items()}
     order: List[Group] = []
     done: Set[int] = set()
     pending = sorted(groups, key=lambda gid: pos[groups[gid].root.uid])

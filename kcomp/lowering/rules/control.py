@@ -59,6 +59,7 @@ def _loop(L, node: Node):
     writes += [L.ref(t).buf for t in stacked] + [b.buf for s in states for b in s[:2]]
     ctx = {
         "T": L.dims.expr(seqs[0].dims[0]), "reverse": bool(a["reverse"]),
+        "stack_at_index": bool(a.get("stack_at_index")),
         "seqs": [{"win": w.buf.slot, "base": L.ref(s).buf.slot,
                   "bytes": _bytes(L, s.type.dtype, s.dims[1:])} for s, w in zip(seqs, seq_windows)],
         "outs": [{"win": w.buf.slot, "base": L.ref(t).buf.slot,
