@@ -1,6 +1,5 @@
 """Random ops: bit-exact against the numpy Philox reference, fresh samples per call, seeds that
 reproduce across processes, the distributions' statistics, dropout."""
-import os
 import subprocess
 import sys
 

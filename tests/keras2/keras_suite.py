@@ -16,11 +16,10 @@ Keras's tests are not copied into this repository. At run time the driver
 3. puts keras_suite_conftest.py (next to this file) at the root of that tree as its conftest.py:
    it loads kcomp as Keras's backend, puts kcomp where the tests expect the TensorFlow backend
    module, drops Keras's backend-name `skipif` marks, skips the tests listed in excluded.txt
-   (next to this file; genuinely TensorFlow-, Theano- or CNTK-specific tests, one reason each)
-   and reports a failure caused by the missing `K.gradients` as "needs gradients";
+   (next to this file; genuinely TensorFlow-, Theano- or CNTK-specific tests, one reason each);
 4. runs each suite in its own pytest process (installed kcomp, KERAS_BACKEND=kcomp.backend, a
    private KERAS_HOME) and prints, and with --report writes, a summary: passed / failed /
-   needs-gradients / excluded per suite, and each failing test with the first line of its error.
+   excluded per suite, and each failing test with the first line of its error.
 
 Exit status: 0 when no test failed, 1 when some did, 3 when the source distribution cannot be
 had (no PyPI and nothing cached), 2 for bad usage.
@@ -59,7 +58,6 @@ SUITES = {
 }
 HELPERS = ["tests/conftest.py"]  # Keras's own conftest (a clear_session fixture)
 
-NEEDS_GRADIENTS = "needs gradients"
 EXIT_UNAVAILABLE = 3
 
 
@@ -251,9 +249,6 @@ def collect(results: str, files: list) -> dict:
             e = first("failed" if "failed" in kinds else "error")
             tests[nodeid] = {"outcome": "failed", "message": e.get("message", ""),
                              "where": e.get("where", ""), "when": e.get("when")}
-        elif NEEDS_GRADIENTS in kinds:
-            tests[nodeid] = {"outcome": NEEDS_GRADIENTS,
-                             "message": first(NEEDS_GRADIENTS)["message"]}
         elif "excluded" in kinds:
             tests[nodeid] = {"outcome": "excluded", "message": first("excluded")["message"]}
         elif "skipped" in kinds:
@@ -266,7 +261,7 @@ def collect(results: str, files: list) -> dict:
         tests[nodeid]["seconds"] = round(duration, 2)
     counts = collections.Counter(t["outcome"] for t in tests.values())
     return {"tests": tests, "counts": {k: counts.get(k, 0) for k in
-                                      ("passed", "failed", NEEDS_GRADIENTS, "excluded", "skipped")}}
+                                      ("passed", "failed", "excluded", "skipped")}}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -279,7 +274,7 @@ def summary(outcomes: list, header: str = "") -> str:
     lines = []
     if header:
         lines += [header, ""]
-    cols = ("passed", "failed", NEEDS_GRADIENTS, "excluded", "skipped")
+    cols = ("passed", "failed", "excluded", "skipped")
     lines.append(f"{'suite':<11}" + "".join(f"{c:>17}" for c in cols)
                  + f"{'wall s':>9}{'cpu s':>9}")
     total = collections.Counter()
@@ -312,10 +307,6 @@ def summary(outcomes: list, header: str = "") -> str:
             if missing:
                 lines.append(f"  Failing because an op is missing ({sum(missing.values())}): "
                              + ", ".join(f"{k} ({v})" for k, v in sorted(missing.items())))
-        grads = sorted(n for n, t in o["tests"].items() if t["outcome"] == NEEDS_GRADIENTS)
-        if grads:
-            lines += ["", f"Needs gradients ({o['suite']}): {len(grads)}"]
-            lines += [f"  {n}" for n in grads]
         skipped = {n: t for n, t in o["tests"].items() if t["outcome"] == "skipped"}
         if skipped:
             lines += ["", f"Skipped by the tests themselves ({o['suite']}): {len(skipped)}"]

@@ -10,8 +10,6 @@ It makes Keras's tests run against kcomp:
 - Keras's own `skipif` marks are dropped: their conditions name a backend
   (`K.backend() != 'tensorflow'`, `== 'cntk'`, ...), never kcomp, so the exclusion list
   (tests/keras2/excluded.txt) alone decides what does not run, with a reason each;
-- a test that fails because `K.gradients` is not implemented yet is reported as an expected
-  failure ("needs gradients"), not as a failure;
 - after each test, K.clear_session(), as Keras's tests/conftest.py does for TensorFlow (it
   leaves other backends alone): a test that sets the learning phase does not leak it;
 - numpy names that numpy 2.0 removed and that Keras's test files (not Keras itself) use are
@@ -65,7 +63,6 @@ _EXCLUDED = _CONFIG["excluded"]
 _WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
 _RESULTS = os.path.join(_CONFIG["results"], f"results-{_WORKER}.jsonl")
 
-NEEDS_GRADIENTS = "needs gradients"
 
 
 def _record(**entry):
@@ -106,16 +103,6 @@ def pytest_collection_modifyitems(config, items):
 def _kcomp_clear_session_after_test():
     yield
     _kcomp.clear_session()  # keras.backend re-exports clear_session for TensorFlow and CNTK only
-
-
-def _is_missing_gradients(exc):
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, NotImplementedError) and "K.gradients " in str(exc):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
 
 
 def _first_line(excinfo):
@@ -166,13 +153,8 @@ def pytest_runtest_makereport(item, call):
     entry = {"nodeid": item.nodeid, "when": call.when, "duration": round(call.duration, 3)}
     if call.excinfo is not None and rep.failed:
         exc = call.excinfo.value
-        if _is_missing_gradients(exc):
-            rep.outcome = "skipped"
-            rep.wasxfail = NEEDS_GRADIENTS
-            entry.update(outcome=NEEDS_GRADIENTS, message=_first_line(call.excinfo))
-        else:
-            entry.update(outcome="failed", message=_first_line(call.excinfo),
-                         where=_where(call.excinfo), exc_type=type(exc).__name__)
+        entry.update(outcome="failed", message=_first_line(call.excinfo),
+                     where=_where(call.excinfo), exc_type=type(exc).__name__)
     elif rep.skipped:
         reason = ""
         if isinstance(rep.longrepr, tuple) and len(rep.longrepr) == 3:

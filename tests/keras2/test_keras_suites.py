@@ -1,6 +1,5 @@
 """Keras 2.3.1's own test suites against kcomp, through tests/keras2/keras_suite.py: every test
-that is neither excluded (excluded.txt: TensorFlow-, Theano- or CNTK-specific) nor waiting for
-K.gradients must pass.
+that is not excluded (excluded.txt: TensorFlow-, Theano- or CNTK-specific) must pass.
 
 All three suites (backend_test.py, the layer tests, test_sequential_model.py) run by default
 (about two minutes of CPU in all); KCOMP_KERAS_SUITES=backend (a comma-separated list) narrows
@@ -49,8 +48,7 @@ def test_keras_suite_passes(suite, tmp_path):
     assert counts["passed"] > 0, counts
     if failed:
         pytest.fail(f"{len(failed)} of Keras's {suite} tests fail on kcomp "
-                    f"({counts['passed']} pass, {counts['needs gradients']} need gradients, "
-                    f"{counts['excluded']} excluded):\n" + "\n".join(
+                    f"({counts['passed']} pass, {counts['excluded']} excluded):\n" + "\n".join(
                         f"  {n}\n      {t['message']} [{t.get('where', '')}]"
                         for n, t in sorted(failed.items())), pytrace=False)
     assert not result["stale_exclusions"], \
@@ -87,8 +85,6 @@ def test_results_are_classified_and_summarized(tmp_path):
         {"nodeid": "t.py::bad", "when": "call", "outcome": "failed",
          "message": "NotImplementedError: K.gather is not implemented by kcomp yet",
          "where": "kcomp/backend/pending.py:15"},
-        {"nodeid": "t.py::grad", "when": "call", "outcome": "needs gradients",
-         "message": "NotImplementedError: K.gradients is not implemented by kcomp yet"},
         {"nodeid": "t.py::tf", "when": "collect", "outcome": "excluded", "message": "TF only"},
         {"nodeid": "t.py::tf", "when": "setup", "outcome": "excluded", "message": "TF only"},
         {"nodeid": "t.py::crash", "when": "start", "outcome": "started"},
@@ -98,10 +94,9 @@ def test_results_are_classified_and_summarized(tmp_path):
     got = keras_suite.collect(str(tmp_path), ["t.py"])
     outcome = {n: t["outcome"] for n, t in got["tests"].items()}
     assert outcome == {"t.py::ok": "passed", "t.py::bad": "failed",
-                       "t.py::grad": "needs gradients", "t.py::tf": "excluded",
+                       "t.py::tf": "excluded",
                        "t.py::crash": "failed"}
-    assert got["counts"] == {"passed": 1, "failed": 2, "needs gradients": 1, "excluded": 1,
-                             "skipped": 0}
+    assert got["counts"] == {"passed": 1, "failed": 2, "excluded": 1, "skipped": 0}
     got.update(suite="demo", seconds=1.5, pytest_status=1, log="", stale_exclusions=[])
     text = keras_suite.summary([got], "header")
-    assert "K.gather (1)" in text and "did not finish" in text and "t.py::grad" in text
+    assert "K.gather (1)" in text and "did not finish" in text
