@@ -104,6 +104,8 @@ LAYOUT = [
     ("pad", lambda x: K.spatial_2d_padding(K.expand_dims(x), ((1, 0), (2, 1)))),
     ("stack", lambda x: K.stack([x[0], x[1] * 3.0], axis=1)),
     ("broadcast", lambda x: x[:, :1, :] + K.zeros((5, 2, 3, 4))),
+    ("disjoint slices", lambda x: K.concatenate([K.sigmoid(x[..., :1]), K.tanh(x[..., 2:])])),
+    ("overlapping slices", lambda x: K.sin(x[:, :2]) * K.cos(x[:, 1:])),
 ]
 
 
@@ -178,20 +180,28 @@ def test_losses_and_normalization():
 
 def test_loops():
     x, w, u, h0 = rnd(2, 4, 3), rnd(3, 5) * 0.5, rnd(5, 5, seed=5) * 0.5, rnd(2, 5, seed=6)
+    b = rnd(5, seed=7)
 
-    def rnn(x, w, u, h0, **kw):
+    def rnn(x, w, u, h0, b=None, **kw):
         def step(xt, states):
-            h = K.tanh(K.dot(xt, w) + K.dot(states[0], u))
+            z = K.dot(xt, w) + K.dot(states[0], u)
+            h = K.tanh(z if b is None else z + b)
             return h * 2.0, [h]
         _, outs, states = K.rnn(step, x, [h0], **kw)
         return [outs, states[0]]
 
-    check_gradients(rnn, [x, w, u, h0])
+    # weights (summed over the steps after the loop) and a bias (summed over batch and steps)
+    check_gradients(rnn, [x, w, u, h0, b])
     check_gradients(lambda *a: rnn(*a, go_backwards=True), [x, w, u, h0])
     check_gradients(lambda *a: rnn(*a)[1], [x, w, u, h0], dtypes=())
     mask = np.array([[1, 1, 0, 1], [1, 0, 0, 0]], bool)
     check_gradients(lambda x, w, u, h0, m: rnn(x, w, u, h0, mask=m), [x, w, u, h0, mask],
                     none=(4,), dtypes=())
+    # a captured value whose gradient accumulates step by step (not a product over the batch)
+    def scaled(x, c):
+        return K.rnn(lambda xt, s: (s[0] * c + K.sum(xt), [s[0] * c + K.sum(xt)]), x,
+                     [K.zeros_like(c) + 1.0])[1]
+    check_gradients(scaled, [x, rnd(2, 5, seed=8)], dtypes=())
     v = rnd(4, 3)
     check_gradients(lambda v: K.foldl(lambda acc, e: acc * e + K.sin(e), v), [v])
     check_gradients(lambda v: K.foldr(lambda acc, e: acc * e + K.sin(e), v), [v])

@@ -134,6 +134,10 @@ def test_construction():
     assert ol.dtype == np.int64 and ol.sum() == 3
     np.testing.assert_array_equal(ident, a)
     np.testing.assert_array_equal(cast, [[1, -2, 3]])
+    # like TensorFlow, zeros_like / ones_like keep x's dtype unless told otherwise
+    for dt in ("float64", "int32", "bool"):
+        t = K.placeholder((2,), dtype=dt)
+        assert K.zeros_like(t).dtype == dt and K.ones_like(t).dtype == dt
     assert K.identity(x) is not x  # Keras annotates its result; it must be a new tensor
     assert K.count_params(K.zeros((4, 5))) == 20
 

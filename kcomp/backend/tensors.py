@@ -192,7 +192,10 @@ def eye(size, dtype=None, name=None):
 
 
 def _filled(x, value, dtype):
-    return B.broadcast_to(leaf.constant(value, _dt(dtype)), B.as_tensor(x).dims)
+    """zeros_like / ones_like: x's dtype unless dtype is given (TensorFlow's rule)."""
+    x = B.as_tensor(x)
+    dt = x.type.dtype if dtype is None else _dt(dtype)
+    return B.broadcast_to(leaf.constant(value, dt), x.dims)
 
 
 def zeros_like(x, dtype=None, name=None):

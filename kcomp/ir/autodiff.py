@@ -109,10 +109,49 @@ def _total(parts: Optional[List[Tensor]]) -> Optional[Tensor]:
     if not parts:
         return None
     from . import build as B
+    parts = _join_slices(parts)
     total = parts[0]
     for p in parts[1:]:
         total = B.binary("add", total, p)
     return total
+
+
+def _join_slices(parts: List[Tensor]) -> List[Tensor]:
+    """The gradients of disjoint slices of one value (an LSTM's four gates) as one
+    concatenation, instead of a sum of zero-padded copies."""
+    from .registry import apply1
+    pieces = [p for p in parts if p.node.op.name == "unslice"]
+    if len(pieces) < 2:
+        return parts
+    dims = pieces[0].dims
+    spans = {}  # axis -> [(start, stop, value)]
+    for p in pieces:
+        specs = p.node.attrs["specs"]
+        cut = [a for a, s in enumerate(specs) if s != (None, None, 1)]
+        if p.dims != dims or len(cut) != 1:
+            return parts
+        a = cut[0]
+        start, stop, step = specs[a]
+        if not isinstance(dims[a], int) or step != 1:
+            return parts
+        start, stop, _ = slice(start, stop).indices(dims[a])
+        spans.setdefault(a, []).append((start, stop, p.node.inputs[0]))
+    if len(spans) != 1:
+        return parts
+    (axis, items), = spans.items()
+    items.sort(key=lambda i: i[0])
+    if any(a[1] > b[0] for a, b in zip(items, items[1:])):
+        return parts  # overlapping slices add up
+    chunks, at = [], 0
+    for start, stop, value in items + [(dims[axis], dims[axis], None)]:
+        if start > at:
+            gap = dims[:axis] + (start - at,) + dims[axis + 1:]
+            chunks.append(zeros(items[0][2], gap))
+        if value is not None:
+            chunks.append(value)
+        at = stop
+    joined = chunks[0] if len(chunks) == 1 else apply1("concatenate", chunks, {"axis": axis})
+    return [joined] + [p for p in parts if p.node.op.name != "unslice"]
 
 
 def _conform(node: Node, t: Tensor, g: Tensor) -> Tensor:
@@ -145,9 +184,10 @@ def ones(t: Tensor) -> Tensor:
     return B.broadcast_to(B.as_tensor(1, t.type.dtype), t.dims)
 
 
-def zeros(t: Tensor) -> Tensor:
+def zeros(t: Tensor, dims: S.Shape | None = None) -> Tensor:
+    """Zeros of t's dtype and extents (or of extents dims)."""
     from . import build as B
-    return B.broadcast_to(B.as_tensor(0, t.type.dtype), t.dims)
+    return B.broadcast_to(B.as_tensor(0, t.type.dtype), t.dims if dims is None else dims)
 
 
 def sum_to(g: Tensor, dims: S.Shape) -> Tensor:

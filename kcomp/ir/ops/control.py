@@ -174,18 +174,33 @@ def _loop_grad(node: Node, grads, wanted):
             b_init.append(g0 if g0 is not None else zeros(init))
             g = d.get(_k(p))
             b_new.append(zeros(p) if g is None else g)
+    # a captured value's gradient sums a term per step: a matrix product over the batch (a
+    # weight's x_t^T . dz_t) or a sum over it (a bias's) is summed after the loop, as one
+    # product or reduction over all steps at once; other terms accumulate in a state
+    forward = {n.uid for n in body.nodes()} | {p.node.uid for p in body.inputs}
+    invariant = {p.node.uid for p in pc}
     cap_grads = [i for i, (p, w) in enumerate(zip(pc, w_cap)) if w and d.get(_k(p)) is not None]
+    later, accumulated = {}, set()
     for i in cap_grads:
-        acc = placeholder_of(pc[i].type, f"grad_captured{i}")
-        b_state.append(acc)
-        b_init.append(zeros(caps[i]))
-        b_new.append(binary("add", acc, d[_k(pc[i])]))
+        each, later[i] = _split_terms(d[_k(pc[i])], invariant)
+        if each:
+            accumulated.add(i)
+            acc = placeholder_of(pc[i].type, f"grad_captured{i}")
+            b_state.append(acc)
+            b_init.append(zeros(caps[i]))
+            b_new.append(binary("add", acc, _sum_all(each)))
+    stacked = []  # values of the later terms: forward values are stacked already, others are
+    for terms in later.values():  # stacked outputs of the backward loop
+        for t in terms:
+            stacked += [v for v in t[1:-1] if isinstance(v, Tensor) and _k(v) not in
+                        {_k(u) for u in stacked}]
+    extra = [v for v in stacked if v.node.uid not in forward]
     seq_grads = [i for i, (p, w) in enumerate(zip(ps, w_seq)) if w and d.get(_k(p)) is not None]
-    roots = b_new + [d[_k(ps[i])] for i in seq_grads]
+    roots = b_new + [d[_k(ps[i])] for i in seq_grads] + extra
 
     # what the backward body reads of the forward one: sequence elements and captured values
     # come from outside, every other value is saved by the augmented forward loop
-    read = _forward_values_read(body, roots)
+    read = _forward_values_read(body, roots + [v for v in stacked if v.node.uid in forward])
     seq_of = {_k(p): (p, s) for p, s in zip(ps, seqs)}
     cap_of = {_k(p): (p, c) for p, c in zip(pc, caps)}
     saved = [t for t in read if _k(t) not in seq_of and _k(t) not in cap_of]
@@ -223,11 +238,79 @@ def _loop_grad(node: Node, grads, wanted):
         if gp is not None:
             g = next(finals)
             result[n_seq + i] = g if w_state[i] else None
+    outs = iter(back[len(b_state):])
+    for i in seq_grads:
+        result[i] = in_order(next(outs))
+    stack_of = {_k(v): s for v, s in zip(extra, outs)}
+    stack_of.update({_k(t): s for t, s in zip(saved, augmented[n_state + n_out:])})
+    stack_of.update({_k(p): in_order(s) for p, s in zip(ps, seqs)})
     for i in cap_grads:
-        result[n_seq + n_state + i] = next(finals)
-    for i, g in zip(seq_grads, back[len(b_state):]):
-        result[i] = in_order(g)
+        parts = [next(finals)] if i in accumulated else []
+        result[n_seq + n_state + i] = _sum_all(parts + [_over_steps(t, stack_of)
+                                                         for t in later[i]])
     return result
+
+
+def _split_terms(g: Tensor, invariant: set):
+    """The terms of a sum g (through add nodes and reshapes): (terms computed per step, terms
+    summed over the steps after the loop). The latter are ("matmul", a, b, dims): a^T . b over
+    the batch of one step, from dot's gradient (a (1, M, K), b (1, M, N) batch_dot); and
+    ("sum", x, axes, dims): x summed over axes that include the batch axis 0. Terms reading
+    a captured value (in `invariant`) stay per step."""
+    each, later = [], []
+
+    def base(t):
+        while t.node.op.name in ("reshape", "expect_dims"):
+            t = t.node.inputs[0]
+        return t
+
+    def visit(t, dims):
+        n = t.node
+        if n.op.name == "add" and all(i.dims == t.dims for i in n.inputs):
+            for i in n.inputs:
+                visit(i, dims)
+            return
+        core = base(t)
+        n = core.node
+        if n.op.name == "batch_dot" and n.attrs["axes"] == (1, 1) and core.dims[0] == 1:
+            a, b = (base(i) for i in n.inputs)
+            if a.node.uid not in invariant and b.node.uid not in invariant and \
+                    a.node.op.name != "constant" and b.node.op.name != "constant":
+                later.append(("matmul", a, b, n.inputs[0].dims[1:], n.inputs[1].dims[1:],
+                              dims))
+                return
+        if n.op.name == "sum" and 0 in n.attrs["axes"] and \
+                core.node.inputs[0].node.uid not in invariant:
+            later.append(("sum", n.inputs[0], n.attrs["axes"], dims))
+            return
+        each.append(t)
+
+    visit(g, g.dims)
+    return each, later
+
+
+def _over_steps(term, stack_of) -> Tensor:
+    """A term of _split_terms summed over the steps, from the stacks (T, ...) of its values."""
+    from ..build import reduce, reshape
+    kind = term[0]
+    if kind == "matmul":
+        _, a, b, (m, k), (_, n), dims = term
+        sa, sb = stack_of[_k(a)], stack_of[_k(b)]
+        rows = S.mul(sa.dims[0], m)
+        r = apply1("batch_dot", [reshape(sa, (1, rows, k)), reshape(sb, (1, rows, n))],
+                   {"axes": (1, 1)})
+        return reshape(r, dims)
+    _, x, axes, dims = term
+    r = reduce("sum", stack_of[_k(x)], (0,) + tuple(a + 1 for a in axes))
+    return reshape(r, dims)
+
+
+def _sum_all(parts: List[Tensor]) -> Tensor:
+    from ..build import binary
+    total = parts[0]
+    for p in parts[1:]:
+        total = binary("add", total, p)
+    return total
 
 
 def _split(items, n_seq, n_state):
