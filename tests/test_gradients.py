@@ -236,3 +236,15 @@ def test_gradients_in_a_training_step_update_variables():
         np.testing.assert_allclose(got, np.mean(r ** 2), rtol=1e-5)
         wn = wn - 0.1 * (2 * xv.T @ r / len(xv))
     np.testing.assert_allclose(K.get_value(w), wn, rtol=1e-5)
+
+
+def test_ctc_batch_cost():
+    """Through log(y_pred + eps) to the softmax outputs a Keras CTC model trains."""
+    rng = np.random.default_rng(3)
+    logits = rng.normal(size=(3, 6, 4))
+    labels = np.array([[0, 1, 1], [2, 0, 0], [1, 2, 0]], np.int32)
+    label_length = np.array([[3], [1], [2]], np.int32)
+    input_length = np.array([[6], [4], [5]], np.int32)  # rows past the length get no gradient
+    g = check_gradients(lambda x, y, il, ll: K.ctc_batch_cost(y, K.softmax(x), il, ll),
+                        [logits, labels, input_length, label_length], none=(1, 2, 3))
+    assert not g[0][1, 4:].any() and not g[0][2, 5:].any()

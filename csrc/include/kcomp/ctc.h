@@ -45,57 +45,136 @@ template <class S> KC_INLINE void log_softmax(const S *x, int64_t C, double *out
 
 /* ---- loss ---------------------------------------------------------------------------------- */
 
+/* The label proper of an item after TensorFlow's checks: *k entries of labels (an entry >= C - 1
+ * ends the label; only such entries may follow it). */
+KC_INLINE Status check_label(const int32_t *labels, int64_t L, int64_t label_length, int64_t C,
+                             int64_t steps, int64_t T, int64_t *k) {
+  if (C < 1) return error("ctc_loss: there must be at least one class (the blank)", C, 1);
+  if (steps < 0 || steps > T)
+    return error("ctc_loss: logit_length must lie in [0, time steps]", steps, T);
+  const int64_t n = label_length < 0 ? 0 : label_length > L ? L : label_length;
+  *k = 0;
+  while (*k < n && labels[*k] < C - 1) ++*k;
+  for (int64_t j = *k; j < n; ++j)
+    if (labels[j] < C - 1)
+      return error("ctc_loss: a label follows an end label (>= classes - 1; label vs position)",
+                   labels[j], j);
+  for (int64_t j = 0; j < *k; ++j)
+    if (labels[j] < 0)
+      return error("ctc_loss: labels must not be negative (label vs position)", labels[j], j);
+  if (n > steps)
+    return error("ctc_loss: more labels than time steps (labels vs logit_length)", n, steps);
+  return ok();
+}
+
+/* l'[u]: a blank at even u, labels[u / 2] at odd u. */
+KC_INLINE int64_t ext_label(const int32_t *labels, int64_t u, int64_t blank) {
+  return (u & 1) ? labels[u >> 1] : blank;
+}
+
+/* Whether a path may go from l'[u - 2] straight to l'[u] (between two different labels). */
+KC_INLINE bool can_skip(const int32_t *labels, int64_t u) {
+  return (u & 1) && u > 1 && labels[u >> 1] != labels[(u >> 1) - 1];
+}
+
+/* One step of the forward algorithm: next[u] from alpha (the previous step's), lp the step's
+ * log-probabilities; t == 0 starts the paths. */
+KC_INLINE void alpha_step(const double *alpha, const double *lp, const int32_t *labels,
+                          int64_t U, int64_t blank, bool first, double *next) {
+  for (int64_t u = 0; u < U; ++u) {
+    const int64_t label = ext_label(labels, u, blank);
+    if (first) {  // a path starts with a blank or the first label
+      next[u] = u < 2 ? lp[label] + 0.0 : NEG_INF;
+      continue;
+    }
+    double acc = alpha[u];
+    if (u > 0) acc = log_sum_exp(acc, alpha[u - 1]);
+    if (can_skip(labels, u)) acc = log_sum_exp(acc, alpha[u - 2]);
+    next[u] = lp[label] + acc;
+  }
+}
+
+KC_INLINE double log_p(const double *alpha, int64_t U) {
+  return U == 1 ? alpha[0] : log_sum_exp(alpha[U - 1], alpha[U - 2]);
+}
+
 /* Doubles of work memory loss() needs for C classes and label rows of L entries. */
 KC_INLINE int64_t loss_work(int64_t C, int64_t L) { return C + 2 * (2 * L + 1); }
 
 /* -log p(labels | log_softmax(x)) of one item by the forward algorithm: x holds T rows of C
  * logits, the first `steps` of them used; labels is the item's row of L entries, of which
- * label_length (clamped to [0, L]) count. An entry >= C - 1 ends the label; only such entries
- * may follow it (TensorFlow's rule). */
+ * label_length (clamped to [0, L]) count. */
 template <class S>
 Status loss(const S *x, int64_t T, int64_t C, const int32_t *labels, int64_t L,
             int64_t label_length, int64_t steps, double *work, double *out) {
-  if (C < 1) return error("ctc_loss: there must be at least one class (the blank)", C, 1);
-  if (steps < 0 || steps > T)
-    return error("ctc_loss: logit_length must lie in [0, time steps]", steps, T);
-  const int64_t n = label_length < 0 ? 0 : label_length > L ? L : label_length;
-  int64_t k = 0;  // the label proper: entries before the first end label
-  while (k < n && labels[k] < C - 1) ++k;
-  for (int64_t j = k; j < n; ++j)
-    if (labels[j] < C - 1)
-      return error("ctc_loss: a label follows an end label (>= classes - 1; label vs position)",
-                   labels[j], j);
-  for (int64_t j = 0; j < k; ++j)
-    if (labels[j] < 0)
-      return error("ctc_loss: labels must not be negative (label vs position)", labels[j], j);
-  if (n > steps)
-    return error("ctc_loss: more labels than time steps (labels vs logit_length)", n, steps);
+  int64_t k;
+  const Status st = check_label(labels, L, label_length, C, steps, T, &k);
+  if (st.msg) return st;
   if (steps == 0) {
     *out = 0;
     return ok();
   }
-  // alpha over l' = blank, labels[0], blank, labels[1], ..., blank: odd u holds labels[u / 2]
   const int64_t U = 2 * k + 1, blank = C - 1;
   double *lp = work, *alpha = work + C, *next = alpha + U;
   for (int64_t t = 0; t < steps; ++t) {
     log_softmax(x + t * C, C, lp);
-    for (int64_t u = 0; u < U; ++u) {
-      const int64_t label = (u & 1) ? labels[u >> 1] : blank;
-      if (t == 0) {  // a path starts with a blank or the first label
-        next[u] = u < 2 ? lp[label] + 0.0 : NEG_INF;
-        continue;
-      }
-      double acc = alpha[u];
-      if (u > 0) acc = log_sum_exp(acc, alpha[u - 1]);
-      // skip the blank between two different labels
-      if ((u & 1) && u > 1 && label != labels[(u >> 1) - 1]) acc = log_sum_exp(acc, alpha[u - 2]);
-      next[u] = lp[label] + acc;
-    }
+    alpha_step(alpha, lp, labels, U, blank, t == 0, next);
     double *swap = alpha;
     alpha = next;
     next = swap;
   }
-  *out = -(U == 1 ? alpha[0] : log_sum_exp(alpha[U - 1], alpha[U - 2]));
+  *out = -log_p(alpha, U);
+  return ok();
+}
+
+/* Doubles of work memory loss_grad() needs for T steps, C classes and label rows of L. */
+KC_INLINE int64_t loss_grad_work(int64_t T, int64_t C, int64_t L) {
+  return T * C + 2 * T * (2 * L + 1) + C;
+}
+
+/* scale * d loss / d x of one item, into out (T rows of C): softmax(x[t]) minus each class's
+ * posterior at t, from the forward (alpha) and backward (beta) variables; rows past `steps`
+ * are 0, and an item no path can produce gets softmax(x) (TensorFlow's choice). */
+template <class S>
+Status loss_grad(const S *x, int64_t T, int64_t C, const int32_t *labels, int64_t L,
+                 int64_t label_length, int64_t steps, double scale, double *work, S *out) {
+  int64_t k;
+  const Status st = check_label(labels, L, label_length, C, steps, T, &k);
+  if (st.msg) return st;
+  for (int64_t i = 0; i < T * C; ++i) out[i] = (S)0;
+  if (steps == 0) return ok();
+  const int64_t U = 2 * k + 1, blank = C - 1;
+  double *lp = work, *alpha = lp + T * C, *beta = alpha + T * U, *occupied = beta + T * U;
+  for (int64_t t = 0; t < steps; ++t) {
+    log_softmax(x + t * C, C, lp + t * C);
+    alpha_step(t ? alpha + (t - 1) * U : alpha, lp + t * C, labels, U, blank, t == 0,
+               alpha + t * U);
+  }
+  double *last = beta + (steps - 1) * U;
+  for (int64_t u = 0; u < U; ++u)  // a path ends with the last label or the final blank
+    last[u] = u >= U - 2 ? lp[(steps - 1) * C + ext_label(labels, u, blank)] + 0.0 : NEG_INF;
+  for (int64_t t = steps - 2; t >= 0; --t) {
+    const double *after = beta + (t + 1) * U;
+    for (int64_t u = 0; u < U; ++u) {
+      double acc = after[u];
+      if (u + 1 < U) acc = log_sum_exp(acc, after[u + 1]);
+      if (u + 2 < U && can_skip(labels, u + 2)) acc = log_sum_exp(acc, after[u + 2]);
+      beta[t * U + u] = lp[t * C + ext_label(labels, u, blank)] + acc;
+    }
+  }
+  const double lp_all = log_p(alpha + (steps - 1) * U, U);
+  for (int64_t t = 0; t < steps; ++t) {
+    for (int64_t c = 0; c < C; ++c) occupied[c] = NEG_INF;
+    for (int64_t u = 0; u < U; ++u) {
+      double &o = occupied[ext_label(labels, u, blank)];
+      o = log_sum_exp(o, alpha[t * U + u] + beta[t * U + u]);
+    }
+    for (int64_t c = 0; c < C; ++c) {
+      const double l = lp[t * C + c];
+      const double post = lp_all == NEG_INF ? 0.0 : __builtin_exp(occupied[c] - l - lp_all);
+      out[t * C + c] = (S)(scale * (__builtin_exp(l) - post));
+    }
+  }
   return ok();
 }
 

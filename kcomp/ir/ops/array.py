@@ -12,7 +12,7 @@ import numpy as np
 from .. import build as B
 from .. import dtypes as D
 from .. import shapes as S
-from ..autodiff import defgrad
+from ..autodiff import defgrad, expect
 from ..graph import TensorType
 from ..registry import apply1, register, shape_error
 
@@ -295,3 +295,6 @@ def _resize_grad(node, grads):
         moved = apply1("dot", [B.transpose(g, perm), matrix])
         g = B.transpose(moved, [perm.index(i) for i in range(g.ndim)])
     return [g]
+
+
+defgrad("expect_dims")(lambda node, grads: [expect(grads[0], node.inputs[0].dims)])

@@ -15,8 +15,9 @@ import numpy as np
 
 from .. import dtypes as D
 from .. import shapes as S
+from ..autodiff import defgrad
 from ..graph import TensorType
-from ..registry import register, shape_error
+from ..registry import apply1, register, shape_error
 
 NEG_INF = -math.inf
 
@@ -128,51 +129,110 @@ def _loss_infer(types, attrs):
     return [TensorType(types[0].dtype, (b,))]
 
 
-def loss_item(x: np.ndarray, labels: np.ndarray, label_length: int, steps: int) -> float:
-    """-log p(labels | x) for one item; x: (T, C) float64 logits. Raises ValueError like the
-    kernel does (kc::ctc::loss in csrc/include/kcomp/ctc.h)."""
-    T, C = x.shape
-    _need_classes("ctc_loss", C)
+def _extended_label(op: str, labels: np.ndarray, label_length: int, C: int, steps: int,
+                    T: int) -> list:
+    """l': a blank before each label entry and at the end, after TensorFlow's checks (the
+    kernels' kc::ctc::check_label); raises ValueError with the kernels' messages."""
+    _need_classes(op, C)
     if not 0 <= steps <= T:
-        raise ValueError(f"ctc_loss: logit_length must lie in [0, time steps]: {steps} vs {T}")
+        raise ValueError(f"{op}: logit_length must lie in [0, time steps]: {steps} vs {T}")
     n = _clamp(label_length, labels.shape[0])
     lab = [int(v) for v in labels[:n]]
     k = next((j for j, v in enumerate(lab) if v >= C - 1), n)  # entries >= C - 1 end the label
     for j in range(k, n):
         if lab[j] < C - 1:
-            raise ValueError(f"ctc_loss: a label follows an end label (>= classes - 1; "
+            raise ValueError(f"{op}: a label follows an end label (>= classes - 1; "
                              f"label vs position): {lab[j]} vs {j}")
     for j in range(k):
         if lab[j] < 0:
-            raise ValueError(f"ctc_loss: labels must not be negative (label vs position): "
+            raise ValueError(f"{op}: labels must not be negative (label vs position): "
                              f"{lab[j]} vs {j}")
     if n > steps:
-        raise ValueError(f"ctc_loss: more labels than time steps (labels vs logit_length): "
+        raise ValueError(f"{op}: more labels than time steps (labels vs logit_length): "
                          f"{n} vs {steps}")
-    if steps == 0:
-        return 0.0
-    blank = C - 1
-    ext = [blank]  # l': a blank before each label and at the end
+    ext = [C - 1]
     for v in lab[:k]:
-        ext += [v, blank]
+        ext += [v, C - 1]
+    return ext
+
+
+def _can_skip(ext, u) -> bool:
+    """Whether a path may go from l'[u - 2] straight to l'[u]: not to a blank, not between two
+    equal labels."""
+    return u > 1 and ext[u] != ext[-1] and ext[u] != ext[u - 2]
+
+
+def _alphas(lp: list, ext: list, steps: int) -> list:
+    """The forward variables alpha[t][u] = log p(prefixes of l' up to u in t + 1 steps)."""
     U = len(ext)
-    alpha = np.full(U, NEG_INF)
+    rows = []
     for t in range(steps):
-        lp = log_softmax(x[t])
-        prev, alpha = alpha, np.full(U, NEG_INF)
+        alpha = [NEG_INF] * U
         for u in range(U):
             if t == 0:  # a path starts with a blank or the first label
                 if u < 2:
-                    alpha[u] = lp[ext[u]] + 0.0
+                    alpha[u] = lp[t][ext[u]] + 0.0
                 continue
+            prev = rows[-1]
             acc = prev[u]
             if u > 0:
                 acc = _lse(acc, prev[u - 1])
-            if u > 1 and ext[u] != blank and ext[u] != ext[u - 2]:  # skip a blank
+            if _can_skip(ext, u):
                 acc = _lse(acc, prev[u - 2])
-            alpha[u] = lp[ext[u]] + acc
-    log_p = alpha[U - 1] if U == 1 else _lse(alpha[U - 1], alpha[U - 2])
-    return -log_p
+            alpha[u] = lp[t][ext[u]] + acc
+        rows.append(alpha)
+    return rows
+
+
+def _log_p(alpha_last: list) -> float:
+    return alpha_last[0] if len(alpha_last) == 1 else _lse(alpha_last[-1], alpha_last[-2])
+
+
+def loss_item(x: np.ndarray, labels: np.ndarray, label_length: int, steps: int) -> float:
+    """-log p(labels | x) for one item; x: (T, C) float64 logits. Raises ValueError like the
+    kernel does (kc::ctc::loss in csrc/include/kcomp/ctc.h)."""
+    T, C = x.shape
+    ext = _extended_label("ctc_loss", labels, label_length, C, steps, T)
+    if steps == 0:
+        return 0.0
+    lp = [log_softmax(x[t]) for t in range(steps)]
+    return -_log_p(_alphas(lp, ext, steps)[-1])
+
+
+def loss_grad_item(x: np.ndarray, labels: np.ndarray, label_length: int, steps: int,
+                   scale: float) -> np.ndarray:
+    """scale * d(-log p(labels | x)) / dx for one item (kc::ctc::loss_grad): softmax(x[t]) minus
+    the posterior of each class at t, from the forward and backward variables; rows past
+    `steps` get 0, and an item no path can produce gets softmax(x) (TensorFlow's choice)."""
+    T, C = x.shape
+    ext = _extended_label("ctc_loss", labels, label_length, C, steps, T)
+    grad = np.zeros((T, C))
+    if steps == 0:
+        return grad
+    U = len(ext)
+    lp = [log_softmax(x[t]) for t in range(steps)]
+    alpha = _alphas(lp, ext, steps)
+    beta = [[NEG_INF] * U for _ in range(steps)]
+    for u in range(max(U - 2, 0), U):  # a path ends with the last label or the final blank
+        beta[steps - 1][u] = lp[steps - 1][ext[u]] + 0.0
+    for t in range(steps - 2, -1, -1):
+        for u in range(U):
+            acc = beta[t + 1][u]
+            if u + 1 < U:
+                acc = _lse(acc, beta[t + 1][u + 1])
+            if u + 2 < U and _can_skip(ext, u + 2):
+                acc = _lse(acc, beta[t + 1][u + 2])
+            beta[t][u] = lp[t][ext[u]] + acc
+    log_p = _log_p(alpha[-1])
+    for t in range(steps):
+        occupied = [NEG_INF] * C  # log sum over u with l'[u] == c of alpha * beta
+        for u in range(U):
+            occupied[ext[u]] = _lse(occupied[ext[u]], alpha[t][u] + beta[t][u])
+        for c in range(C):
+            prob = math.exp(lp[t][c])
+            post = 0.0 if log_p == NEG_INF else math.exp(occupied[c] - lp[t][c] - log_p)
+            grad[t, c] = scale * (prob - post)
+    return grad
 
 
 def _loss_ref(values, attrs, out_types):
@@ -186,6 +246,28 @@ register("ctc_loss", "other", _loss_infer, _loss_ref,
          doc="inputs: logits (B, T, C), labels int32 (B, L), label_length int32 (B,), "
              "logit_length int32 (B,). output (B,): -log p(label | log_softmax(logits)), "
              "blank = C - 1, TensorFlow's ctc_loss semantics")
+
+
+def _loss_grad_infer(types, attrs):
+    _with_logits("ctc_loss_grad", types, (3, 2, 1, 1, 1), ("f", "i32", "i32", "i32", "f"))
+    if types[4].dtype != types[0].dtype:
+        raise shape_error("ctc_loss_grad", "the scale must have the logits' dtype", *types)
+    return [types[0]]
+
+
+def _loss_grad_ref(values, attrs, out_types):
+    x, labels, label_length, logit_length, scale = values
+    out = [loss_grad_item(x[b].astype(np.float64), labels[b], label_length[b],
+                          int(logit_length[b]), float(scale[b])) for b in range(len(x))]
+    return [np.array(out, np.float64).reshape(x.shape).astype(x.dtype)]
+
+
+register("ctc_loss_grad", "other", _loss_grad_infer, _loss_grad_ref,
+         doc="inputs: ctc_loss's, then scale (B,). output (B, T, C): scale[b] times the gradient "
+             "of ctc_loss with respect to the logits")
+
+defgrad("ctc_loss")(lambda node, grads: [
+    apply1("ctc_loss_grad", list(node.inputs) + [grads[0]]), None, None, None])
 
 
 # ---- decoders ----------------------------------------------------------------------------------

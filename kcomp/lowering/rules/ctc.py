@@ -42,20 +42,37 @@ def _sparse(L, node: Node):
          S=Code(values.type.dtype.ctype))
 
 
+def _labels_ctx(L, node: Node, ptrs: Pointers) -> dict:
+    """Pointers and extents of the labels and lengths that ctc_loss(_grad) read."""
+    labels, label_length, logit_length = node.inputs[1:4]
+    return {"labels": ptrs.get(L.ref(labels).buf),
+            "label_length": ptrs.get(L.ref(label_length).buf),
+            "logit_length": ptrs.get(L.ref(logit_length).buf),
+            "NL": L.dims.expr(labels.dims[1])}
+
+
 @rule("ctc_loss")
 def _loss(L, node: Node):
-    x, labels, label_length, logit_length = node.inputs
     out = node.outputs[0]
     ptrs = Pointers()
     ctx = _logits(L, node, ptrs)
-    n_labels = L.dims.expr(labels.dims[1])
-    work, per_item = _work(L, x, Code(f"kc::ctc::loss_work({ctx['C']}, {n_labels})"),
-                           D.float64)
-    _add(L, node, "ctc_loss", ptrs, **ctx, labels=ptrs.get(L.ref(labels).buf),
-         label_length=ptrs.get(L.ref(label_length).buf),
-         logit_length=ptrs.get(L.ref(logit_length).buf), work=ptrs.get(work, True),
-         y=ptrs.get(L.ref(out).buf, True), NL=n_labels, W=per_item,
-         S=Code(out.type.dtype.ctype))
+    ctx.update(_labels_ctx(L, node, ptrs))
+    work, per_item = _work(L, node.inputs[0],
+                           Code(f"kc::ctc::loss_work({ctx['C']}, {ctx['NL']})"), D.float64)
+    _add(L, node, "ctc_loss", ptrs, **ctx, work=ptrs.get(work, True),
+         y=ptrs.get(L.ref(out).buf, True), W=per_item, S=Code(out.type.dtype.ctype))
+
+
+@rule("ctc_loss_grad")
+def _loss_grad(L, node: Node):
+    out = node.outputs[0]
+    ptrs = Pointers()
+    ctx = _logits(L, node, ptrs)
+    ctx.update(_labels_ctx(L, node, ptrs))
+    work, per_item = _work(L, node.inputs[0], Code(
+        f"kc::ctc::loss_grad_work({ctx['T']}, {ctx['C']}, {ctx['NL']})"), D.float64)
+    _add(L, node, "ctc_loss_grad", ptrs, **ctx, scale=ptrs.get(L.ref(node.inputs[4]).buf),
+         work=ptrs.get(work, True), y=ptrs.get(L.ref(out).buf, True), W=per_item)
 
 
 @rule("ctc_greedy_decode")
