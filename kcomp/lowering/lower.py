@@ -10,7 +10,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Dict, List, Sequence, Set, Tuple, Union
 
-from ..ir.graph import Graph, Tensor, consumers
+from ..ir.graph import Graph, Tensor
 from ..ir.passes.fusion import fuse
 from .dims import DimTable
 from .names import Code, ident, literal
@@ -166,8 +166,10 @@ class Lowerer:
             else:
                 copies.append((t, out))
 
-        # storage of everything else, in execution order (views alias their source)
         groups = fuse(g, materialize)
+        self._claim_update_targets(g, groups, claimed)
+
+        # storage of everything else, in execution order (views alias their source)
         stored = {key(t) for grp in groups for t in grp.stored}
         for n in nodes:
             if n.op.kind == "view":
@@ -189,6 +191,37 @@ class Lowerer:
         for n in nodes:
             for c in n.checks:
                 self.dims.check(*c)
+
+    def _claim_update_targets(self, g: Graph, groups, claimed: Set[Key]) -> None:
+        """An update value computed by a fused elementwise kernel is written straight into its
+        variable (an optimizer step updates weights in place, without a copy) when nothing
+        reads the variable's old value after that kernel: every reader runs in an earlier
+        kernel, or in that kernel itself, which reads each element before writing it."""
+        if not g.updates:
+            return
+        group_at = {m.uid: i for i, grp in enumerate(groups) for m in grp.members}
+        last = {}
+        for var, val in g.updates:
+            last[var.node.uid] = (var, val)
+        readers: Dict[int, List] = {}  # variable uid -> nodes reading it (through views too)
+        for n in g.nodes():
+            for t in n.inputs:
+                src = self._view_source(t)
+                if src.node.op.name == "variable" and n.op.kind != "view":
+                    readers.setdefault(src.node.uid, []).append(n)
+        kept = {self._view_source(t).node.uid for t in g.outputs} | \
+            {self._view_source(v).node.uid for _, v in g.updates}
+        for var, val in last.values():
+            src = self._view_source(val)
+            at = group_at.get(src.node.uid)
+            if at is None or not groups[at].fused or src.dims != var.dims or \
+                    var.node.uid in kept or key(src) in claimed or key(src) in self.storage:
+                continue
+            if all(group_at.get(r.uid, -1) < at or (group_at.get(r.uid) == at and
+                                                    r.outputs[0].dims == var.dims)
+                   for r in readers.get(var.node.uid, [])):
+                claimed.add(key(src))
+                self.storage[key(src)] = Ref(self.ref(var).buf, src.dims)
 
     def _view_source(self, t: Tensor) -> Tensor:
         while t.node.op.kind == "view":

@@ -129,7 +129,8 @@ def test_callbacks_read_the_logs(tmp_path):
     path = str(tmp_path / "best.h5")
     stop = keras.callbacks.EarlyStopping(monitor="loss", patience=1)
     save = keras.callbacks.ModelCheckpoint(path, monitor="loss", save_best_only=True)
-    h = model.fit(x, t, epochs=10, batch_size=8, verbose=0, callbacks=[stop, save])
+    h = model.fit(x, t, epochs=10, batch_size=8, verbose=0, shuffle=False,
+                  callbacks=[stop, save])
     # a learning rate of 0 never improves the loss: stopped after patience + 1 epochs
     assert len(h.history["loss"]) == 2 and stop.stopped_epoch == 1
     assert set(h.history) == {"loss", "accuracy"}

@@ -249,9 +249,12 @@ def _relu_grad(x, y, g, attrs):
     """The slope of each step of _relu: the linear part where it passes x (TensorFlow's relu
     gradient is 0 at x == 0), zero where max_value clips, alpha below the threshold."""
     alpha, max_value, threshold = attrs["alpha"], attrs["max_value"], attrs["threshold"]
-    passed = B.binary("greater", x, threshold)
+    # a plain relu's slope reads its output (y > 0 where x > 0), which the next layer keeps
+    # anyway, so the pre-activation need not be stored for the backward pass
+    v = y if alpha == 0 and threshold == 0 else x
+    passed = B.binary("greater", v, threshold)
     if max_value is not None:
-        passed = B.binary("logical_and", passed, B.binary("less", x, max_value))
+        passed = B.binary("logical_and", passed, B.binary("less", v, max_value))
     slope = _mask(passed, g)
     if alpha != 0:
         slope = B.binary("add", slope, _mask(B.binary("less", x, threshold), _mul(g, alpha)))
