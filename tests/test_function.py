@@ -28,6 +28,27 @@ def test_updates_read_the_pre_update_state():
     np.testing.assert_array_equal(K.get_value(b), [10, 20])
 
 
+def test_in_place_updates_never_clobber_a_later_reader():
+    """An update computed by a fused kernel writes its variable in place only when nothing
+    reads the old value afterwards: here a matrix product, a reduction and a transposed copy
+    read the old weights, and one update writes in place."""
+    rng = np.random.default_rng(0)
+    w0, v0 = rng.normal(size=(4, 3)), rng.normal(size=(4, 3))
+    w, v = K.variable(w0), K.variable(v0)
+    x = K.placeholder((2, 4))
+    f = K.function([x], [K.dot(x, w), K.sum(w, axis=0), K.transpose(w)],
+                   updates=[K.update(w, w * 2.0 + 1.0), K.update(v, v * 3.0)])
+    xv = rng.normal(size=(2, 4))
+    for _ in range(2):
+        w_old, v_old = K.get_value(w), K.get_value(v)
+        d, s, t = f([xv])
+        np.testing.assert_allclose(d, xv @ w_old, rtol=1e-6)
+        np.testing.assert_allclose(s, w_old.sum(axis=0), rtol=1e-6)
+        np.testing.assert_array_equal(t, w_old.T)
+        np.testing.assert_allclose(K.get_value(w), w_old * 2 + 1, rtol=1e-6)
+        np.testing.assert_allclose(K.get_value(v), v_old * 3, rtol=1e-6)
+
+
 def test_update_helpers():
     v = K.variable(np.ones((2, 3)))
     n = K.variable(0, dtype="int64")
