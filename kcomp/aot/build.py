@@ -56,6 +56,7 @@ class _Function:
     name: str
     graph: Graph
     trims: tuple = ()  # bounded outputs: (output, axis, output holding the extent)
+    single: bool = False  # made with one output tensor, not a list: called, returns it alone
 
 
 def check_name(name: str) -> str:
@@ -76,20 +77,44 @@ def _keras_graph(model, input_shapes=None) -> Graph:
     """Keras's predict function of a model: its outputs in the test phase, with the state
     updates of stateful layers. input_shapes fixes the inputs' shapes (None dims allowed)."""
     from .. import backend as K
-    if input_shapes is not None:
-        xs = [K.placeholder(tuple(s), dtype=x.dtype) for s, x in zip(input_shapes,
-                                                                      model.inputs)]
-        outs = model(xs if len(xs) > 1 else xs[0])
-        outs = outs if isinstance(outs, (list, tuple)) else [outs]
-        return Graph(tuple(xs), tuple(outs), ())
-    from ..function import _updates
-    return Graph(tuple(model.inputs), tuple(model.outputs),
-                 _updates(getattr(model, "state_updates", None) or []))
+    if not all(isinstance(x, Tensor) for x in model.inputs):
+        raise TypeError(f"the Keras model {getattr(model, 'name', '')!r} was not built on kcomp: "
+                        f"set KERAS_BACKEND=kcomp.backend before Keras is first imported")
+    if input_shapes is None:
+        from ..function import _updates
+        return Graph(tuple(model.inputs), tuple(model.outputs),
+                     _updates(getattr(model, "state_updates", None) or []))
+    shapes = [tuple(s) for s in input_shapes]
+    if len(shapes) != len(model.inputs):
+        raise ValueError(f"the Keras model {model.name!r} has {len(model.inputs)} input(s) "
+                         f"({', '.join(x.name for x in model.inputs)}); {len(shapes)} input "
+                         f"shape(s) given")
+    for s, x in zip(shapes, model.inputs):
+        want = tuple(d if isinstance(d, int) else None for d in x.dims)
+        if len(s) != len(want) or any(a is not None and b is not None and a != b
+                                      for a, b in zip(s, want)):
+            raise ValueError(f"input {x.name!r} of the Keras model {model.name!r} has shape "
+                             f"{want}; the input shape {s} does not fit it")
+        if any(d is not None and (not isinstance(d, int) or d < 1) for d in s):
+            raise ValueError(f"input shape {s}: extents must be positive integers or None")
+    # placeholders named as the model's inputs: the names the C API and the checks report
+    xs = [K.placeholder(s, dtype=x.dtype, name=x.name) for s, x in zip(shapes, model.inputs)]
+    outs = model(xs if len(xs) > 1 else xs[0])
+    outs = outs if isinstance(outs, (list, tuple)) else [outs]
+    return Graph(tuple(xs), tuple(outs), ())
 
 
 def _load_keras_file(path: str):
-    os.environ.setdefault("KERAS_BACKEND", "kcomp.backend")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no Keras model file {path}")
+    if "keras" not in sys.modules:
+        os.environ["KERAS_BACKEND"] = "kcomp.backend"  # the model's layers must build kcomp nodes
     import keras
+    # h5py 3 returns str where Keras 2.3.1's loader calls .decode(); kcomp.backend's compat
+    # layer fixes that only when Keras is what first imports kcomp.backend, which is not so
+    # in a process that used kcomp before Keras. The fix is idempotent.
+    from ..backend import compat
+    compat._patch_h5py()
     return keras.models.load_model(path, compile=False)
 
 
@@ -103,7 +128,7 @@ def collect(obj, input_shapes=None) -> List[_Function]:
         if isinstance(item, (str, os.PathLike)):
             item = _load_keras_file(os.fspath(item))
         if isinstance(item, Function):
-            out.append(_Function(name or item.name, item.graph, tuple(item._trims)))
+            out.append(_Function(name or item.name, item.graph, tuple(item._trims), item.single))
         elif _is_keras_model(item):
             out.append(_Function(name or "predict", _keras_graph(item, input_shapes)))
         else:
@@ -181,7 +206,7 @@ def build(obj, out_dir: str, *, name: str = "model", isa: str = ISA.DEFAULT,
     for i, fn in enumerate(functions):
         prepared = prepare_function(fn.graph)
         gen = generate(prepared, fn.name)
-        key = source_key(gen.source, tc)
+        key = source_key(gen.source, tc)  # gen.source: the very source the JIT would compile
         sources.append(gen.source.replace(KEY_SLOT, key))
         plan = gen.plan
         consts = [store.add(v) for v in plan.const_values]
@@ -192,7 +217,10 @@ def build(obj, out_dir: str, *, name: str = "model", isa: str = ISA.DEFAULT,
                         "shape": [d if isinstance(d, int) else None for d in t.dims]}
                        for t in prepared.inputs],
             "outputs": [{"dtype": t.dtype, "rank": t.ndim} for t in gen.optimized.outputs],
-            "consts": consts, "variables": variables, "trims": [list(t) for t in fn.trims]})
+            "consts": consts, "variables": variables, "trims": [list(t) for t in fn.trims],
+            "single": fn.single,
+            # the generated source before its key is filled in, as the JIT's cache keys it
+            "source_sha256": hashlib.sha256(gen.source.encode()).hexdigest()})
 
     parent = os.path.dirname(out_dir)
     os.makedirs(parent, exist_ok=True)
