@@ -30,15 +30,13 @@ from typing import Dict, List, Sequence, Tuple
 import numpy as np
 
 from .. import __version__, _paths, native
-from ..build.toolchain import toolchain
-from ..compiler import generate, prepare_function, source_key, variables_of
 from ..ir.dtypes import as_dtype
-from ..ir.graph import Graph, Tensor
-from ..lowering.names import Code, c_string, int_lit, join
-from ..lowering.render import KEY_SLOT
 from . import isa as ISA
+from .load import FORMAT
 
-FORMAT = "kcomp-artifact-1"
+# The compiler, the templates and the toolchain are imported by the functions that use them, so
+# that `import kcomp.aot` in a program that only loads artifacts does not pay for them (~0.1 s).
+
 _C_KEYWORDS = {"auto", "break", "case", "char", "const", "continue", "default", "do", "double",
                "else", "enum", "extern", "float", "for", "goto", "if", "inline", "int", "long",
                "register", "restrict", "return", "short", "signed", "sizeof", "static", "struct",
@@ -77,6 +75,7 @@ def _keras_graph(model, input_shapes=None) -> Graph:
     """Keras's predict function of a model: its outputs in the test phase, with the state
     updates of stateful layers. input_shapes fixes the inputs' shapes (None dims allowed)."""
     from .. import backend as K
+    from ..ir.graph import Graph, Tensor
     if not all(isinstance(x, Tensor) for x in model.inputs):
         raise TypeError(f"the Keras model {getattr(model, 'name', '')!r} was not built on kcomp: "
                         f"set KERAS_BACKEND=kcomp.backend before Keras is first imported")
@@ -182,7 +181,8 @@ def _sha256(path: str) -> str:
     return h.hexdigest()
 
 
-def _dims_code(dims) -> Code:
+def _dims_code(dims):
+    from ..lowering.names import Code, int_lit, join
     vals = [int_lit(d) for d in dims] or [Code("0")]
     return join(", ", vals)
 
@@ -191,6 +191,9 @@ def build(obj, out_dir: str, *, name: str = "model", isa: str = ISA.DEFAULT,
           weights: str = "sidecar", input_shapes=None, quiet: bool = False, force: bool = False,
           jobs: int | None = None) -> dict:
     """Build obj (see collect) into the artifact directory out_dir; returns its manifest."""
+    from ..build.toolchain import toolchain
+    from ..compiler import generate, prepare_function, source_key
+    from ..lowering.render import KEY_SLOT
     check_name(name)
     if weights not in ("sidecar", "embedded"):
         raise ValueError("weights must be 'sidecar' or 'embedded'")
@@ -240,6 +243,7 @@ def build(obj, out_dir: str, *, name: str = "model", isa: str = ISA.DEFAULT,
 
 
 def _assemble(work, name, specs, sources, store, tc, features, isa, weights, quiet, jobs) -> dict:
+    from ..lowering.names import c_string
     from ..lowering.render import environment
     env = environment()
     for sub in ("src", "include/kcomp", f"lib/cmake/{name}", "obj"):

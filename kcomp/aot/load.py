@@ -21,7 +21,9 @@ import numpy as np
 from .. import config, native
 from ..ir.dtypes import as_dtype
 from . import isa as ISA
-from .build import FORMAT
+
+
+FORMAT = "kcomp-artifact-1"  # the manifest's "format"
 
 
 class ArtifactError(RuntimeError):
