@@ -83,6 +83,13 @@ def test_round_trips_match_the_jit(artifacts):
     m = art.manifest
     assert m["isa"]["level"] == "x86-64-v3" and "-march=x86-64-v3" in m["flags"]
     assert [f["name"] for f in m["functions"]] == ["predict", "encode", "count"]
+    # exactly these files, each with its sha256 (no build leftovers such as .ninja_log)
+    on_disk = {os.path.relpath(os.path.join(r, n), out / "models")
+               for r, _, names in os.walk(out / "models") for n in names}
+    assert set(m["files"]) == on_disk - {"manifest.json"} == {
+        "include/kcomp/abi.h", "include/models.h", "lib/cmake/models/modelsConfig.cmake",
+        "lib/libkcomp_kernels.so", "lib/libmodels.so", "src/build.ninja", "src/f0.cpp",
+        "src/f1.cpp", "src/f2.cpp", "src/isa.cpp", "src/model.cpp", "weights.bin"}
     assert m["functions"][0]["inputs"] == [{"name": "features", "dtype": "float32",
                                             "shape": [None, 20]}]
     with pytest.raises(ValueError, match="input 'features'"):

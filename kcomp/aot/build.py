@@ -321,6 +321,7 @@ def _compile(work, name, specs, tc, embedded, quiet, jobs) -> None:
     base_flags = [f for f in flags if not f.startswith("-march=")]
     includes = f"-I{q(tc.include_dir)} -I{q(os.path.join(work, 'include'))}"
     lines = ["ninja_required_version = 1.5",
+             "builddir = obj",  # .ninja_log and .ninja_deps go with the objects, not to the artifact
              f"cxx = {q(tc.cxx)}",
              f"flags = {' '.join(q(f) for f in flags)} {includes}",
              f"base_flags = {' '.join(q(f) for f in base_flags)} {includes}",
