@@ -1,14 +1,16 @@
 // Runs one function of a kcomp artifact on tensors read from a file and writes its outputs.
 //   consumer INPUTS.kct OUTPUTS.kct [FUNCTION] [REPEATS] [WEIGHTS]
 // Tensor files: "KCT1", uint32 count, then per tensor int32 dtype, int32 rank, int64 dims, data
-// (kcomp.aot.tensorfile). With REPEATS > 1 it also prints the median latency per call. WEIGHTS
-// overrides the artifact's own weights file.
+// (kcomp.aot.tensorfile). It prints how long create() took (loading and checking the weights);
+// with REPEATS > 1 it times every call of run() and prints the median, minimum and 90th
+// percentile, in microseconds. WEIGHTS overrides the artifact's own weights file.
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -89,7 +91,10 @@ int main(int argc, char **argv) {
     return 2;
   }
   try {
+    const auto c0 = std::chrono::steady_clock::now();
     API(model) *model = API(create)(argc > 5 ? argv[5] : nullptr);
+    const double create_ms = std::chrono::duration<double, std::milli>(
+        std::chrono::steady_clock::now() - c0).count();
     if (!model) {
       std::fprintf(stderr, "create: %s\n", API(error)(nullptr));
       return 1;
@@ -128,9 +133,11 @@ int main(int argc, char **argv) {
                            std::chrono::steady_clock::now() - t0).count());
     }
     write_tensors(argv[2], outputs);
+    std::printf("create_ms %.3f\n", create_ms);
     if (repeats > 1) {
       std::sort(micros.begin(), micros.end());
-      std::printf("median_us %.3f\n", micros[micros.size() / 2]);
+      std::printf("calls %d\nmedian_us %.3f\nmin_us %.3f\np90_us %.3f\n", repeats,
+                  micros[micros.size() / 2], micros.front(), micros[micros.size() * 9 / 10]);
     }
     std::printf("ran %s: %zu inputs, %zu outputs\n", API(function_name)(f), inputs.size(),
                 outputs.size());

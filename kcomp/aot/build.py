@@ -30,15 +30,13 @@ from typing import Dict, List, Sequence, Tuple
 import numpy as np
 
 from .. import __version__, _paths, native
-from ..build.toolchain import toolchain
-from ..compiler import generate, prepare_function, source_key, variables_of
 from ..ir.dtypes import as_dtype
-from ..ir.graph import Graph, Tensor
-from ..lowering.names import Code, c_string, int_lit, join
-from ..lowering.render import KEY_SLOT
 from . import isa as ISA
+from .load import FORMAT
 
-FORMAT = "kcomp-artifact-1"
+# The compiler, the templates and the toolchain are imported by the functions that use them, so
+# that `import kcomp.aot` in a program that only loads artifacts does not pay for them (~0.1 s).
+
 _C_KEYWORDS = {"auto", "break", "case", "char", "const", "continue", "default", "do", "double",
                "else", "enum", "extern", "float", "for", "goto", "if", "inline", "int", "long",
                "register", "restrict", "return", "short", "signed", "sizeof", "static", "struct",
@@ -56,6 +54,7 @@ class _Function:
     name: str
     graph: Graph
     trims: tuple = ()  # bounded outputs: (output, axis, output holding the extent)
+    single: bool = False  # made with one output tensor, not a list: called, returns it alone
 
 
 def check_name(name: str) -> str:
@@ -76,20 +75,45 @@ def _keras_graph(model, input_shapes=None) -> Graph:
     """Keras's predict function of a model: its outputs in the test phase, with the state
     updates of stateful layers. input_shapes fixes the inputs' shapes (None dims allowed)."""
     from .. import backend as K
-    if input_shapes is not None:
-        xs = [K.placeholder(tuple(s), dtype=x.dtype) for s, x in zip(input_shapes,
-                                                                      model.inputs)]
-        outs = model(xs if len(xs) > 1 else xs[0])
-        outs = outs if isinstance(outs, (list, tuple)) else [outs]
-        return Graph(tuple(xs), tuple(outs), ())
-    from ..function import _updates
-    return Graph(tuple(model.inputs), tuple(model.outputs),
-                 _updates(getattr(model, "state_updates", None) or []))
+    from ..ir.graph import Graph, Tensor
+    if not all(isinstance(x, Tensor) for x in model.inputs):
+        raise TypeError(f"the Keras model {getattr(model, 'name', '')!r} was not built on kcomp: "
+                        f"set KERAS_BACKEND=kcomp.backend before Keras is first imported")
+    if input_shapes is None:
+        from ..function import _updates
+        return Graph(tuple(model.inputs), tuple(model.outputs),
+                     _updates(getattr(model, "state_updates", None) or []))
+    shapes = [tuple(s) for s in input_shapes]
+    if len(shapes) != len(model.inputs):
+        raise ValueError(f"the Keras model {model.name!r} has {len(model.inputs)} input(s) "
+                         f"({', '.join(x.name for x in model.inputs)}); {len(shapes)} input "
+                         f"shape(s) given")
+    for s, x in zip(shapes, model.inputs):
+        want = tuple(d if isinstance(d, int) else None for d in x.dims)
+        if len(s) != len(want) or any(a is not None and b is not None and a != b
+                                      for a, b in zip(s, want)):
+            raise ValueError(f"input {x.name!r} of the Keras model {model.name!r} has shape "
+                             f"{want}; the input shape {s} does not fit it")
+        if any(d is not None and (not isinstance(d, int) or d < 1) for d in s):
+            raise ValueError(f"input shape {s}: extents must be positive integers or None")
+    # placeholders named as the model's inputs: the names the C API and the checks report
+    xs = [K.placeholder(s, dtype=x.dtype, name=x.name) for s, x in zip(shapes, model.inputs)]
+    outs = model(xs if len(xs) > 1 else xs[0])
+    outs = outs if isinstance(outs, (list, tuple)) else [outs]
+    return Graph(tuple(xs), tuple(outs), ())
 
 
 def _load_keras_file(path: str):
-    os.environ.setdefault("KERAS_BACKEND", "kcomp.backend")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no Keras model file {path}")
+    if "keras" not in sys.modules:
+        os.environ["KERAS_BACKEND"] = "kcomp.backend"  # the model's layers must build kcomp nodes
     import keras
+    # h5py 3 returns str where Keras 2.3.1's loader calls .decode(); kcomp.backend's compat
+    # layer fixes that only when Keras is what first imports kcomp.backend, which is not so
+    # in a process that used kcomp before Keras. The fix is idempotent.
+    from ..backend import compat
+    compat._patch_h5py()
     return keras.models.load_model(path, compile=False)
 
 
@@ -103,7 +127,7 @@ def collect(obj, input_shapes=None) -> List[_Function]:
         if isinstance(item, (str, os.PathLike)):
             item = _load_keras_file(os.fspath(item))
         if isinstance(item, Function):
-            out.append(_Function(name or item.name, item.graph, tuple(item._trims)))
+            out.append(_Function(name or item.name, item.graph, tuple(item._trims), item.single))
         elif _is_keras_model(item):
             out.append(_Function(name or "predict", _keras_graph(item, input_shapes)))
         else:
@@ -157,7 +181,8 @@ def _sha256(path: str) -> str:
     return h.hexdigest()
 
 
-def _dims_code(dims) -> Code:
+def _dims_code(dims):
+    from ..lowering.names import Code, int_lit, join
     vals = [int_lit(d) for d in dims] or [Code("0")]
     return join(", ", vals)
 
@@ -166,6 +191,9 @@ def build(obj, out_dir: str, *, name: str = "model", isa: str = ISA.DEFAULT,
           weights: str = "sidecar", input_shapes=None, quiet: bool = False, force: bool = False,
           jobs: int | None = None) -> dict:
     """Build obj (see collect) into the artifact directory out_dir; returns its manifest."""
+    from ..build.toolchain import toolchain
+    from ..compiler import generate, prepare_function, source_key
+    from ..lowering.render import KEY_SLOT
     check_name(name)
     if weights not in ("sidecar", "embedded"):
         raise ValueError("weights must be 'sidecar' or 'embedded'")
@@ -181,7 +209,7 @@ def build(obj, out_dir: str, *, name: str = "model", isa: str = ISA.DEFAULT,
     for i, fn in enumerate(functions):
         prepared = prepare_function(fn.graph)
         gen = generate(prepared, fn.name)
-        key = source_key(gen.source, tc)
+        key = source_key(gen.source, tc)  # gen.source: the very source the JIT would compile
         sources.append(gen.source.replace(KEY_SLOT, key))
         plan = gen.plan
         consts = [store.add(v) for v in plan.const_values]
@@ -192,7 +220,10 @@ def build(obj, out_dir: str, *, name: str = "model", isa: str = ISA.DEFAULT,
                         "shape": [d if isinstance(d, int) else None for d in t.dims]}
                        for t in prepared.inputs],
             "outputs": [{"dtype": t.dtype, "rank": t.ndim} for t in gen.optimized.outputs],
-            "consts": consts, "variables": variables, "trims": [list(t) for t in fn.trims]})
+            "consts": consts, "variables": variables, "trims": [list(t) for t in fn.trims],
+            "single": fn.single,
+            # the generated source before its key is filled in, as the JIT's cache keys it
+            "source_sha256": hashlib.sha256(gen.source.encode()).hexdigest()})
 
     parent = os.path.dirname(out_dir)
     os.makedirs(parent, exist_ok=True)
@@ -212,6 +243,7 @@ def build(obj, out_dir: str, *, name: str = "model", isa: str = ISA.DEFAULT,
 
 
 def _assemble(work, name, specs, sources, store, tc, features, isa, weights, quiet, jobs) -> dict:
+    from ..lowering.names import c_string
     from ..lowering.render import environment
     env = environment()
     for sub in ("src", "include/kcomp", f"lib/cmake/{name}", "obj"):
@@ -289,6 +321,7 @@ def _compile(work, name, specs, tc, embedded, quiet, jobs) -> None:
     base_flags = [f for f in flags if not f.startswith("-march=")]
     includes = f"-I{q(tc.include_dir)} -I{q(os.path.join(work, 'include'))}"
     lines = ["ninja_required_version = 1.5",
+             "builddir = obj",  # .ninja_log and .ninja_deps go with the objects, not to the artifact
              f"cxx = {q(tc.cxx)}",
              f"flags = {' '.join(q(f) for f in flags)} {includes}",
              f"base_flags = {' '.join(q(f) for f in base_flags)} {includes}",

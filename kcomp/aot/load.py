@@ -11,15 +11,19 @@ import ctypes
 import hashlib
 import json
 import os
+import shutil
+import tempfile
+import threading
 from typing import Dict, List
 
 import numpy as np
 
-from .. import native
-from ..function import Function
+from .. import config, native
 from ..ir.dtypes import as_dtype
 from . import isa as ISA
-from .build import FORMAT
+
+
+FORMAT = "kcomp-artifact-1"  # the manifest's "format"
 
 
 class ArtifactError(RuntimeError):
@@ -41,7 +45,7 @@ class LoadedFunction:
         rt = native()
         self.name = spec["name"]
         self.spec = spec
-        self.single = False
+        self.single = bool(spec.get("single", False))
         self._trims = [tuple(t) for t in spec.get("trims", [])]
         self._exe = rt.Executable(
             library, [(t["name"], as_dtype(t["dtype"]).code,
@@ -53,7 +57,26 @@ class LoadedFunction:
             [as_dtype(arrays[i].dtype).code for i in spec["variables"]])
         self._exe.set_name(f"kcomp artifact function {self.name!r}")
 
-    __call__ = Function.__call__
+    def __call__(self, inputs=None):
+        """Runs the function as the compiled function it came from runs: outputs as a list
+        (a single output alone if the function was made with one), rank-0 results as numpy
+        scalars, bounded outputs trimmed, variables updated in place."""
+        if inputs is None:
+            inputs = []
+        elif not isinstance(inputs, (list, tuple)):
+            inputs = [inputs]
+        if any(hasattr(v, "tocoo") for v in inputs):  # scipy.sparse, densified at the boundary
+            inputs = [v.toarray() if hasattr(v, "tocoo") else v for v in inputs]
+        outs = self._exe.run(inputs)
+        for i, axis, at in self._trims:
+            outs[i] = outs[i][(slice(None),) * axis + (slice(0, int(outs[at])),)]
+        if self._trims:
+            del outs[len(outs) - len(self._trims):]
+        outs = [o[()] if o.ndim == 0 else o for o in outs]
+        return outs[0] if self.single else outs
+
+    def __repr__(self):
+        return f"<kcomp artifact function {self.name!r}>"
 
 
 class Artifact:
@@ -70,13 +93,25 @@ class Artifact:
         if lacking:
             raise ArtifactError(f"{self.path} was built for {m['isa']['level']}; this CPU lacks "
                                 f"{', '.join(lacking)}")
+        if config.debug_mode():
+            import warnings
+            warnings.warn("KCOMP_MODE=debug does not apply to artifacts (they hold no graph to "
+                          "check against); use the kcomp function they were built from",
+                          stacklevel=3)
         lib = os.path.join(self.path, "lib", f"lib{self.name}.so")
-        arrays = self._arrays(lib)
-        rt = native()
-        self.functions: Dict[str, LoadedFunction] = {}
-        for spec in m["functions"]:
-            library = rt.Library(lib, spec["key"], spec["symbol_suffix"])
-            self.functions[spec["name"]] = LoadedFunction(spec, library, arrays)
+        private = _private_copy(lib, m["files"][f"lib/lib{self.name}.so"])
+        try:
+            if private:
+                lib = private
+            arrays = self._arrays(lib)
+            rt = native()
+            self.functions: Dict[str, LoadedFunction] = {}
+            for spec in m["functions"]:
+                library = rt.Library(lib, spec["key"], spec["symbol_suffix"])
+                self.functions[spec["name"]] = LoadedFunction(spec, library, arrays)
+        finally:
+            if private:  # mapped now (never unloaded): the copy is no longer needed
+                shutil.rmtree(os.path.dirname(private), ignore_errors=True)
 
     def _arrays(self, lib: str) -> List[np.ndarray]:
         m = self.manifest
@@ -102,6 +137,30 @@ class Artifact:
 
     def __repr__(self):
         return f"<kcomp artifact {self.name!r} at {self.path}: {', '.join(self.functions)}>"
+
+
+# A process keeps every library it loads (the runtime never unloads one), and the dynamic
+# loader hands out the library already mapped for a path it has seen. An artifact rebuilt in
+# place (build(..., force=True)) and loaded again by the same process would therefore run the
+# old code: the loader is given a private copy of a library whose contents changed instead.
+_loaded: Dict[str, str] = {}  # real path of an artifact library -> sha256 of what was mapped
+_loaded_lock = threading.Lock()
+
+
+def _private_copy(lib: str, digest: str):
+    """None to load lib from its own path, or the path of a private copy to load instead."""
+    real = os.path.realpath(lib)
+    with _loaded_lock:
+        first = _loaded.setdefault(real, digest)
+    if first == digest:
+        return None
+    tmp = tempfile.mkdtemp(prefix="kcomp-artifact-")
+    copy = os.path.join(tmp, os.path.basename(lib))
+    shutil.copyfile(lib, copy)
+    if _sha256(copy) != digest:  # replaced again while we copied
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ArtifactError(f"{lib} changed while it was being loaded")
+    return copy
 
 
 def _read_manifest(path: str) -> dict:
