@@ -62,3 +62,23 @@ def test_keras_loads_kcomp_from_keras_json(tmp_path):
                               if k != "KERAS_BACKEND"}, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().endswith("OK")
+
+
+def test_saved_models_load_when_kcomp_was_imported_before_keras(tmp_path):
+    """h5py 3's str attributes get their .decode() also when kcomp comes first (a program that
+    imports kcomp.backend itself, then Keras)."""
+    script = textwrap.dedent(f"""
+        import kcomp.backend
+        import keras, numpy as np
+        m = keras.models.Sequential([keras.layers.Dense(2, input_shape=(3,))])
+        m.save({str(tmp_path / 'm.h5')!r})
+        m2 = keras.models.load_model({str(tmp_path / 'm.h5')!r})
+        x = np.ones((1, 3))
+        assert np.allclose(m.predict(x), m2.predict(x))
+        print("OK")
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         env=dict(os.environ, KERAS_BACKEND="kcomp.backend",
+                                  KERAS_HOME=str(tmp_path)), timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().endswith("OK")

@@ -9,8 +9,9 @@ imported (Keras imports it while loading its backend), before Keras uses any of 
   its callbacks (EarlyStopping, ModelCheckpoint, ReduceLROnPlateau), io_utils and
   keras_preprocessing's pad_sequences use them.
 - h5py 3 returns HDF5 string attributes as str where Keras 2.3.1 calls .decode() on them when it
-  loads weights and models (keras/engine/saving.py): when Keras is what imports kcomp and h5py is
-  installed, string attributes are returned as a str subclass whose decode() returns itself.
+  loads weights and models (keras/engine/saving.py): once Keras is imported (now, or later when
+  kcomp was imported first) and h5py is installed, string attributes are returned as a str
+  subclass whose decode() returns itself.
 
 Each alias is added only where missing, so nothing that exists is changed.
 """
@@ -88,9 +89,24 @@ def apply() -> list:
         if name not in np.__dict__:
             setattr(np, name, value)
             added.append(f"numpy.{name}")
-    if "keras" in sys.modules and _patch_h5py():  # only for Keras, which is loading us
-        added.append("h5py string attributes with .decode()")
+    if "keras" in sys.modules:  # Keras is loading us
+        if _patch_h5py():
+            added.append("h5py string attributes with .decode()")
+    elif not any(isinstance(f, _WhenKerasLoads) for f in sys.meta_path):
+        sys.meta_path.insert(0, _WhenKerasLoads())
     return added
+
+
+class _WhenKerasLoads:
+    """An import hook that patches h5py when Keras is first imported after kcomp (a program that
+    imports kcomp.backend itself, then Keras with KERAS_BACKEND=kcomp.backend), then retires.
+    It finds nothing itself: the normal import proceeds."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "keras":
+            sys.meta_path.remove(self)
+            _patch_h5py()
+        return None
 
 
 APPLIED = apply()
