@@ -153,22 +153,196 @@ bool gemm_block(const kc_gemm_args &g, const T *a, const T *b, T *c, int64_t m0,
   return true;
 }
 
-// Small products: packing would cost more than it saves.
-template <class T>
-void gemm_small(const kc_gemm_args &g, const T *a, const T *b, T *c) {
-  for (int64_t i = 0; i < g.m; ++i) {
-    T *row = c + i * g.ldc;
-    for (int64_t j = 0; j < g.n; ++j) row[j] = T(0);
-    for (int64_t p = 0; p < g.k; ++p) {
-      const T av = g.trans_a ? a[p * g.lda + i] : a[i * g.lda + p];
-      if (!g.trans_b) {
-        const T *brow = b + p * g.ldb;
-        for (int64_t j = 0; j < g.n; ++j) row[j] += av * brow[j];
-      } else {
-        for (int64_t j = 0; j < g.n; ++j) row[j] += av * b[j * g.ldb + p];
+// ---- products without packing ----------------------------------------------------------------
+// Packing B pays off when each packed panel is reused by many rows of A. With few rows (a
+// matrix-vector product, an RNN step at batch 1, an MLP at batch 1) or when every output is an
+// independent dot product (batch_dot of vectors), reading the operands in place is faster.
+// Strides are in elements: A(i, p) = a[i * ai + p * ap], B(p, j) = b[p * bp + j * bj].
+
+// C(i, j) for i < m, j in [j0, j1): m <= SK rows of C, B's rows contiguous (bj == 1). Each
+// column block of NB vectors keeps m x NB accumulators in registers while p runs over k.
+constexpr int SK = 4;
+
+template <class T, int M>
+void skinny_rows(int64_t k, const T *a, int64_t ai, int64_t ap, const T *b, int64_t bp, T *c,
+                 int64_t ci, int64_t j0, int64_t j1) {
+  typedef Cfg<T> K;
+  typedef T vec __attribute__((vector_size(K::V * sizeof(T))));
+  constexpr int NB = 4;  // vectors per column block
+  constexpr int64_t W = NB * K::V;
+  int64_t j = j0;
+  for (; j + W <= j1; j += W) {
+    vec acc[M][NB];
+    for (int i = 0; i < M; ++i)
+      for (int q = 0; q < NB; ++q) acc[i][q] = vec{};
+    for (int64_t p = 0; p < k; ++p) {
+      const T *brow = b + p * bp + j;
+      vec bv[NB];
+      for (int q = 0; q < NB; ++q) std::memcpy(&bv[q], brow + q * K::V, sizeof(vec));
+      for (int i = 0; i < M; ++i) {
+        const T av = a[i * ai + p * ap];
+        for (int q = 0; q < NB; ++q) acc[i][q] += bv[q] * av;
       }
     }
+    for (int i = 0; i < M; ++i)
+      for (int q = 0; q < NB; ++q) std::memcpy(c + i * ci + j + q * K::V, &acc[i][q], sizeof(vec));
   }
+  for (; j + K::V <= j1; j += K::V) {  // single vectors
+    vec acc[M];
+    for (int i = 0; i < M; ++i) acc[i] = vec{};
+    for (int64_t p = 0; p < k; ++p) {
+      vec bv;
+      std::memcpy(&bv, b + p * bp + j, sizeof(vec));
+      for (int i = 0; i < M; ++i) acc[i] += bv * a[i * ai + p * ap];
+    }
+    for (int i = 0; i < M; ++i) std::memcpy(c + i * ci + j, &acc[i], sizeof(vec));
+  }
+  if (j < j1) {  // ragged tail: scalar, in the data type
+    for (int i = 0; i < M; ++i)
+      for (int64_t jj = j; jj < j1; ++jj) c[i * ci + jj] = T(0);
+    for (int64_t p = 0; p < k; ++p)
+      for (int i = 0; i < M; ++i) {
+        const T av = a[i * ai + p * ap];
+        for (int64_t jj = j; jj < j1; ++jj) c[i * ci + jj] += av * b[p * bp + jj];
+      }
+  }
+}
+
+template <class T>
+void skinny(int64_t m, int64_t k, const T *a, int64_t ai, int64_t ap, const T *b, int64_t bp,
+            T *c, int64_t ci, int64_t j0, int64_t j1) {
+  for (int64_t i = 0; i < m; i += SK) {
+    const T *ar = a + i * ai;
+    T *cr = c + i * ci;
+    switch (m - i < SK ? m - i : SK) {
+      case 1: skinny_rows<T, 1>(k, ar, ai, ap, b, bp, cr, ci, j0, j1); break;
+      case 2: skinny_rows<T, 2>(k, ar, ai, ap, b, bp, cr, ci, j0, j1); break;
+      case 3: skinny_rows<T, 3>(k, ar, ai, ap, b, bp, cr, ci, j0, j1); break;
+      default: skinny_rows<T, 4>(k, ar, ai, ap, b, bp, cr, ci, j0, j1); break;
+    }
+  }
+}
+
+// Dot product of two contiguous vectors: 4 vector accumulators, merged pairwise.
+template <class T>
+inline T dot(const T *x, const T *y, int64_t k) {
+  typedef Cfg<T> K;
+  typedef T vec __attribute__((vector_size(K::V * sizeof(T))));
+  vec acc[4] = {vec{}, vec{}, vec{}, vec{}};
+  int64_t p = 0;
+  for (; p + 4 * K::V <= k; p += 4 * K::V)
+    for (int q = 0; q < 4; ++q) {
+      vec xv, yv;
+      std::memcpy(&xv, x + p + q * K::V, sizeof(vec));
+      std::memcpy(&yv, y + p + q * K::V, sizeof(vec));
+      acc[q] += xv * yv;
+    }
+  for (; p + K::V <= k; p += K::V) {
+    vec xv, yv;
+    std::memcpy(&xv, x + p, sizeof(vec));
+    std::memcpy(&yv, y + p, sizeof(vec));
+    acc[0] += xv * yv;
+  }
+  vec v = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+  T r = T(0);
+  for (int l = 0; l < K::V; ++l) r += v[l];
+  for (; p < k; ++p) r += x[p] * y[p];
+  return r;
+}
+
+// How one batch item is computed without packing; none: use the packed path.
+enum class Plain { none, rows, cols_t, dots_i, dots_j };
+
+template <class T>
+Plain plain_kind(const kc_gemm_args &g) {
+  const int64_t sa_i = g.trans_a ? 1 : g.lda, sa_p = g.trans_a ? g.lda : 1;
+  const int64_t sb_p = g.trans_b ? 1 : g.ldb, sb_j = g.trans_b ? g.ldb : 1;
+  const bool contiguous_k = sa_p == 1 && sb_p == 1;
+  const bool few_cols = g.n < Cfg<T>::V;  // too few columns to fill a vector
+  if (contiguous_k && (few_cols || (g.m <= SK && sb_j != 1)) && (g.m <= SK || g.n <= SK))
+    return g.m >= g.n ? Plain::dots_i : Plain::dots_j;  // every output a dot product
+  if (g.m <= SK && (sb_j == 1 || g.n == 1)) return Plain::rows;  // C = A B, B read by rows
+  if (g.n == 1 && sa_i == 1 && g.ldc == 1) return Plain::cols_t;  // C^T = b^T A^T
+  return Plain::none;
+}
+
+// Outputs [r0, r1) of the split axis of one batch item's C: columns for rows and dots_j, rows
+// of C for cols_t and dots_i.
+template <class T>
+void plain_block(const kc_gemm_args &g, Plain kind, const T *a, const T *b, T *c, int64_t r0,
+                 int64_t r1) {
+  const int64_t sa_i = g.trans_a ? 1 : g.lda, sa_p = g.trans_a ? g.lda : 1;
+  const int64_t sb_p = g.trans_b ? 1 : g.ldb, sb_j = g.trans_b ? g.ldb : 1;
+  switch (kind) {
+    case Plain::rows:
+      if (g.k == 0) {
+        for (int64_t i = 0; i < g.m; ++i)
+          for (int64_t j = r0; j < r1; ++j) c[i * g.ldc + j] = T(0);
+      } else {
+        skinny<T>(g.m, g.k, a, sa_i, sa_p, b, sb_p, c, g.ldc, r0, r1);
+      }
+      break;
+    case Plain::cols_t:  // C^T (1 x m) = B^T (1 x k) A^T (k x m): A's columns are contiguous
+      if (g.k == 0) {
+        for (int64_t i = r0; i < r1; ++i) c[i] = T(0);
+      } else {
+        skinny<T>(1, g.k, b, 0, sb_p, a, sa_p, c, 0, r0, r1);
+      }
+      break;
+    case Plain::dots_i:
+      for (int64_t i = r0; i < r1; ++i)
+        for (int64_t j = 0; j < g.n; ++j) c[i * g.ldc + j] = dot<T>(a + i * sa_i, b + j * sb_j, g.k);
+      break;
+    case Plain::dots_j:
+      for (int64_t i = 0; i < g.m; ++i)
+        for (int64_t j = r0; j < r1; ++j) c[i * g.ldc + j] = dot<T>(a + i * sa_i, b + j * sb_j, g.k);
+      break;
+    default: break;
+  }
+}
+
+template <class T>
+struct PlainTask {
+  const kc_gemm_args *g;
+  Plain kind;
+  int64_t extent, width, parts;  // the split axis, outputs of it per task, tasks per item
+};
+
+template <class T>
+void run_plain(void *ctx, int64_t begin, int64_t end) {
+  const PlainTask<T> &t = *static_cast<PlainTask<T> *>(ctx);
+  const kc_gemm_args &g = *t.g;
+  for (int64_t task = begin; task < end; ++task) {
+    const int64_t bi = task / t.parts, part = task % t.parts;
+    const int64_t r0 = part * t.width, r1 = r0 + t.width < t.extent ? r0 + t.width : t.extent;
+    if (r0 >= r1) continue;
+    plain_block<T>(g, t.kind, static_cast<const T *>(g.a) + bi * g.stride_a,
+                   static_cast<const T *>(g.b) + bi * g.stride_b,
+                   static_cast<T *>(g.c) + bi * g.stride_c, r0, r1);
+  }
+}
+
+// Runs the unpacked path; false when the shape wants the packed one.
+template <class T>
+bool gemm_plain(const kc_gemm_args &g) {
+  const Plain kind = plain_kind<T>(g);
+  if (kind == Plain::none) return false;
+  const int64_t extent = kind == Plain::rows || kind == Plain::dots_j ? g.n : g.m;
+  const double flops = 2.0 * g.m * g.n * g.k * g.batch;
+  const int64_t threads = flops < 1.0e5 ? 1 : num_threads();
+  // split the outputs of an item only when the batch alone does not give every thread work;
+  // column splits fall on whole vector blocks
+  int64_t parts = g.batch >= threads ? 1 : (threads + g.batch - 1) / g.batch;
+  const int64_t unit = kind == Plain::rows || kind == Plain::cols_t ? 4 * Cfg<T>::V : 1;
+  int64_t width = (extent + parts - 1) / parts;
+  width = (width + unit - 1) / unit * unit;
+  parts = (extent + width - 1) / width;
+  PlainTask<T> t{&g, kind, extent, width, parts};
+  const int64_t tasks = g.batch * parts;
+  const double per_task = flops / (double)tasks + 1.0;
+  const int64_t grain = threads == 1 ? tasks : (int64_t)(1.0e5 / per_task) + 1;
+  parallel_for(tasks, grain, run_plain<T>, &t);
+  return true;
 }
 
 template <class T>
@@ -208,13 +382,8 @@ void run_tasks(void *ctx, int64_t begin, int64_t end) {
 template <class T>
 int32_t gemm_t(const kc_gemm_args &g) {
   const double flops = 2.0 * g.m * g.n * g.k * g.batch;
-  if (g.m * g.n * g.k <= 16 * 16 * 16 && g.k > 0) {
-    for (int64_t bi = 0; bi < g.batch; ++bi)
-      gemm_small<T>(g, static_cast<const T *>(g.a) + bi * g.stride_a,
-                    static_cast<const T *>(g.b) + bi * g.stride_b,
-                    static_cast<T *>(g.c) + bi * g.stride_c);
-    return KC_OK;
-  }
+  if (g.m == 0 || g.n == 0 || g.batch == 0) return KC_OK;
+  if (gemm_plain<T>(g)) return KC_OK;
   Task<T> t{&g, 1, 1, true};
   const int64_t threads = flops < 2.0e5 ? 1 : num_threads();
   if (g.batch < threads) {
