@@ -104,7 +104,8 @@ static inline __attribute__((always_inline)) float log(float x) {
   return (x < 0.0f) ? __builtin_nanf("") : r;
 }
 
-/* tanh x: an odd polynomial near 0, 1 - 2/(e^{2|x|} + 1) beyond, the sign put back. */
+/* tanh x: an odd polynomial near 0, (1 - e) / (1 + e) with e = e^{-2|x|} beyond (no
+ * cancellation there: e <= 0.29), the sign put back; NaN gives NaN. */
 static inline __attribute__((always_inline)) float tanh(float x) {
   const float a = __builtin_fabsf(x);
   const float z = x * x;
@@ -113,10 +114,11 @@ static inline __attribute__((always_inline)) float tanh(float x) {
   p = p * z + -5.37397155531e-2f;
   p = p * z + 1.33314422036e-1f;
   p = p * z + -3.33332819422e-1f;
-  const float small = x + x * z * p;
-  const float e = exp(2.0f * (a > 9.0f ? 9.0f : a));
-  const float large = __builtin_copysignf(1.0f - 2.0f / (e + 1.0f), x);
-  return a < 0.625f ? small : (a > 9.0f ? __builtin_copysignf(1.0f, x) : large);
+  const float small = __builtin_copysignf(x + x * z * p, x); /* tanh(-0) = -0 */
+  const float e = exp_neg(-2.0f * a);
+  const float large = __builtin_copysignf((1.0f - e) / (1.0f + e), x);
+  const float r = a < 0.625f ? small : large;
+  return x != x ? x : r;
 }
 
 }  // namespace vm
