@@ -6,8 +6,10 @@ joins its consumers' group when its shape is the group's iteration shape and eve
 in that group; when its consumers sit in several such groups that do not depend on each other,
 those groups merge first (sibling fusion: `e = exp(x); e + 1, e * 2` is one loop computing exp
 once). A producer of a smaller shape (a broadcast operand) stays a kernel of its own, computed
-once rather than per element. Every other node is a group by itself. Groups never form cycles:
-a merge is refused when any path between the parts leaves the group.
+once rather than per element. A slice read only by one elementwise group joins it: the loop
+reads the sliced elements straight from the slice's source (an RNN step's gate slices cost no
+copies). Every other node is a group by itself. Groups never form cycles: a merge is refused
+when any path between the parts leaves the group.
 """
 from __future__ import annotations
 
@@ -70,7 +72,16 @@ def fuse(graph: Graph, materialize: Set[int] = frozenset()) -> List[Group]:
             continue
         target = None
         us = users[n.uid]
-        if n.op.kind == "elementwise" and us and all(u.uid in group_of for u in us):
+        if n.op.name == "slice" and us and n.uid not in materialize and \
+                (n.uid, 0) not in roots and \
+                all(u.uid in group_of and u.op.kind == "elementwise" for u in us):
+            gids = {group_of[u.uid] for u in us}
+            if len(gids) == 1 and members[min(gids)][0].op.kind == "elementwise":
+                target = min(gids)  # read through by the group's loop (see above)
+                if bits[target] & anc[n.uid]:
+                    target = None  # the slice's source depends on the group
+        elif n.op.kind == "elementwise" and us and all(u.uid in group_of for u in us) and \
+                not any(u.op.name == "slice" for u in us):  # a slice reads a buffer
             dims = n.outputs[0].type.dims
             gids = sorted({group_of[u.uid] for u in us})
             if all(elementwise_group(g, dims) for g in gids):
