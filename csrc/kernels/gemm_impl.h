@@ -122,28 +122,31 @@ void pack_b(const T *b, int64_t ldb, bool trans, int64_t p0, int64_t kc, int64_t
   }
 }
 
-// C[m0:m1, n0:n1] of one batch item, on the calling thread.
+// C[m0:m1, n0:n1] of one batch item, on the calling thread. packed: op(B) already packed for
+// all of k and n (gemm_pack's layout: NR-column panels of full depth), else B is packed here.
 template <class T>
-bool gemm_block(const kc_gemm_args &g, const T *a, const T *b, T *c, int64_t m0, int64_t m1,
-                int64_t n0, int64_t n1) {
+bool gemm_block(const kc_gemm_args &g, const T *a, const T *b, const T *packed, T *c, int64_t m0,
+                int64_t m1, int64_t n0, int64_t n1) {
   typedef Cfg<T> K;
   const int64_t k = g.k;
   T *ap = static_cast<T *>(tl_a.get(sizeof(T) * K::MC * K::KC));
-  T *bp = static_cast<T *>(tl_b.get(sizeof(T) * K::KC * (K::NC + K::NR)));
-  if (!ap || !bp) return false;
+  T *bp = packed ? nullptr : static_cast<T *>(tl_b.get(sizeof(T) * K::KC * (K::NC + K::NR)));
+  if (!ap || (!packed && !bp)) return false;
   for (int64_t jc = n0; jc < n1; jc += K::NC) {
     const int64_t nc = n1 - jc < K::NC ? n1 - jc : K::NC;
     for (int64_t pc = 0; pc < k; pc += K::KC) {
       const int64_t kc = k - pc < K::KC ? k - pc : K::KC;
-      pack_b(b, g.ldb, g.trans_b, pc, kc, jc, nc, bp);
+      if (!packed) pack_b(b, g.ldb, g.trans_b, pc, kc, jc, nc, bp);
       for (int64_t ic = m0; ic < m1; ic += K::MC) {
         const int64_t mc = m1 - ic < K::MC ? m1 - ic : K::MC;
         pack_a(a, g.lda, g.trans_a, ic, mc, pc, kc, ap);
         for (int64_t jr = 0; jr < nc; jr += K::NR) {
           const int nr = static_cast<int>(nc - jr < K::NR ? nc - jr : K::NR);
+          // the panel of columns jc + jr at depth pc (jc + jr is a multiple of NR)
+          const T *panel = packed ? packed + (jc + jr) * k + pc * K::NR : bp + jr * kc;
           for (int64_t ir = 0; ir < mc; ir += K::MR) {
             const int mr = static_cast<int>(mc - ir < K::MR ? mc - ir : K::MR);
-            micro<T>(kc, ap + ir * kc, bp + jr * kc, c + (ic + ir) * g.ldc + jc + jr, g.ldc, mr, nr,
+            micro<T>(kc, ap + ir * kc, panel, c + (ic + ir) * g.ldc + jc + jr, g.ldc, mr, nr,
                      pc > 0);
           }
         }
@@ -168,7 +171,8 @@ void skinny_rows(int64_t k, const T *a, int64_t ai, int64_t ap, const T *b, int6
                  int64_t ci, int64_t j0, int64_t j1) {
   typedef Cfg<T> K;
   typedef T vec __attribute__((vector_size(K::V * sizeof(T))));
-  constexpr int NB = 4;  // vectors per column block
+  // vectors per column block: enough independent accumulator chains to hide the FMA latency
+  constexpr int NB = M == 1 ? 8 : 4;
   constexpr int64_t W = NB * K::V;
   int64_t j = j0;
   for (; j + W <= j1; j += W) {
@@ -350,6 +354,8 @@ struct Task {
   const kc_gemm_args *g;
   int64_t tm, tn;  // tiles per matrix along M and N
   bool ok;
+  const T *packed;      // gemm_pack's panels of op(B), or null
+  int64_t packed_item;  // elements per batch item of packed (0: one B for all)
 };
 
 template <class T>
@@ -375,16 +381,30 @@ void run_tasks(void *ctx, int64_t begin, int64_t end) {
         for (int64_t j = n0; j < n1; ++j) c[i * g.ldc + j] = T(0);
       continue;
     }
-    if (!gemm_block<T>(g, a, b, c, m0, m1, n0, n1)) t.ok = false;
+    const T *pk = t.packed ? t.packed + bi * t.packed_item : nullptr;
+    if (!gemm_block<T>(g, a, b, pk, c, m0, m1, n0, n1)) t.ok = false;
   }
 }
 
+// Elements of gemm_pack's layout per batch item of B: NR-column panels of full depth k.
 template <class T>
-int32_t gemm_t(const kc_gemm_args &g) {
+int64_t packed_item(const kc_gemm_args &g) {
+  constexpr int64_t NR = Cfg<T>::NR;
+  return (g.n + NR - 1) / NR * NR * g.k;
+}
+
+// Whether a product of this shape goes through packed panels (else the unpacked paths).
+template <class T>
+bool uses_panels(const kc_gemm_args &g) {
+  return g.m > 0 && g.n > 0 && g.k > 0 && g.batch > 0 && plain_kind<T>(g) == Plain::none;
+}
+
+template <class T>
+int32_t gemm_t(const kc_gemm_args &g, const T *packed) {
   const double flops = 2.0 * g.m * g.n * g.k * g.batch;
   if (g.m == 0 || g.n == 0 || g.batch == 0) return KC_OK;
   if (gemm_plain<T>(g)) return KC_OK;
-  Task<T> t{&g, 1, 1, true};
+  Task<T> t{&g, 1, 1, true, packed, g.stride_b == 0 ? 0 : packed_item<T>(g)};
   const int64_t threads = flops < 2.0e5 ? 1 : num_threads();
   if (g.batch < threads) {
     // Split each matrix along its larger side until every thread has a tile.
@@ -395,11 +415,46 @@ int32_t gemm_t(const kc_gemm_args &g) {
   return t.ok ? KC_OK : KC_ENOMEM;
 }
 
+template <class T>
+int64_t packed_size_t(const kc_gemm_args &g) {
+  if (!uses_panels<T>(g)) return 0;
+  return (int64_t)sizeof(T) * packed_item<T>(g) * (g.stride_b == 0 ? 1 : g.batch);
+}
+
+template <class T>
+int32_t pack_t(const kc_gemm_args &g, T *out) {
+  if (!uses_panels<T>(g)) return KC_OK;
+  const int64_t items = g.stride_b == 0 ? 1 : g.batch, per = packed_item<T>(g);
+  for (int64_t bi = 0; bi < items; ++bi)
+    pack_b(static_cast<const T *>(g.b) + bi * g.stride_b, g.ldb, g.trans_b, 0, g.k, 0, g.n,
+           out + bi * per);
+  return KC_OK;
+}
+
 }  // namespace
 
 int32_t gemm(const kc_gemm_args *g) {
-  if (g->dtype == KC_FLOAT32) return gemm_t<float>(*g);
-  if (g->dtype == KC_FLOAT64) return gemm_t<double>(*g);
+  if (g->dtype == KC_FLOAT32) return gemm_t<float>(*g, nullptr);
+  if (g->dtype == KC_FLOAT64) return gemm_t<double>(*g, nullptr);
+  return KC_EINVAL;
+}
+
+int64_t gemm_packed_size(const kc_gemm_args *g) {
+  if (g->dtype == KC_FLOAT32) return packed_size_t<float>(*g);
+  if (g->dtype == KC_FLOAT64) return packed_size_t<double>(*g);
+  return 0;
+}
+
+int32_t gemm_pack(const kc_gemm_args *g, void *packed) {
+  if (g->dtype == KC_FLOAT32) return pack_t<float>(*g, static_cast<float *>(packed));
+  if (g->dtype == KC_FLOAT64) return pack_t<double>(*g, static_cast<double *>(packed));
+  return KC_EINVAL;
+}
+
+int32_t gemm_packed(const kc_gemm_args *g, const void *packed) {
+  const bool use = packed && gemm_packed_size(g) > 0;
+  if (g->dtype == KC_FLOAT32) return gemm_t<float>(*g, use ? static_cast<const float *>(packed) : nullptr);
+  if (g->dtype == KC_FLOAT64) return gemm_t<double>(*g, use ? static_cast<const double *>(packed) : nullptr);
   return KC_EINVAL;
 }
 

@@ -91,6 +91,13 @@ typedef struct kc_api {
   /* Members from here on may be missing in an older provider: test with KC_API_HAS. */
   /* Prints message and the tensor (K.print_tensor); the Python runtime writes to sys.stderr. */
   void (*print)(const char *message, const kc_tensor *tensor);
+  /* GEMM with op(B) packed once and reused (an RNN's recurrent weights across its steps):
+   * gemm_packed_size(args) bytes (0: this shape is not computed from packed panels, call gemm),
+   * filled by gemm_pack(args, packed) from args->b; gemm_packed(args, packed) then computes as
+   * gemm(args) does. The layout is the kernel library's own (it depends on the CPU). */
+  int64_t (*gemm_packed_size)(const kc_gemm_args *args);
+  int32_t (*gemm_pack)(const kc_gemm_args *args, void *packed);
+  int32_t (*gemm_packed)(const kc_gemm_args *args, const void *packed);
 } kc_api;
 
 /* Whether the kc_api table `api` provides member `field`. */

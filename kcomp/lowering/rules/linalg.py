@@ -37,7 +37,7 @@ def emit_gemm(L, node: Node, a: Ref, b: Ref, c: Ref, *, trans_a, trans_b, m, n, 
     ptrs = Pointers()
     ctx.update(pa=ptrs.get(a.buf), pb=ptrs.get(b.buf), pc=ptrs.get(c.buf, write=True),
                ptrs=ptrs.decls, slot_a=a.buf.slot, slot_b=b.buf.slot, slot_c=c.buf.slot,
-               what=Code(node.op.name))
+               what=Code(node.op.name), prepack=False)
     L.add(Kernel(L.kernel_name(), "gemm", ctx, label_of([node]), ptrs.reads, ptrs.writes))
 
 
