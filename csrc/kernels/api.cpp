@@ -84,8 +84,8 @@ const char *isa_name(Isa isa) {
 int32_t gemm(const kc_gemm_args *args) { KC_DISPATCH(gemm(args)) }
 int64_t gemm_packed_size(const kc_gemm_args *args) { KC_DISPATCH(gemm_packed_size(args)) }
 int32_t gemm_pack(const kc_gemm_args *args, void *packed) { KC_DISPATCH(gemm_pack(args, packed)) }
-int32_t gemm_packed(const kc_gemm_args *args, const void *packed) {
-  KC_DISPATCH(gemm_packed(args, packed))
+int32_t gemm_ex(const kc_gemm_args *args, const void *packed, kc_epilogue_fn epi, void *ctx) {
+  KC_DISPATCH(gemm_ex(args, packed, epi, ctx))
 }
 #undef KC_DISPATCH
 
@@ -97,7 +97,7 @@ KC_EXPORT const kc_api *kcomp_kernels_api(void) {
   static const kc_api api = {
       KC_ABI_VERSION, sizeof(kc_api), kcomp::num_threads, kcomp::parallel_for,
       kcomp::aligned_alloc64, kcomp::free_, kcomp::gemm, kcomp::print_stderr,
-      kcomp::gemm_packed_size, kcomp::gemm_pack, kcomp::gemm_packed,
+      kcomp::gemm_packed_size, kcomp::gemm_pack, kcomp::gemm_ex,
   };
   return &api;
 }

@@ -23,6 +23,15 @@ struct Cfg {
   static constexpr int64_t NC = 2048; // columns of B packed at once: KC x NC stays in L3
 };
 
+// A fused epilogue (kc_api.gemm_ex): applied to each block of C once it is final.
+struct Epi {
+  kc_epilogue_fn fn = nullptr;
+  void *ctx = nullptr;
+  void operator()(int64_t item, int64_t i0, int64_t i1, int64_t j0, int64_t j1) const {
+    if (fn && i0 < i1 && j0 < j1) fn(ctx, item, i0, i1, j0, j1);
+  }
+};
+
 // Per-thread packing buffers, grown on demand and reused across calls.
 struct Scratch {
   void *ptr = nullptr;
@@ -126,7 +135,7 @@ void pack_b(const T *b, int64_t ldb, bool trans, int64_t p0, int64_t kc, int64_t
 // all of k and n (gemm_pack's layout: NR-column panels of full depth), else B is packed here.
 template <class T>
 bool gemm_block(const kc_gemm_args &g, const T *a, const T *b, const T *packed, T *c, int64_t m0,
-                int64_t m1, int64_t n0, int64_t n1) {
+                int64_t m1, int64_t n0, int64_t n1, const Epi &epi, int64_t item) {
   typedef Cfg<T> K;
   const int64_t k = g.k;
   T *ap = static_cast<T *>(tl_a.get(sizeof(T) * K::MC * K::KC));
@@ -148,6 +157,7 @@ bool gemm_block(const kc_gemm_args &g, const T *a, const T *b, const T *packed, 
             const int mr = static_cast<int>(mc - ir < K::MR ? mc - ir : K::MR);
             micro<T>(kc, ap + ir * kc, panel, c + (ic + ir) * g.ldc + jc + jr, g.ldc, mr, nr,
                      pc > 0);
+            if (pc + kc == k) epi(item, ic + ir, ic + ir + mr, jc + jr, jc + jr + nr);
           }
         }
       }
@@ -310,6 +320,7 @@ struct PlainTask {
   const kc_gemm_args *g;
   Plain kind;
   int64_t extent, width, parts;  // the split axis, outputs of it per task, tasks per item
+  Epi epi;
 };
 
 template <class T>
@@ -323,12 +334,16 @@ void run_plain(void *ctx, int64_t begin, int64_t end) {
     plain_block<T>(g, t.kind, static_cast<const T *>(g.a) + bi * g.stride_a,
                    static_cast<const T *>(g.b) + bi * g.stride_b,
                    static_cast<T *>(g.c) + bi * g.stride_c, r0, r1);
+    if (t.kind == Plain::rows || t.kind == Plain::dots_j)
+      t.epi(bi, 0, g.m, r0, r1);
+    else
+      t.epi(bi, r0, r1, 0, g.n);
   }
 }
 
 // Runs the unpacked path; false when the shape wants the packed one.
 template <class T>
-bool gemm_plain(const kc_gemm_args &g) {
+bool gemm_plain(const kc_gemm_args &g, const Epi &epi) {
   const Plain kind = plain_kind<T>(g);
   if (kind == Plain::none) return false;
   const int64_t extent = kind == Plain::rows || kind == Plain::dots_j ? g.n : g.m;
@@ -341,7 +356,7 @@ bool gemm_plain(const kc_gemm_args &g) {
   int64_t width = (extent + parts - 1) / parts;
   width = (width + unit - 1) / unit * unit;
   parts = (extent + width - 1) / width;
-  PlainTask<T> t{&g, kind, extent, width, parts};
+  PlainTask<T> t{&g, kind, extent, width, parts, epi};
   const int64_t tasks = g.batch * parts;
   const double per_task = flops / (double)tasks + 1.0;
   const int64_t grain = threads == 1 ? tasks : (int64_t)(1.0e5 / per_task) + 1;
@@ -356,6 +371,7 @@ struct Task {
   bool ok;
   const T *packed;      // gemm_pack's panels of op(B), or null
   int64_t packed_item;  // elements per batch item of packed (0: one B for all)
+  Epi epi;
 };
 
 template <class T>
@@ -379,10 +395,11 @@ void run_tasks(void *ctx, int64_t begin, int64_t end) {
     if (g.k == 0) {
       for (int64_t i = m0; i < m1; ++i)
         for (int64_t j = n0; j < n1; ++j) c[i * g.ldc + j] = T(0);
+      t.epi(bi, m0, m1, n0, n1);
       continue;
     }
     const T *pk = t.packed ? t.packed + bi * t.packed_item : nullptr;
-    if (!gemm_block<T>(g, a, b, pk, c, m0, m1, n0, n1)) t.ok = false;
+    if (!gemm_block<T>(g, a, b, pk, c, m0, m1, n0, n1, t.epi, bi)) t.ok = false;
   }
 }
 
@@ -400,11 +417,11 @@ bool uses_panels(const kc_gemm_args &g) {
 }
 
 template <class T>
-int32_t gemm_t(const kc_gemm_args &g, const T *packed) {
+int32_t gemm_t(const kc_gemm_args &g, const T *packed, const Epi &epi) {
   const double flops = 2.0 * g.m * g.n * g.k * g.batch;
   if (g.m == 0 || g.n == 0 || g.batch == 0) return KC_OK;
-  if (gemm_plain<T>(g)) return KC_OK;
-  Task<T> t{&g, 1, 1, true, packed, g.stride_b == 0 ? 0 : packed_item<T>(g)};
+  if (gemm_plain<T>(g, epi)) return KC_OK;
+  Task<T> t{&g, 1, 1, true, packed, g.stride_b == 0 ? 0 : packed_item<T>(g), epi};
   const int64_t threads = flops < 2.0e5 ? 1 : num_threads();
   if (g.batch < threads) {
     // Split each matrix along its larger side until every thread has a tile.
@@ -433,11 +450,7 @@ int32_t pack_t(const kc_gemm_args &g, T *out) {
 
 }  // namespace
 
-int32_t gemm(const kc_gemm_args *g) {
-  if (g->dtype == KC_FLOAT32) return gemm_t<float>(*g, nullptr);
-  if (g->dtype == KC_FLOAT64) return gemm_t<double>(*g, nullptr);
-  return KC_EINVAL;
-}
+int32_t gemm(const kc_gemm_args *g) { return gemm_ex(g, nullptr, nullptr, nullptr); }
 
 int64_t gemm_packed_size(const kc_gemm_args *g) {
   if (g->dtype == KC_FLOAT32) return packed_size_t<float>(*g);
@@ -451,10 +464,13 @@ int32_t gemm_pack(const kc_gemm_args *g, void *packed) {
   return KC_EINVAL;
 }
 
-int32_t gemm_packed(const kc_gemm_args *g, const void *packed) {
-  const bool use = packed && gemm_packed_size(g) > 0;
-  if (g->dtype == KC_FLOAT32) return gemm_t<float>(*g, use ? static_cast<const float *>(packed) : nullptr);
-  if (g->dtype == KC_FLOAT64) return gemm_t<double>(*g, use ? static_cast<const double *>(packed) : nullptr);
+int32_t gemm_ex(const kc_gemm_args *g, const void *packed, kc_epilogue_fn fn, void *ctx) {
+  Epi epi;
+  epi.fn = fn;
+  epi.ctx = ctx;
+  if (packed && gemm_packed_size(g) == 0) packed = nullptr;
+  if (g->dtype == KC_FLOAT32) return gemm_t<float>(*g, static_cast<const float *>(packed), epi);
+  if (g->dtype == KC_FLOAT64) return gemm_t<double>(*g, static_cast<const double *>(packed), epi);
   return KC_EINVAL;
 }
 

@@ -16,13 +16,13 @@ const char *isa_name(Isa isa);
 int32_t gemm(const kc_gemm_args *args);
 int64_t gemm_packed_size(const kc_gemm_args *args);
 int32_t gemm_pack(const kc_gemm_args *args, void *packed);
-int32_t gemm_packed(const kc_gemm_args *args, const void *packed);
+int32_t gemm_ex(const kc_gemm_args *args, const void *packed, kc_epilogue_fn epi, void *ctx);
 
 #define KC_GEMM_DECLS                                                   \
   int32_t gemm(const kc_gemm_args *args);                               \
   int64_t gemm_packed_size(const kc_gemm_args *args);                   \
   int32_t gemm_pack(const kc_gemm_args *args, void *packed);            \
-  int32_t gemm_packed(const kc_gemm_args *args, const void *packed);
+  int32_t gemm_ex(const kc_gemm_args *args, const void *packed, kc_epilogue_fn epi, void *ctx);
 namespace generic { KC_GEMM_DECLS }
 namespace avx2 { KC_GEMM_DECLS }
 namespace avx512 { KC_GEMM_DECLS }

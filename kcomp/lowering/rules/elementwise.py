@@ -14,10 +14,55 @@ from .common import (Pointers, broadcast_strides, collapse, contiguous_strides, 
 
 
 def lower_elementwise(L, g: Group) -> None:
+    if g.gemm is not None:
+        lower_gemm_epilogue(L, g)
+        return
     it = list(g.root.outputs[0].type.dims)
     ptrs = Pointers()
+    loads, body, store_lines, extents = _loop_parts(L, g, it, ptrs)
+    ctx = loop_ctx(L, extents)
+    ctx.update(ptrs=ptrs.decls, loads=loads, body=body, stores=store_lines)
+    L.add(Kernel(L.kernel_name(), "elementwise", ctx, label_of(g.members), ptrs.reads,
+                 ptrs.writes))
+
+
+def lower_gemm_epilogue(L, g: Group) -> None:
+    """The group's dot as a GEMM whose epilogue computes the rest of the group on each finished
+    block of C: C's leading axes and the operands' must collapse to one, else the dot and the
+    loop are lowered apart."""
+    from .linalg import emit_dot
+    dot, rest = g.gemm, Group(g.members[1:], g.stored)
+    out = dot.outputs[0]
+    it = list(out.dims)
+    ptrs = Pointers()
+    cval = Code("cv")
+    parts = _loop_parts(L, rest, it, ptrs, given={key(out): cval}, rows=True)
+    if parts is None:
+        L.storage[key(out)] = L.scratch_for(out)
+        emit_dot(L, dot)
+        lower_elementwise(L, rest)
+        return
+    loads, body, store_lines, _ = parts
+    # C: the group's output when it is the only value stored and has C's type (in place)
+    if len(g.stored) == 1 and g.stored[0].type == out.type:
+        c_ref = L.ref(g.stored[0])
+    else:
+        c_ref = L.scratch_for(out)
+    cp = ptrs.get(c_ref.buf, write=True)
+    n = L.dims.expr(out.dims[-1])
+    loads.insert(0, Code(f"const {out.type.dtype.compute} {cval} = "
+                         f"({out.type.dtype.compute}){cp}[i0 * {n} + i1];"))
+    L.storage[key(out)] = c_ref
+    epi = {"ptrs": ptrs.decls, "loads": loads, "body": body, "stores": store_lines}
+    emit_dot(L, dot, epi=epi, label=label_of(g.members), reads=ptrs.reads, writes=ptrs.writes)
+
+
+def _loop_parts(L, g: Group, it, ptrs: Pointers, given=None, rows=False):
+    """Loads, body, stores and loop extents of group g over iteration space `it`. given: values
+    already in variables. rows: the space is seen as (rows, last axis), loop variables i0 and i1
+    (None when the operands' leading axes do not collapse to one)."""
     members = {m.uid for m in g.members}
-    values: Dict[tuple, Code] = {}
+    values: Dict[tuple, Code] = dict(given or {})
     # operands: (name, buffer, dtype, strides over `it`, base offset)
     operands: List[Tuple[Code, object, object, list, object]] = []
     body = []
@@ -53,7 +98,14 @@ def lower_elementwise(L, g: Group) -> None:
     stores = [(L.ref(t), t) for t in g.stored]
 
     stride_sets = [op[3] for op in operands] + [contiguous_strides(it) for _ in stores]
-    extents, stride_sets = collapse(it, stride_sets)
+    if rows:
+        lead, lead_sets = collapse(it[:-1], [s[:-1] for s in stride_sets])
+        if len(lead) != 1:
+            return None
+        extents = [lead[0], it[-1]]
+        stride_sets = [ls + [s[-1]] for ls, s in zip(lead_sets, stride_sets)]
+    else:
+        extents, stride_sets = collapse(it, stride_sets)
     loads = []
     for (name, buf, dtype, _, base), strides in zip(operands, stride_sets):
         p = ptrs.get(buf)
@@ -64,7 +116,4 @@ def lower_elementwise(L, g: Group) -> None:
         p = ptrs.get(ref.buf, write=True)
         store_lines.append(Code(f"{p}[{index_expr(L, strides)}] = "
                                 f"({ref.buf.dtype.ctype}){values[key(t)]};"))
-    ctx = loop_ctx(L, extents)
-    ctx.update(ptrs=ptrs.decls, loads=loads, body=body, stores=store_lines)
-    L.add(Kernel(L.kernel_name(), "elementwise", ctx, label_of(g.members), ptrs.reads,
-                 ptrs.writes))
+    return loads, body, store_lines, extents
