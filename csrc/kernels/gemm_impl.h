@@ -275,7 +275,11 @@ Plain plain_kind(const kc_gemm_args &g) {
   const bool few_cols = g.n < Cfg<T>::V;  // too few columns to fill a vector
   if (contiguous_k && (few_cols || (g.m <= SK && sb_j != 1)) && (g.m <= SK || g.n <= SK))
     return g.m >= g.n ? Plain::dots_i : Plain::dots_j;  // every output a dot product
-  if (g.m <= SK && (sb_j == 1 || g.n == 1)) return Plain::rows;  // C = A B, B read by rows
+  // C = A B with B read by rows in place: few rows of C; or B small enough to stay in L1
+  // while every group of rows streams past it (batches of small matrices), when it has at
+  // least a vector of columns
+  const bool small_b = g.k * g.n * (int64_t)sizeof(T) <= 32 * 1024 && !few_cols;
+  if ((g.m <= SK || small_b) && (sb_j == 1 || g.n == 1)) return Plain::rows;
   if (g.n == 1 && sa_i == 1 && g.ldc == 1) return Plain::cols_t;  // C^T = b^T A^T
   return Plain::none;
 }

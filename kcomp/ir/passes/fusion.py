@@ -7,7 +7,7 @@ in that group; when its consumers sit in several such groups that do not depend 
 those groups merge first (sibling fusion: `e = exp(x); e + 1, e * 2` is one loop computing exp
 once). A producer of a smaller shape (a broadcast operand) stays a kernel of its own, computed
 once rather than per element. A matrix product (dot) read only by one elementwise group of its
-shape joins it as its first member: the group becomes the GEMM's fused epilogue. A slice read
+shape joins it: the group becomes the GEMM's fused epilogue. A slice read
 only by one elementwise group joins it: the loop
 reads the sliced elements straight from the slice's source (an RNN step's gate slices cost no
 copies). Every other node is a group by itself. Groups never form cycles: a merge is refused
@@ -37,7 +37,7 @@ class Group:
     @property
     def gemm(self):
         """The matrix product whose epilogue this group is, or None."""
-        return self.members[0] if self.members[0].op.name == "dot" else None
+        return next((m for m in self.members if m.op.name == "dot"), None)
 
 
 def fuse(graph: Graph, materialize: Set[int] = frozenset()) -> List[Group]:
@@ -121,7 +121,8 @@ def fuse(graph: Graph, materialize: Set[int] = frozenset()) -> List[Group]:
                     and d.outputs[0].type.dims == dims and \
                     d.outputs[0].type.dtype.name in ("float32", "float64") and \
                     d.uid not in materialize and (d.uid, 0) not in roots and \
-                    all(group_of.get(u.uid) == gid for u in users[d.uid]) and \
+                    all(group_of.get(u.uid) == gid and u.op.kind == "elementwise"
+                        for u in users[d.uid]) and \
                     not (anc[d.uid] & bits[gid]):
                 members[gid].append(d)
                 bits[gid] |= bits.pop(d.uid)

@@ -31,7 +31,8 @@ def lower_gemm_epilogue(L, g: Group) -> None:
     block of C: C's leading axes and the operands' must collapse to one, else the dot and the
     loop are lowered apart."""
     from .linalg import emit_dot
-    dot, rest = g.gemm, Group(g.members[1:], g.stored)
+    dot = g.gemm
+    rest = Group([m for m in g.members if m is not dot], g.stored)
     out = dot.outputs[0]
     it = list(out.dims)
     ptrs = Pointers()
