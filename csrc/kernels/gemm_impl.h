@@ -122,7 +122,11 @@ void pack_b(const T *b, int64_t ldb, bool trans, int64_t p0, int64_t kc, int64_t
     for (int64_t p = 0; p < kc; ++p) {
       T *dst = out + s * kc + p * NR;
       if (!trans) {
-        std::memcpy(dst, b + (p0 + p) * ldb + j0 + s, cols * sizeof(T));
+        // a constant size for whole panels: vector moves, not a rep movs per row
+        if (cols == NR)
+          std::memcpy(dst, b + (p0 + p) * ldb + j0 + s, NR * sizeof(T));
+        else
+          std::memcpy(dst, b + (p0 + p) * ldb + j0 + s, cols * sizeof(T));
       } else {
         for (int j = 0; j < cols; ++j) dst[j] = b[(j0 + s + j) * ldb + p0 + p];
       }
