@@ -319,6 +319,14 @@ KC_INLINE void softmax_f32(const float *KC_RESTRICT x, float *KC_RESTRICT y, int
  * when that would leave threads idle; partial results of COL_BLOCK rows stay in float32. */
 enum { COL_BLOCK = 16, COL_TILE = 1024 };
 
+/* Each row of a tile is a separate run of at most COL_TILE floats, too short for the hardware
+ * prefetchers to learn: the loops ask for the row PREFETCH_ROWS ahead themselves. */
+enum { PREFETCH_ROWS = 4 };
+KC_INLINE void prefetch_row(const float *x, int64_t r, int64_t N, int64_t I, int64_t w) {
+  if (r < N)
+    for (int64_t j = 0; j < w; j += 16) __builtin_prefetch(x + r * I + j);
+}
+
 KC_INLINE int64_t col_tile(int64_t O, int64_t I, int64_t threads) {
   const int64_t parts = O >= threads ? 1 : (threads + O - 1) / (O > 0 ? O : 1);
   int64_t tw = ((I + parts - 1) / parts + 15) / 16 * 16;
@@ -335,8 +343,10 @@ KC_INLINE void sum_cols_f32(const float *KC_RESTRICT x, int64_t N, int64_t I, in
   for (int64_t r0 = 0; r0 < N; r0 += COL_BLOCK) {
     const int64_t r1 = r0 + COL_BLOCK < N ? r0 + COL_BLOCK : N;
     for (int64_t j = 0; j < w; ++j) acc[j] = 0;
-    for (int64_t r = r0; r < r1; ++r)
+    for (int64_t r = r0; r < r1; ++r) {
+      prefetch_row(x, r + PREFETCH_ROWS, N, I, w);
       for (int64_t j = 0; j < w; ++j) acc[j] += x[r * I + j];
+    }
     for (int64_t j = 0; j < w; ++j) tot[j] += (double)acc[j];
   }
   for (int64_t j = 0; j < w; ++j) out[j] = (float)(MEAN ? tot[j] / (double)N : tot[j]);
@@ -351,46 +361,63 @@ KC_INLINE void extreme_cols_f32(const float *KC_RESTRICT x, int64_t N, int64_t I
     m[j] = MIN ? __builtin_inff() : -__builtin_inff();
     nan[j] = 0;
   }
-  for (int64_t r = 0; r < N; ++r)
+  for (int64_t r = 0; r < N; ++r) {
+    prefetch_row(x, r + PREFETCH_ROWS, N, I, w);
     for (int64_t j = 0; j < w; ++j) {
       const float v = x[r * I + j];
       m[j] = (MIN ? v < m[j] : v > m[j]) ? v : m[j];
       nan[j] |= v != v;
     }
+  }
   for (int64_t j = 0; j < w; ++j) out[j] = nan[j] ? __builtin_nanf("") : m[j];
 }
 
-/* column moments: per block of rows, as moments_f32 (deviations from the block's first row,
- * then M2 around the float mean, corrected), merged into double with Chan's update */
+/* The column kernels below walk a tile block by block (COL_BLOCK rows) and, within a block,
+ * strip by strip (L columns): a strip's running state is loaded into registers once per block
+ * (the strip functions are inlined with wl == L a constant), and the block's rows are re-read
+ * from L1. */
+
+/* column moments, one strip of one block: deviations from the block's first row, then M2
+ * around the float mean (corrected), merged into (mean, m2) with Chan's update */
+KC_INLINE void moments_strip(const float *KC_RESTRICT x, int64_t r0, int64_t r1, int64_t I,
+                             int64_t wl, double *KC_RESTRICT mean, double *KC_RESTRICT m2) {
+  float acc[L], mf[L];
+  const double na = (double)r0, nb = (double)(r1 - r0), n = (double)r1;
+  const float *KC_RESTRICT sh = x + r0 * I;
+  for (int64_t j = 0; j < wl; ++j) acc[j] = 0;
+  for (int64_t r = r0 + 1; r < r1; ++r)
+    for (int64_t j = 0; j < wl; ++j) acc[j] += x[r * I + j] - sh[j];
+  for (int64_t j = 0; j < wl; ++j) {
+    const double bmean = (double)sh[j] + (double)acc[j] / nb;
+    const double delta = bmean - mean[j];
+    mf[j] = (float)bmean;
+    const double off = bmean - (double)mf[j];
+    mean[j] += delta * (nb / n);
+    m2[j] += delta * delta * (na * nb / n) - nb * off * off;
+    acc[j] = 0;
+  }
+  for (int64_t r = r0; r < r1; ++r)
+    for (int64_t j = 0; j < wl; ++j) {
+      const float t = x[r * I + j] - mf[j];
+      acc[j] += t * t;
+    }
+  for (int64_t j = 0; j < wl; ++j) m2[j] += (double)acc[j];
+}
+
 template <int TILE>
 KC_INLINE void moments_cols_f32(const float *KC_RESTRICT x, int64_t N, int64_t I, int64_t w,
                                 bool root, float *KC_RESTRICT out) {
   double mean[TILE], m2[TILE];
-  float acc[TILE], mf[TILE];
   for (int64_t j = 0; j < w; ++j) mean[j] = m2[j] = 0;
   for (int64_t r0 = 0; r0 < N; r0 += COL_BLOCK) {
     const int64_t r1 = r0 + COL_BLOCK < N ? r0 + COL_BLOCK : N;
-    const double na = (double)r0, nb = (double)(r1 - r0), n = (double)r1;
-    const float *KC_RESTRICT sh = x + r0 * I;
-    for (int64_t j = 0; j < w; ++j) acc[j] = 0;
-    for (int64_t r = r0 + 1; r < r1; ++r)
-      for (int64_t j = 0; j < w; ++j) acc[j] += x[r * I + j] - sh[j];
-    for (int64_t j = 0; j < w; ++j) {
-      const double bmean = (double)sh[j] + (double)acc[j] / nb;
-      const double delta = bmean - mean[j];
-      mean[j] += delta * (nb / n);
-      m2[j] += delta * delta * (na * nb / n);
-      mf[j] = (float)bmean;
-      const double off = bmean - (double)mf[j];
-      m2[j] -= nb * off * off;
-      acc[j] = 0;
+    for (int64_t r = r0; r < r1; ++r) prefetch_row(x, r + COL_BLOCK, N, I, w); /* next block */
+    for (int64_t j0 = 0; j0 < w; j0 += L) {
+      if (w - j0 >= L)
+        moments_strip(x + j0, r0, r1, I, L, mean + j0, m2 + j0);
+      else
+        moments_strip(x + j0, r0, r1, I, w - j0, mean + j0, m2 + j0);
     }
-    for (int64_t r = r0; r < r1; ++r)
-      for (int64_t j = 0; j < w; ++j) {
-        const float t = x[r * I + j] - mf[j];
-        acc[j] += t * t;
-      }
-    for (int64_t j = 0; j < w; ++j) m2[j] += (double)acc[j];
   }
   for (int64_t j = 0; j < w; ++j) {
     const double v = m2[j] / (double)N;
@@ -398,10 +425,40 @@ KC_INLINE void moments_cols_f32(const float *KC_RESTRICT x, int64_t N, int64_t I
   }
 }
 
+/* column logsumexp, one strip of one block: the block's max, the running sums rescaled when
+ * the max grows (while everything is -inf the shift is 0), then the block's exponentials */
+KC_INLINE void lse_strip(const float *KC_RESTRICT x, int64_t r0, int64_t r1, int64_t I,
+                         int64_t wl, float *KC_RESTRICT m, double *KC_RESTRICT s,
+                         int32_t *KC_RESTRICT bad) {
+  float bm[L], acc[L];
+  int32_t bd[L];
+  for (int64_t j = 0; j < wl; ++j) {
+    bm[j] = m[j];
+    bd[j] = 0;
+  }
+  for (int64_t r = r0; r < r1; ++r)
+    for (int64_t j = 0; j < wl; ++j) {
+      const float v = x[r * I + j];
+      bm[j] = v > bm[j] ? v : bm[j];
+      bd[j] |= !(v < __builtin_inff()); /* NaN or +inf: recomputed at the end */
+    }
+  for (int64_t j = 0; j < wl; ++j) {
+    const float f = vm::exp(m[j] - bm[j]);
+    s[j] *= (double)(bm[j] == -__builtin_inff() ? 1.0f : f);
+    m[j] = bm[j];
+    bm[j] = bm[j] == -__builtin_inff() ? 0.0f : bm[j];
+    bad[j] |= bd[j];
+    acc[j] = 0;
+  }
+  for (int64_t r = r0; r < r1; ++r)
+    for (int64_t j = 0; j < wl; ++j) acc[j] += vm::exp_neg(x[r * I + j] - bm[j]);
+  for (int64_t j = 0; j < wl; ++j) s[j] += (double)acc[j];
+}
+
 template <int TILE>
 KC_INLINE void lse_cols_f32(const float *KC_RESTRICT x, int64_t N, int64_t I, int64_t w,
                             float *KC_RESTRICT out) {
-  float m[TILE], bm[TILE], acc[TILE];
+  float m[TILE];
   int32_t bad[TILE];
   double s[TILE];
   for (int64_t j = 0; j < w; ++j) {
@@ -411,24 +468,13 @@ KC_INLINE void lse_cols_f32(const float *KC_RESTRICT x, int64_t N, int64_t I, in
   }
   for (int64_t r0 = 0; r0 < N; r0 += COL_BLOCK) {
     const int64_t r1 = r0 + COL_BLOCK < N ? r0 + COL_BLOCK : N;
-    for (int64_t j = 0; j < w; ++j) bm[j] = m[j];
-    for (int64_t r = r0; r < r1; ++r)
-      for (int64_t j = 0; j < w; ++j) {
-        const float v = x[r * I + j];
-        bm[j] = v > bm[j] ? v : bm[j];
-        bad[j] |= !(v < __builtin_inff()); /* NaN or +inf: recomputed below */
-      }
-    /* rescale the running sums to the new max; while everything is -inf, shift by 0 */
-    for (int64_t j = 0; j < w; ++j) {
-      const float f = vm::exp(m[j] - bm[j]);
-      s[j] *= (double)(bm[j] == -__builtin_inff() ? 1.0f : f);
-      m[j] = bm[j];
-      bm[j] = bm[j] == -__builtin_inff() ? 0.0f : bm[j];
-      acc[j] = 0;
+    for (int64_t r = r0; r < r1; ++r) prefetch_row(x, r + COL_BLOCK, N, I, w); /* next block */
+    for (int64_t j0 = 0; j0 < w; j0 += L) {
+      if (w - j0 >= L)
+        lse_strip(x + j0, r0, r1, I, L, m + j0, s + j0, bad + j0);
+      else
+        lse_strip(x + j0, r0, r1, I, w - j0, m + j0, s + j0, bad + j0);
     }
-    for (int64_t r = r0; r < r1; ++r)
-      for (int64_t j = 0; j < w; ++j) acc[j] += vm::exp_neg(x[r * I + j] - bm[j]);
-    for (int64_t j = 0; j < w; ++j) s[j] += (double)acc[j];
   }
   for (int64_t j = 0; j < w; ++j)
     out[j] = (bad[j] || m[j] == -__builtin_inff()) ? (float)lse_plain_f32(x + j, N, I)
