@@ -150,6 +150,18 @@ template <class T> KC_INLINE bool better_min(T x, T best) {
  */
 enum { L = 64, SUM_BLOCK = 16 };
 
+/* The block loops read a block twice (the second time from L1); while they do, no load goes to
+ * memory, so they ask for the next block's lines themselves (one L-float chunk = 4 lines). */
+KC_INLINE void prefetch_chunk(const float *x, int64_t i, int64_t n) {
+  if (i + L <= n)
+    for (int j = 0; j < L; j += 16) __builtin_prefetch(x + i + j);
+}
+/* the first block of x[0:n) (the generated row loops: the next row, while this one runs) */
+KC_INLINE void prefetch_block(const float *x, int64_t n) {
+  const int64_t e = n < (int64_t)L * SUM_BLOCK ? n : (int64_t)L * SUM_BLOCK;
+  for (int64_t j = 0; j < e; j += 16) __builtin_prefetch(x + j);
+}
+
 /* the L lanes of acc added pairwise in double (vectorised halving steps, not a serial chain) */
 KC_INLINE double lanes_sum(const float *KC_RESTRICT acc) {
   double t[L / 2];
@@ -228,11 +240,13 @@ KC_INLINE Moments moments_f32(const float *KC_RESTRICT x, int64_t n) {
     blk.mean = (double)sh + s / blk.n;
     const float mf = (float)blk.mean;
     for (int j = 0; j < L; ++j) acc[j] = 0;
-    for (int64_t i = b; i < full; i += L)
+    for (int64_t i = b; i < full; i += L) {
+      prefetch_chunk(x, i + (int64_t)L * SUM_BLOCK, n);
       for (int j = 0; j < L; ++j) {
         const float t = x[i + j] - mf;
         acc[j] += t * t;
       }
+    }
     double m2 = lanes_sum(acc);
     for (int64_t i = full; i < e; ++i) {
       const double t = (double)x[i] - (double)mf;
@@ -271,8 +285,10 @@ KC_INLINE double lse_f32(const float *KC_RESTRICT x, int64_t n) {
     const int64_t full = len / L * L;
     float acc[L];
     for (int j = 0; j < L; ++j) acc[j] = 0;
-    for (int64_t i = b; i < b + full; i += L)
+    for (int64_t i = b; i < b + full; i += L) {
+      prefetch_chunk(x, i + (int64_t)L * SUM_BLOCK, n);
       for (int j = 0; j < L; ++j) acc[j] += vm::exp_neg(x[i + j] - m);
+    }
     s += lanes_sum(acc);
     for (int64_t i = b + full; i < b + len; ++i) s += (double)vm::exp_neg(x[i] - m);
   }
