@@ -161,9 +161,11 @@ bool gemm_block(const kc_gemm_args &g, const T *a, const T *b, const T *packed, 
             const int mr = static_cast<int>(mc - ir < K::MR ? mc - ir : K::MR);
             micro<T>(kc, ap + ir * kc, panel, c + (ic + ir) * g.ldc + jc + jr, g.ldc, mr, nr,
                      pc > 0);
-            if (pc + kc == k) epi(item, ic + ir, ic + ir + mr, jc + jr, jc + jr + nr);
           }
         }
+        // the (mc x nc) block is final after the last panel of k: its epilogue reads it from
+        // L2 and its other operands as long rows that the prefetchers follow
+        if (pc + kc == k) epi(item, ic, ic + mc, jc, jc + nc);
       }
     }
   }
