@@ -45,3 +45,16 @@ def test_slice_of_a_value_computed_from_the_group():
     got, want, _ = run([(x, a)], [out])
     assert_same(got[0], want[0])
     np.testing.assert_allclose(got[0], np.exp(a) * 2 + np.exp(a)[:, ::-1], rtol=1e-5)
+
+
+def test_a_value_output_twice_is_stored_twice_by_its_loop():
+    """An output that is also another output (an RNN step's h: state and step output) is one
+    more store of the loop that computes it, not a copy kernel."""
+    x = K.placeholder((3, 5))
+    a = np.arange(15, dtype=np.float32).reshape(3, 5)
+    y = K.tanh(x) * 2.0
+    got, want, f = run([(x, a)], [y, y, y + 1.0])
+    for g, w in zip(got, want):
+        assert_same(g, w)
+    np.testing.assert_allclose(got[1], np.tanh(a) * 2, rtol=1e-6)
+    assert "output copy" not in f.explain()

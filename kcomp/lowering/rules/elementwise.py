@@ -96,7 +96,8 @@ def _loop_parts(L, g: Group, it, ptrs: Pointers, given=None, rows=False):
         name = Code(f"v{i}")
         body.append(Code(f"const {out.type.dtype.compute} {name} = {e};"))
         values[key(out)] = name
-    stores = [(L.ref(t), t) for t in g.stored]
+    stores = [(L.ref(t), t) for t in g.stored] + \
+        [(r, t) for t in g.stored for r in L.also_store.get(key(t), [])]
 
     stride_sets = [op[3] for op in operands] + [contiguous_strides(it) for _ in stores]
     if rows:
