@@ -123,18 +123,22 @@ def index_expr(L, strides: List, var: str = "i", base: Optional[Code] = None) ->
     return join(" + ", terms) if terms else Code("0")
 
 
-def loop_ctx(L, extents: List[S.Dim]) -> dict:
-    """Launch parameters of a loop nest parallel over its first axis."""
+def loop_ctx(L, extents: List[S.Dim], cost: int = 1) -> dict:
+    """Launch parameters of a loop nest parallel over its first axis. cost: the work of one
+    element in copies' units (a loop of exponentials is worth threads at fewer elements)."""
     inner = S.mul(*extents[1:])
     n0 = L.dims.expr(extents[0])
     total = S.mul(*extents)
-    serial = isinstance(total, int) and total < PARALLEL_MIN
+    least = max(1, PARALLEL_MIN // max(cost, 1))  # elements per task
+    serial = isinstance(total, int) and total < least
     if serial:
         grain = n0
     elif isinstance(inner, int):
-        grain = int_lit(max(1, PARALLEL_MIN // max(inner, 1)))
-    else:
+        grain = int_lit(max(1, least // max(inner, 1)))
+    elif cost == 1:
         grain = Code(f"kc_grain({L.dims.expr(inner)})")
+    else:
+        grain = Code(f"(kc_grain({L.dims.expr(inner)}) + {int_lit(cost - 1)}) / {int_lit(cost)}")
     return {"rank": len(extents), "extents": [L.dims.expr(e) for e in extents], "n0": n0,
             "grain": grain, "serial": serial}
 

@@ -20,10 +20,20 @@ def lower_elementwise(L, g: Group) -> None:
     it = list(g.root.outputs[0].type.dims)
     ptrs = Pointers()
     loads, body, store_lines, extents = _loop_parts(L, g, it, ptrs)
-    ctx = loop_ctx(L, extents)
+    ctx = loop_ctx(L, extents, cost=_cost(g))
     ctx.update(ptrs=ptrs.decls, loads=loads, body=body, stores=store_lines)
     L.add(Kernel(L.kernel_name(), "elementwise", ctx, label_of(g.members), ptrs.reads,
                  ptrs.writes))
+
+
+# ops that cost tens of instructions per element (exp, a division, a polynomial)
+EXPENSIVE = {"exp", "log", "tanh", "sigmoid", "softplus", "softsign", "elu", "pow", "sin", "cos",
+             "sqrt", "truediv", "floordiv", "mod"}
+
+
+def _cost(g: Group) -> int:
+    """An element's work in copies' units: with exponentials, fewer elements fill a thread."""
+    return 1 + 8 * sum(m.op.name in EXPENSIVE for m in g.members)
 
 
 def lower_gemm_epilogue(L, g: Group) -> None:
