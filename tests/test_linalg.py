@@ -183,7 +183,8 @@ for m in (1, 2, 3, 4, 5):
     for n in (1, 7, 16, 63, 65, 130, 1000):
         cases.append(((m, 300), (300, n), None))            # dot: rows path, split columns
 for k in (1, 17, 64, 300):
-    cases += [((3, 2, k), (3, k, 70), None),                 # batch_dot A B
+    cases += [((3, 2, k), (3, k, 70), None),                 # dot over y's batch: A B
+              ((4, 45, k), (4, k, 70), None),                # many rows, B small: in place
               ((3, k, 2), (3, k, 70), (1, 1)),               # A^T B
               ((3, 2, k), (3, 70, k), (2, 2)),               # A B^T: dot products
               ((3, k, 70), (3, 2, k), (1, 2)),               # A^T B^T, m = 70 > 4
