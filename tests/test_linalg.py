@@ -173,3 +173,61 @@ def test_gemm_paths_per_isa_and_thread_count(isa, threads):
         order = ["generic", "avx2", "avx512"]
         assert got_isa == isa if order.index(native) >= order.index(isa) else got_isa == native
     assert got_threads == threads
+
+
+UNPACKED_SCRIPT = r"""
+import numpy as np, kcomp.backend as K
+rng = np.random.default_rng(1)
+cases = []   # (x shape, y shape, axes or None for dot)
+for m in (1, 2, 3, 4, 5):
+    for n in (1, 7, 16, 63, 65, 130, 1000):
+        cases.append(((m, 300), (300, n), None))            # dot: rows path, split columns
+for k in (1, 17, 64, 300):
+    cases += [((3, 2, k), (3, k, 70), None),                 # dot over y's batch: A B
+              ((4, 45, k), (4, k, 70), None),                # many rows, B small: in place
+              ((3, k, 2), (3, k, 70), (1, 1)),               # A^T B
+              ((3, 2, k), (3, 70, k), (2, 2)),               # A B^T: dot products
+              ((3, k, 70), (3, 2, k), (1, 2)),               # A^T B^T, m = 70 > 4
+              ((600, k), (600, k), 1),                       # batch of vector dot products
+              ((3, k, 90), (3, k), (1, 1)),                  # A^T b: C^T = b^T A
+              ((3, 90, k), (3, k), (2, 1))]                  # A b: dot products per row
+cases += [((1000, 77), (77,), None), ((2, 3, 4), (2, 4, 1), None), ((5, 0), (0, 40), None)]
+outs, feeds, refs = [], [], []
+for sx, sy, axes in cases:
+    a = rng.standard_normal(sx).astype(np.float32)
+    b = rng.standard_normal(sy).astype(np.float32)
+    x, y = K.placeholder(sx), K.placeholder(sy)
+    feeds += [(x, a), (y, b)]
+    if axes is None:
+        outs.append(K.dot(x, y))
+        refs.append((np.dot(a.astype(np.float64), b.astype(np.float64)),
+                     np.dot(np.abs(a).astype(np.float64), np.abs(b).astype(np.float64))))
+    else:
+        outs.append(K.batch_dot(x, y, axes=axes))
+        ax = (axes, axes) if isinstance(axes, int) else axes
+        d = lambda u, v: np.stack([np.tensordot(p, q, axes=(ax[0] - 1, ax[1] - 1))
+                                   for p, q in zip(u, v)])
+        r = d(a.astype(np.float64), b.astype(np.float64))
+        s = d(np.abs(a).astype(np.float64), np.abs(b).astype(np.float64))
+        if r.ndim == 1:
+            r, s = r[:, None], s[:, None]
+        refs.append((r, s))
+f = K.function([p for p, _ in feeds], outs)
+got = f([v for _, v in feeds])
+for g, (r, s), c in zip(got, refs, cases):
+    assert g.shape == r.shape, (c, g.shape, r.shape)
+    k = max(1, c[0][-1] if c[2] is None else 300)
+    assert np.all(np.abs(g - r) <= 2 * k * 1.2e-7 * s + 1e-30), (c, np.abs(g - r).max())
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("isa,threads", [("generic", "2"), ("avx2", "1"), ("", "2")])
+def test_gemm_unpacked_paths(isa, threads):
+    """The paths that skip packing (few rows of C, dot products, A^T b) at every instruction
+    set, with ragged column tails and split columns, against float64 within the error bound of
+    a sum of k products."""
+    env = dict(os.environ, KCOMP_ISA=isa, KCOMP_NUM_THREADS=threads)
+    out = subprocess.run([sys.executable, "-c", UNPACKED_SCRIPT], env=env, capture_output=True,
+                         text=True)
+    assert out.returncode == 0, out.stderr[-3000:]

@@ -69,15 +69,25 @@ const char *isa_name(Isa isa) {
   }
 }
 
-int32_t gemm(const kc_gemm_args *args) {
-  switch (active_isa()) {
+// Each entry dispatches to the active instruction set's build (packed layouts differ by ISA).
 #if defined(__x86_64__)
-    case Isa::avx512: return avx512::gemm(args);
-    case Isa::avx2: return avx2::gemm(args);
-#endif
-    default: return generic::gemm(args);
+#define KC_DISPATCH(call)                       \
+  switch (active_isa()) {                       \
+    case Isa::avx512: return avx512::call;      \
+    case Isa::avx2: return avx2::call;          \
+    default: return generic::call;              \
   }
+#else
+#define KC_DISPATCH(call) return generic::call;
+#endif
+
+int32_t gemm(const kc_gemm_args *args) { KC_DISPATCH(gemm(args)) }
+int64_t gemm_packed_size(const kc_gemm_args *args) { KC_DISPATCH(gemm_packed_size(args)) }
+int32_t gemm_pack(const kc_gemm_args *args, void *packed) { KC_DISPATCH(gemm_pack(args, packed)) }
+int32_t gemm_ex(const kc_gemm_args *args, const void *packed, kc_epilogue_fn epi, void *ctx) {
+  KC_DISPATCH(gemm_ex(args, packed, epi, ctx))
 }
+#undef KC_DISPATCH
 
 }  // namespace kcomp
 
@@ -87,6 +97,7 @@ KC_EXPORT const kc_api *kcomp_kernels_api(void) {
   static const kc_api api = {
       KC_ABI_VERSION, sizeof(kc_api), kcomp::num_threads, kcomp::parallel_for,
       kcomp::aligned_alloc64, kcomp::free_, kcomp::gemm, kcomp::print_stderr,
+      kcomp::gemm_packed_size, kcomp::gemm_pack, kcomp::gemm_ex,
   };
   return &api;
 }

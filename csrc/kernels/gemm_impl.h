@@ -23,6 +23,15 @@ struct Cfg {
   static constexpr int64_t NC = 2048; // columns of B packed at once: KC x NC stays in L3
 };
 
+// A fused epilogue (kc_api.gemm_ex): applied to each block of C once it is final.
+struct Epi {
+  kc_epilogue_fn fn = nullptr;
+  void *ctx = nullptr;
+  void operator()(int64_t item, int64_t i0, int64_t i1, int64_t j0, int64_t j1) const {
+    if (fn && i0 < i1 && j0 < j1) fn(ctx, item, i0, i1, j0, j1);
+  }
+};
+
 // Per-thread packing buffers, grown on demand and reused across calls.
 struct Scratch {
   void *ptr = nullptr;
@@ -113,7 +122,11 @@ void pack_b(const T *b, int64_t ldb, bool trans, int64_t p0, int64_t kc, int64_t
     for (int64_t p = 0; p < kc; ++p) {
       T *dst = out + s * kc + p * NR;
       if (!trans) {
-        std::memcpy(dst, b + (p0 + p) * ldb + j0 + s, cols * sizeof(T));
+        // a constant size for whole panels: vector moves, not a rep movs per row
+        if (cols == NR)
+          std::memcpy(dst, b + (p0 + p) * ldb + j0 + s, NR * sizeof(T));
+        else
+          std::memcpy(dst, b + (p0 + p) * ldb + j0 + s, cols * sizeof(T));
       } else {
         for (int j = 0; j < cols; ++j) dst[j] = b[(j0 + s + j) * ldb + p0 + p];
       }
@@ -122,53 +135,243 @@ void pack_b(const T *b, int64_t ldb, bool trans, int64_t p0, int64_t kc, int64_t
   }
 }
 
-// C[m0:m1, n0:n1] of one batch item, on the calling thread.
+// C[m0:m1, n0:n1] of one batch item, on the calling thread. packed: op(B) already packed for
+// all of k and n (gemm_pack's layout: NR-column panels of full depth), else B is packed here.
 template <class T>
-bool gemm_block(const kc_gemm_args &g, const T *a, const T *b, T *c, int64_t m0, int64_t m1,
-                int64_t n0, int64_t n1) {
+bool gemm_block(const kc_gemm_args &g, const T *a, const T *b, const T *packed, T *c, int64_t m0,
+                int64_t m1, int64_t n0, int64_t n1, const Epi &epi, int64_t item) {
   typedef Cfg<T> K;
   const int64_t k = g.k;
   T *ap = static_cast<T *>(tl_a.get(sizeof(T) * K::MC * K::KC));
-  T *bp = static_cast<T *>(tl_b.get(sizeof(T) * K::KC * (K::NC + K::NR)));
-  if (!ap || !bp) return false;
+  T *bp = packed ? nullptr : static_cast<T *>(tl_b.get(sizeof(T) * K::KC * (K::NC + K::NR)));
+  if (!ap || (!packed && !bp)) return false;
   for (int64_t jc = n0; jc < n1; jc += K::NC) {
     const int64_t nc = n1 - jc < K::NC ? n1 - jc : K::NC;
     for (int64_t pc = 0; pc < k; pc += K::KC) {
       const int64_t kc = k - pc < K::KC ? k - pc : K::KC;
-      pack_b(b, g.ldb, g.trans_b, pc, kc, jc, nc, bp);
+      if (!packed) pack_b(b, g.ldb, g.trans_b, pc, kc, jc, nc, bp);
       for (int64_t ic = m0; ic < m1; ic += K::MC) {
         const int64_t mc = m1 - ic < K::MC ? m1 - ic : K::MC;
         pack_a(a, g.lda, g.trans_a, ic, mc, pc, kc, ap);
         for (int64_t jr = 0; jr < nc; jr += K::NR) {
           const int nr = static_cast<int>(nc - jr < K::NR ? nc - jr : K::NR);
+          // the panel of columns jc + jr at depth pc (jc + jr is a multiple of NR)
+          const T *panel = packed ? packed + (jc + jr) * k + pc * K::NR : bp + jr * kc;
           for (int64_t ir = 0; ir < mc; ir += K::MR) {
             const int mr = static_cast<int>(mc - ir < K::MR ? mc - ir : K::MR);
-            micro<T>(kc, ap + ir * kc, bp + jr * kc, c + (ic + ir) * g.ldc + jc + jr, g.ldc, mr, nr,
+            micro<T>(kc, ap + ir * kc, panel, c + (ic + ir) * g.ldc + jc + jr, g.ldc, mr, nr,
                      pc > 0);
           }
         }
+        // the (mc x nc) block is final after the last panel of k: its epilogue reads it from
+        // L2 and its other operands as long rows that the prefetchers follow
+        if (pc + kc == k) epi(item, ic, ic + mc, jc, jc + nc);
       }
     }
   }
   return true;
 }
 
-// Small products: packing would cost more than it saves.
-template <class T>
-void gemm_small(const kc_gemm_args &g, const T *a, const T *b, T *c) {
-  for (int64_t i = 0; i < g.m; ++i) {
-    T *row = c + i * g.ldc;
-    for (int64_t j = 0; j < g.n; ++j) row[j] = T(0);
-    for (int64_t p = 0; p < g.k; ++p) {
-      const T av = g.trans_a ? a[p * g.lda + i] : a[i * g.lda + p];
-      if (!g.trans_b) {
-        const T *brow = b + p * g.ldb;
-        for (int64_t j = 0; j < g.n; ++j) row[j] += av * brow[j];
-      } else {
-        for (int64_t j = 0; j < g.n; ++j) row[j] += av * b[j * g.ldb + p];
+// ---- products without packing ----------------------------------------------------------------
+// Packing B pays off when each packed panel is reused by many rows of A. With few rows (a
+// matrix-vector product, an RNN step at batch 1, an MLP at batch 1) or when every output is an
+// independent dot product (batch_dot of vectors), reading the operands in place is faster.
+// Strides are in elements: A(i, p) = a[i * ai + p * ap], B(p, j) = b[p * bp + j * bj].
+
+// C(i, j) for i < m, j in [j0, j1): m <= SK rows of C, B's rows contiguous (bj == 1). Each
+// column block of NB vectors keeps m x NB accumulators in registers while p runs over k.
+constexpr int SK = 4;
+
+template <class T, int M>
+void skinny_rows(int64_t k, const T *a, int64_t ai, int64_t ap, const T *b, int64_t bp, T *c,
+                 int64_t ci, int64_t j0, int64_t j1) {
+  typedef Cfg<T> K;
+  typedef T vec __attribute__((vector_size(K::V * sizeof(T))));
+  // vectors per column block: enough independent accumulator chains to hide the FMA latency
+  constexpr int NB = M == 1 ? 8 : 4;
+  constexpr int64_t W = NB * K::V;
+  int64_t j = j0;
+  for (; j + W <= j1; j += W) {
+    vec acc[M][NB];
+    for (int i = 0; i < M; ++i)
+      for (int q = 0; q < NB; ++q) acc[i][q] = vec{};
+    for (int64_t p = 0; p < k; ++p) {
+      const T *brow = b + p * bp + j;
+      vec bv[NB];
+      for (int q = 0; q < NB; ++q) std::memcpy(&bv[q], brow + q * K::V, sizeof(vec));
+      for (int i = 0; i < M; ++i) {
+        const T av = a[i * ai + p * ap];
+        for (int q = 0; q < NB; ++q) acc[i][q] += bv[q] * av;
       }
     }
+    for (int i = 0; i < M; ++i)
+      for (int q = 0; q < NB; ++q) std::memcpy(c + i * ci + j + q * K::V, &acc[i][q], sizeof(vec));
   }
+  for (; j + K::V <= j1; j += K::V) {  // single vectors
+    vec acc[M];
+    for (int i = 0; i < M; ++i) acc[i] = vec{};
+    for (int64_t p = 0; p < k; ++p) {
+      vec bv;
+      std::memcpy(&bv, b + p * bp + j, sizeof(vec));
+      for (int i = 0; i < M; ++i) acc[i] += bv * a[i * ai + p * ap];
+    }
+    for (int i = 0; i < M; ++i) std::memcpy(c + i * ci + j, &acc[i], sizeof(vec));
+  }
+  if (j < j1) {  // ragged tail: scalar, in the data type
+    for (int i = 0; i < M; ++i)
+      for (int64_t jj = j; jj < j1; ++jj) c[i * ci + jj] = T(0);
+    for (int64_t p = 0; p < k; ++p)
+      for (int i = 0; i < M; ++i) {
+        const T av = a[i * ai + p * ap];
+        for (int64_t jj = j; jj < j1; ++jj) c[i * ci + jj] += av * b[p * bp + jj];
+      }
+  }
+}
+
+template <class T>
+void skinny(int64_t m, int64_t k, const T *a, int64_t ai, int64_t ap, const T *b, int64_t bp,
+            T *c, int64_t ci, int64_t j0, int64_t j1) {
+  for (int64_t i = 0; i < m; i += SK) {
+    const T *ar = a + i * ai;
+    T *cr = c + i * ci;
+    switch (m - i < SK ? m - i : SK) {
+      case 1: skinny_rows<T, 1>(k, ar, ai, ap, b, bp, cr, ci, j0, j1); break;
+      case 2: skinny_rows<T, 2>(k, ar, ai, ap, b, bp, cr, ci, j0, j1); break;
+      case 3: skinny_rows<T, 3>(k, ar, ai, ap, b, bp, cr, ci, j0, j1); break;
+      default: skinny_rows<T, 4>(k, ar, ai, ap, b, bp, cr, ci, j0, j1); break;
+    }
+  }
+}
+
+// Dot product of two contiguous vectors: 4 vector accumulators, merged pairwise.
+template <class T>
+inline T dot(const T *x, const T *y, int64_t k) {
+  typedef Cfg<T> K;
+  typedef T vec __attribute__((vector_size(K::V * sizeof(T))));
+  vec acc[4] = {vec{}, vec{}, vec{}, vec{}};
+  int64_t p = 0;
+  for (; p + 4 * K::V <= k; p += 4 * K::V)
+    for (int q = 0; q < 4; ++q) {
+      vec xv, yv;
+      std::memcpy(&xv, x + p + q * K::V, sizeof(vec));
+      std::memcpy(&yv, y + p + q * K::V, sizeof(vec));
+      acc[q] += xv * yv;
+    }
+  for (; p + K::V <= k; p += K::V) {
+    vec xv, yv;
+    std::memcpy(&xv, x + p, sizeof(vec));
+    std::memcpy(&yv, y + p, sizeof(vec));
+    acc[0] += xv * yv;
+  }
+  vec v = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+  T r = T(0);
+  for (int l = 0; l < K::V; ++l) r += v[l];
+  for (; p < k; ++p) r += x[p] * y[p];
+  return r;
+}
+
+// How one batch item is computed without packing; none: use the packed path.
+enum class Plain { none, rows, cols_t, dots_i, dots_j };
+
+template <class T>
+Plain plain_kind(const kc_gemm_args &g) {
+  const int64_t sa_i = g.trans_a ? 1 : g.lda, sa_p = g.trans_a ? g.lda : 1;
+  const int64_t sb_p = g.trans_b ? 1 : g.ldb, sb_j = g.trans_b ? g.ldb : 1;
+  const bool contiguous_k = sa_p == 1 && sb_p == 1;
+  const bool few_cols = g.n < Cfg<T>::V;  // too few columns to fill a vector
+  if (contiguous_k && (few_cols || (g.m <= SK && sb_j != 1)) && (g.m <= SK || g.n <= SK))
+    return g.m >= g.n ? Plain::dots_i : Plain::dots_j;  // every output a dot product
+  // C = A B with B read by rows in place: few rows of C; or B small enough to stay in L1
+  // while every group of rows streams past it (batches of small matrices), when it has at
+  // least a vector of columns
+  const bool small_b = g.k * g.n * (int64_t)sizeof(T) <= 32 * 1024 && !few_cols;
+  if ((g.m <= SK || small_b) && (sb_j == 1 || g.n == 1)) return Plain::rows;
+  if (g.n == 1 && sa_i == 1 && g.ldc == 1) return Plain::cols_t;  // C^T = b^T A^T
+  return Plain::none;
+}
+
+// Outputs [r0, r1) of the split axis of one batch item's C: columns for rows and dots_j, rows
+// of C for cols_t and dots_i.
+template <class T>
+void plain_block(const kc_gemm_args &g, Plain kind, const T *a, const T *b, T *c, int64_t r0,
+                 int64_t r1) {
+  const int64_t sa_i = g.trans_a ? 1 : g.lda, sa_p = g.trans_a ? g.lda : 1;
+  const int64_t sb_p = g.trans_b ? 1 : g.ldb, sb_j = g.trans_b ? g.ldb : 1;
+  switch (kind) {
+    case Plain::rows:
+      if (g.k == 0) {
+        for (int64_t i = 0; i < g.m; ++i)
+          for (int64_t j = r0; j < r1; ++j) c[i * g.ldc + j] = T(0);
+      } else {
+        skinny<T>(g.m, g.k, a, sa_i, sa_p, b, sb_p, c, g.ldc, r0, r1);
+      }
+      break;
+    case Plain::cols_t:  // C^T (1 x m) = B^T (1 x k) A^T (k x m): A's columns are contiguous
+      if (g.k == 0) {
+        for (int64_t i = r0; i < r1; ++i) c[i] = T(0);
+      } else {
+        skinny<T>(1, g.k, b, 0, sb_p, a, sa_p, c, 0, r0, r1);
+      }
+      break;
+    case Plain::dots_i:
+      for (int64_t i = r0; i < r1; ++i)
+        for (int64_t j = 0; j < g.n; ++j) c[i * g.ldc + j] = dot<T>(a + i * sa_i, b + j * sb_j, g.k);
+      break;
+    case Plain::dots_j:
+      for (int64_t i = 0; i < g.m; ++i)
+        for (int64_t j = r0; j < r1; ++j) c[i * g.ldc + j] = dot<T>(a + i * sa_i, b + j * sb_j, g.k);
+      break;
+    default: break;
+  }
+}
+
+template <class T>
+struct PlainTask {
+  const kc_gemm_args *g;
+  Plain kind;
+  int64_t extent, width, parts;  // the split axis, outputs of it per task, tasks per item
+  Epi epi;
+};
+
+template <class T>
+void run_plain(void *ctx, int64_t begin, int64_t end) {
+  const PlainTask<T> &t = *static_cast<PlainTask<T> *>(ctx);
+  const kc_gemm_args &g = *t.g;
+  for (int64_t task = begin; task < end; ++task) {
+    const int64_t bi = task / t.parts, part = task % t.parts;
+    const int64_t r0 = part * t.width, r1 = r0 + t.width < t.extent ? r0 + t.width : t.extent;
+    if (r0 >= r1) continue;
+    plain_block<T>(g, t.kind, static_cast<const T *>(g.a) + bi * g.stride_a,
+                   static_cast<const T *>(g.b) + bi * g.stride_b,
+                   static_cast<T *>(g.c) + bi * g.stride_c, r0, r1);
+    if (t.kind == Plain::rows || t.kind == Plain::dots_j)
+      t.epi(bi, 0, g.m, r0, r1);
+    else
+      t.epi(bi, r0, r1, 0, g.n);
+  }
+}
+
+// Runs the unpacked path; false when the shape wants the packed one.
+template <class T>
+bool gemm_plain(const kc_gemm_args &g, const Epi &epi) {
+  const Plain kind = plain_kind<T>(g);
+  if (kind == Plain::none) return false;
+  const int64_t extent = kind == Plain::rows || kind == Plain::dots_j ? g.n : g.m;
+  const double flops = 2.0 * g.m * g.n * g.k * g.batch;
+  const int64_t threads = flops < 1.0e5 ? 1 : num_threads();
+  // split the outputs of an item only when the batch alone does not give every thread work;
+  // column splits fall on whole vector blocks
+  int64_t parts = g.batch >= threads ? 1 : (threads + g.batch - 1) / g.batch;
+  const int64_t unit = kind == Plain::rows || kind == Plain::cols_t ? 4 * Cfg<T>::V : 1;
+  int64_t width = (extent + parts - 1) / parts;
+  width = (width + unit - 1) / unit * unit;
+  parts = (extent + width - 1) / width;
+  PlainTask<T> t{&g, kind, extent, width, parts, epi};
+  const int64_t tasks = g.batch * parts;
+  const double per_task = flops / (double)tasks + 1.0;
+  const int64_t grain = threads == 1 ? tasks : (int64_t)(1.0e5 / per_task) + 1;
+  parallel_for(tasks, grain, run_plain<T>, &t);
+  return true;
 }
 
 template <class T>
@@ -176,6 +379,9 @@ struct Task {
   const kc_gemm_args *g;
   int64_t tm, tn;  // tiles per matrix along M and N
   bool ok;
+  const T *packed;      // gemm_pack's panels of op(B), or null
+  int64_t packed_item;  // elements per batch item of packed (0: one B for all)
+  Epi epi;
 };
 
 template <class T>
@@ -199,23 +405,33 @@ void run_tasks(void *ctx, int64_t begin, int64_t end) {
     if (g.k == 0) {
       for (int64_t i = m0; i < m1; ++i)
         for (int64_t j = n0; j < n1; ++j) c[i * g.ldc + j] = T(0);
+      t.epi(bi, m0, m1, n0, n1);
       continue;
     }
-    if (!gemm_block<T>(g, a, b, c, m0, m1, n0, n1)) t.ok = false;
+    const T *pk = t.packed ? t.packed + bi * t.packed_item : nullptr;
+    if (!gemm_block<T>(g, a, b, pk, c, m0, m1, n0, n1, t.epi, bi)) t.ok = false;
   }
 }
 
+// Elements of gemm_pack's layout per batch item of B: NR-column panels of full depth k.
 template <class T>
-int32_t gemm_t(const kc_gemm_args &g) {
+int64_t packed_item(const kc_gemm_args &g) {
+  constexpr int64_t NR = Cfg<T>::NR;
+  return (g.n + NR - 1) / NR * NR * g.k;
+}
+
+// Whether a product of this shape goes through packed panels (else the unpacked paths).
+template <class T>
+bool uses_panels(const kc_gemm_args &g) {
+  return g.m > 0 && g.n > 0 && g.k > 0 && g.batch > 0 && plain_kind<T>(g) == Plain::none;
+}
+
+template <class T>
+int32_t gemm_t(const kc_gemm_args &g, const T *packed, const Epi &epi) {
   const double flops = 2.0 * g.m * g.n * g.k * g.batch;
-  if (g.m * g.n * g.k <= 16 * 16 * 16 && g.k > 0) {
-    for (int64_t bi = 0; bi < g.batch; ++bi)
-      gemm_small<T>(g, static_cast<const T *>(g.a) + bi * g.stride_a,
-                    static_cast<const T *>(g.b) + bi * g.stride_b,
-                    static_cast<T *>(g.c) + bi * g.stride_c);
-    return KC_OK;
-  }
-  Task<T> t{&g, 1, 1, true};
+  if (g.m == 0 || g.n == 0 || g.batch == 0) return KC_OK;
+  if (gemm_plain<T>(g, epi)) return KC_OK;
+  Task<T> t{&g, 1, 1, true, packed, g.stride_b == 0 ? 0 : packed_item<T>(g), epi};
   const int64_t threads = flops < 2.0e5 ? 1 : num_threads();
   if (g.batch < threads) {
     // Split each matrix along its larger side until every thread has a tile.
@@ -226,11 +442,45 @@ int32_t gemm_t(const kc_gemm_args &g) {
   return t.ok ? KC_OK : KC_ENOMEM;
 }
 
+template <class T>
+int64_t packed_size_t(const kc_gemm_args &g) {
+  if (!uses_panels<T>(g)) return 0;
+  return (int64_t)sizeof(T) * packed_item<T>(g) * (g.stride_b == 0 ? 1 : g.batch);
+}
+
+template <class T>
+int32_t pack_t(const kc_gemm_args &g, T *out) {
+  if (!uses_panels<T>(g)) return KC_OK;
+  const int64_t items = g.stride_b == 0 ? 1 : g.batch, per = packed_item<T>(g);
+  for (int64_t bi = 0; bi < items; ++bi)
+    pack_b(static_cast<const T *>(g.b) + bi * g.stride_b, g.ldb, g.trans_b, 0, g.k, 0, g.n,
+           out + bi * per);
+  return KC_OK;
+}
+
 }  // namespace
 
-int32_t gemm(const kc_gemm_args *g) {
-  if (g->dtype == KC_FLOAT32) return gemm_t<float>(*g);
-  if (g->dtype == KC_FLOAT64) return gemm_t<double>(*g);
+int32_t gemm(const kc_gemm_args *g) { return gemm_ex(g, nullptr, nullptr, nullptr); }
+
+int64_t gemm_packed_size(const kc_gemm_args *g) {
+  if (g->dtype == KC_FLOAT32) return packed_size_t<float>(*g);
+  if (g->dtype == KC_FLOAT64) return packed_size_t<double>(*g);
+  return 0;
+}
+
+int32_t gemm_pack(const kc_gemm_args *g, void *packed) {
+  if (g->dtype == KC_FLOAT32) return pack_t<float>(*g, static_cast<float *>(packed));
+  if (g->dtype == KC_FLOAT64) return pack_t<double>(*g, static_cast<double *>(packed));
+  return KC_EINVAL;
+}
+
+int32_t gemm_ex(const kc_gemm_args *g, const void *packed, kc_epilogue_fn fn, void *ctx) {
+  Epi epi;
+  epi.fn = fn;
+  epi.ctx = ctx;
+  if (packed && gemm_packed_size(g) == 0) packed = nullptr;
+  if (g->dtype == KC_FLOAT32) return gemm_t<float>(*g, static_cast<const float *>(packed), epi);
+  if (g->dtype == KC_FLOAT64) return gemm_t<double>(*g, static_cast<const double *>(packed), epi);
   return KC_EINVAL;
 }
 

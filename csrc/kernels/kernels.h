@@ -14,10 +14,19 @@ enum class Isa { generic = 0, avx2 = 1, avx512 = 2 };
 Isa active_isa();
 const char *isa_name(Isa isa);
 int32_t gemm(const kc_gemm_args *args);
+int64_t gemm_packed_size(const kc_gemm_args *args);
+int32_t gemm_pack(const kc_gemm_args *args, void *packed);
+int32_t gemm_ex(const kc_gemm_args *args, const void *packed, kc_epilogue_fn epi, void *ctx);
 
-namespace generic { int32_t gemm(const kc_gemm_args *args); }
-namespace avx2 { int32_t gemm(const kc_gemm_args *args); }
-namespace avx512 { int32_t gemm(const kc_gemm_args *args); }
+#define KC_GEMM_DECLS                                                   \
+  int32_t gemm(const kc_gemm_args *args);                               \
+  int64_t gemm_packed_size(const kc_gemm_args *args);                   \
+  int32_t gemm_pack(const kc_gemm_args *args, void *packed);            \
+  int32_t gemm_ex(const kc_gemm_args *args, const void *packed, kc_epilogue_fn epi, void *ctx);
+namespace generic { KC_GEMM_DECLS }
+namespace avx2 { KC_GEMM_DECLS }
+namespace avx512 { KC_GEMM_DECLS }
+#undef KC_GEMM_DECLS
 
 }  // namespace kcomp
 

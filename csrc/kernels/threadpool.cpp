@@ -2,7 +2,10 @@
 //
 // The caller takes part in the work, so a pool of N threads starts N-1 workers. Workers spin
 // briefly before sleeping, because generated functions issue kernels back to back and waking a
-// sleeping thread costs tens of microseconds. A call made while the pool is busy (another Python
+// sleeping thread costs tens of microseconds. Chunk c of a job is first offered to thread c
+// (the caller is thread 0), so a kernel that splits the same data the same way at every call or
+// every RNN step finds its part still in that core's cache; a thread that finishes its own
+// chunk takes any chunk nobody has started (a descheduled worker does not stall the caller). A call made while the pool is busy (another Python
 // thread calling a compiled function) runs on its own thread instead of waiting. After fork() the
 // child starts with no workers and builds a fresh pool on first use.
 #include "kernels.h"
@@ -25,14 +28,14 @@ struct Job {
   kc_task_fn fn;
   void *ctx;
   int64_t n, chunks;
-  std::atomic<int64_t> next{0};
+  std::unique_ptr<std::atomic<bool>[]> taken;  // per chunk
   std::atomic<int64_t> done{0};
 };
 
 class Pool {
  public:
   explicit Pool(int threads) : threads_(threads) {
-    for (int i = 1; i < threads_; ++i) workers_.emplace_back([this] { worker(); });
+    for (int i = 1; i < threads_; ++i) workers_.emplace_back([this, i] { worker(i); });
   }
   int threads() const { return threads_; }
 
@@ -50,27 +53,32 @@ class Pool {
     job->ctx = ctx;
     job->n = n;
     job->chunks = chunks;
+    job->taken.reset(new std::atomic<bool>[chunks]);
+    for (int64_t c = 0; c < chunks; ++c) job->taken[c].store(false, std::memory_order_relaxed);
     {
       std::lock_guard<std::mutex> lk(mu_);
       current_ = job;
       generation_.fetch_add(1, std::memory_order_release);
     }
     cv_.notify_all();
-    work(*job);
+    work(*job, 0);
     while (job->done.load(std::memory_order_acquire) < chunks) std::this_thread::yield();
   }
 
  private:
-  static void work(Job &job) {
-    for (;;) {
-      int64_t c = job.next.fetch_add(1, std::memory_order_acq_rel);
-      if (c >= job.chunks) return;
+  // Runs chunk `self` if nobody has taken it, then any chunk left.
+  static void work(Job &job, int64_t self) {
+    for (int64_t i = 0; i < job.chunks; ++i) {
+      const int64_t c = (self + i) % job.chunks;
+      if (job.taken[c].load(std::memory_order_relaxed) ||
+          job.taken[c].exchange(true, std::memory_order_acq_rel))
+        continue;
       job.fn(job.ctx, job.n * c / job.chunks, job.n * (c + 1) / job.chunks);
       job.done.fetch_add(1, std::memory_order_release);
     }
   }
 
-  void worker() {
+  void worker(int self) {
     uint64_t seen = 0;
     for (;;) {
       // Spin a little first: kernels of one call follow each other within microseconds.
@@ -86,7 +94,7 @@ class Pool {
         seen = generation_.load();
         job = current_;
       }
-      if (job) work(*job);
+      if (job) work(*job, self);
     }
   }
 

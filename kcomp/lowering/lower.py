@@ -42,6 +42,9 @@ class Lowerer:
                                                   "scratch", "window")}
         self.const_values = []
         self.variable_objects = []
+        # values a fused loop stores into more places than their own buffer (an output that is
+        # also another output: an RNN step's h, both its state and its step output)
+        self.also_store: Dict[Key, List[Ref]] = {}
 
     # ---- buffers and kernels ------------------------------------------------------------
     def buffer(self, dtype, dims, kind, index=-1) -> Buffer:
@@ -184,9 +187,17 @@ class Lowerer:
                     if key(t) in stored and key(t) not in self.storage:
                         self.storage[key(t)] = self.scratch_for(t)
 
+        # an output whose value a fused loop computes is one more store of that loop, not a copy
+        looped = {key(t) for grp in groups if grp.fused for t in grp.stored}
+        rest = []
+        for t, out in copies:
+            if key(t) in looped and t.node.op.kind == "elementwise":
+                self.also_store.setdefault(key(t), []).append(out)
+            else:
+                rest.append((t, out))
         for grp in groups:
             lower_group(self, grp)
-        for t, out in copies:
+        for t, out in rest:
             copy_value(self, t, out, label="output copy")
         for n in nodes:
             for c in n.checks:

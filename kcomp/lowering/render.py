@@ -70,8 +70,10 @@ def _render_kernels(env, kernels, defines: list) -> list:
         macros = env.get_template(f"cpu/{k.template}.j2").module
         info = {"name": k.name, "comment": comment_text(k.label, 120)}
         defines.append(Code(macros.define(info, ctx).strip()))
+        # hoist: statements an enclosing loop runs once before its steps (packing weights)
+        hoist = Code(macros.hoist(info, ctx).strip()) if hasattr(macros, "hoist") else Code("")
         launches.append({"launch": Code(macros.launch(info, ctx).strip()),
-                         "can_fail": bool(ctx.get("can_fail", False))})
+                         "can_fail": bool(ctx.get("can_fail", False)), "hoist": hoist})
     return launches
 
 

@@ -62,6 +62,10 @@ typedef struct kc_tensor {
 /* A range task: process items [begin, end). */
 typedef void (*kc_task_fn)(void *ctx, int64_t begin, int64_t end);
 
+/* A GEMM epilogue: called on the block C[item][i0:i1, j0:j1] of a finished product. */
+typedef void (*kc_epilogue_fn)(void *ctx, int64_t item, int64_t i0, int64_t i1, int64_t j0,
+                               int64_t j1);
+
 /* Strided batched matrix product C[b] = op(A[b]) * op(B[b]) (C is overwritten). Leading dimensions
  * and batch strides are in elements; a batch stride of 0 broadcasts that operand. */
 typedef struct kc_gemm_args {
@@ -91,6 +95,18 @@ typedef struct kc_api {
   /* Members from here on may be missing in an older provider: test with KC_API_HAS. */
   /* Prints message and the tensor (K.print_tensor); the Python runtime writes to sys.stderr. */
   void (*print)(const char *message, const kc_tensor *tensor);
+  /* GEMM with op(B) packed once and reused (an RNN's recurrent weights across its steps):
+   * gemm_packed_size(args) bytes (0: this shape is not computed from packed panels), filled by
+   * gemm_pack(args, packed) from args->b. The layout is the kernel library's own (it depends on
+   * the CPU). */
+  int64_t (*gemm_packed_size)(const kc_gemm_args *args);
+  int32_t (*gemm_pack)(const kc_gemm_args *args, void *packed);
+  /* gemm(args), from gemm_pack's panels when packed is not NULL, and with a fused epilogue when
+   * epilogue is not NULL: it is called once for every block C[item][i0:i1, j0:j1] as soon as
+   * that block's values are final, on the thread that computed them (while they are in its
+   * cache), and may rewrite them in place (bias, activation, scaling, residual add). */
+  int32_t (*gemm_ex)(const kc_gemm_args *args, const void *packed, kc_epilogue_fn epilogue,
+                     void *ctx);
 } kc_api;
 
 /* Whether the kc_api table `api` provides member `field`. */

@@ -1,8 +1,11 @@
 /* kcomp generated-code support: reduction semantics (init / step / merge / result).
  *
  * The generated reduction loops (kcomp/templates/cpu/reduce.j2) are written once over these
- * reducers. Accumulators are wider than the data: double for float16/float32 (and float64),
- * int64/uint64 for integers. Results match the numpy references in kcomp/ir/ops/reduce.py.
+ * reducers. Accumulators are wider than the data: double for float16 (and float64), int64/uint64
+ * for integers. Results match the numpy references in kcomp/ir/ops/reduce.py.
+ *
+ * float32 data takes the vectorised paths at the end of this file: float32 partial results in
+ * independent lanes over short blocks, blocks merged in double (see "float32 fast paths").
  */
 #ifndef KCOMP_REDUCE_H
 #define KCOMP_REDUCE_H
@@ -124,6 +127,374 @@ template <class T> KC_INLINE bool better_max(T x, T best) {
 }
 template <class T> KC_INLINE bool better_min(T x, T best) {
   return !isnan_any(best) && (x < best || isnan_any(x));
+}
+
+
+/* ---- float32 fast paths ------------------------------------------------------------------
+ *
+ * Rows are read as rows of L consecutive floats, columns as tiles of adjacent columns; either
+ * way each lane keeps its own partial result in a plain loop over `j < L` that the compiler
+ * vectorises at any ISA (-march decides: 4 AVX-512, 8 AVX2 or 16 SSE registers), and lanes and
+ * blocks merge in a fixed order, so results do not depend on the thread count.
+ *
+ * Accuracy: sums accumulate in float32 within a block of at most SUM_BLOCK terms per lane, and
+ * blocks add up in double. Each element then goes through at most SUM_BLOCK float32 additions
+ * before reaching double, so the error is at most SUM_BLOCK * 2^-24 * sum|x| (about 1e-6 sum|x|)
+ * plus double rounding; the tests hold sums, means, variances and logsumexp to 2e-6 relative of
+ * float64 (tests/test_reductions.py). Variance: a block's mean and M2 by two passes over the
+ * block in float32 (exact formula, the block is in L1), blocks merged with Chan's update in
+ * double: one pass over memory, no cancellation. logsumexp and softmax: exp in float32
+ * (vmath.h, 1 ulp), online max over blocks (the running sum is rescaled when the max grows),
+ * sums as above. A row or column whose max is not finite (NaN, +inf, all -inf) is recomputed by
+ * the plain reference formula, which defines those cases.
+ */
+enum { L = 64, SUM_BLOCK = 16 };
+
+/* The block loops read a block twice (the second time from L1); while they do, no load goes to
+ * memory, so they ask for the next block's lines themselves (one L-float chunk = 4 lines). */
+KC_INLINE void prefetch_chunk(const float *x, int64_t i, int64_t n) {
+  if (i + L <= n)
+    for (int j = 0; j < L; j += 16) __builtin_prefetch(x + i + j);
+}
+/* the first block of x[0:n) (the generated row loops: the next row, while this one runs) */
+KC_INLINE void prefetch_block(const float *x, int64_t n) {
+  const int64_t e = n < (int64_t)L * SUM_BLOCK ? n : (int64_t)L * SUM_BLOCK;
+  for (int64_t j = 0; j < e; j += 16) __builtin_prefetch(x + j);
+}
+
+/* the L lanes of acc added pairwise in double (vectorised halving steps, not a serial chain) */
+KC_INLINE double lanes_sum(const float *KC_RESTRICT acc) {
+  double t[L / 2];
+  for (int j = 0; j < L / 2; ++j) t[j] = (double)acc[j] + (double)acc[j + L / 2];
+  for (int w = L / 4; w >= 1; w /= 2)
+    for (int j = 0; j < w; ++j) t[j] += t[j + w];
+  return t[0];
+}
+
+/* sum of x[0:n), in double */
+KC_INLINE double sum_f32(const float *KC_RESTRICT x, int64_t n) {
+  double tot[L];
+  for (int j = 0; j < L; ++j) tot[j] = 0;
+  int64_t i = 0;
+  while (i + L <= n) {
+    float acc[L];
+    for (int j = 0; j < L; ++j) acc[j] = 0;
+    const int64_t end = i + (int64_t)L * SUM_BLOCK < n ? i + (int64_t)L * SUM_BLOCK : n;
+    for (; i + L <= end; i += L)
+      for (int j = 0; j < L; ++j) acc[j] += x[i + j];
+    for (int j = 0; j < L; ++j) tot[j] += (double)acc[j];
+  }
+  double tail = 0;
+  for (; i < n; ++i) tail += (double)x[i];
+  for (int w = L / 2; w >= 1; w /= 2)  // pairwise over lanes
+    for (int j = 0; j < w; ++j) tot[j] += tot[j + w];
+  return tot[0] + tail;
+}
+
+/* max (MIN: min) of x[0:n); NaN when any element is NaN, as numpy */
+template <bool MIN> KC_INLINE float extreme_f32(const float *KC_RESTRICT x, int64_t n) {
+  float m[L];
+  int32_t nan[L];
+  for (int j = 0; j < L; ++j) {
+    m[j] = MIN ? __builtin_inff() : -__builtin_inff();
+    nan[j] = 0;
+  }
+  int64_t i = 0;
+  for (; i + L <= n; i += L)
+    for (int j = 0; j < L; ++j) {
+      const float v = x[i + j];
+      m[j] = (MIN ? v < m[j] : v > m[j]) ? v : m[j];
+      nan[j] |= v != v;
+    }
+  for (int w = L / 2; w >= 1; w /= 2)
+    for (int j = 0; j < w; ++j) {
+      m[j] = (MIN ? m[j + w] < m[j] : m[j + w] > m[j]) ? m[j + w] : m[j];
+      nan[j] |= nan[j + w];
+    }
+  float r = m[0];
+  int32_t any = nan[0];
+  for (; i < n; ++i) {
+    r = (MIN ? x[i] < r : x[i] > r) ? x[i] : r;
+    any |= x[i] != x[i];
+  }
+  return any ? __builtin_nanf("") : r;
+}
+
+/* count, mean and M2 of x[0:n). Per block: the mean from deviations from the block's first
+ * element (small numbers, so float32 loses little even when |mean| >> std), then M2 around the
+ * mean rounded to float, corrected for that rounding; blocks merge with Chan's update. */
+KC_INLINE Moments moments_f32(const float *KC_RESTRICT x, int64_t n) {
+  Moments tot = {0, 0, 0};
+  for (int64_t b = 0; b < n; b += (int64_t)L * SUM_BLOCK) {
+    const int64_t e = b + (int64_t)L * SUM_BLOCK < n ? b + (int64_t)L * SUM_BLOCK : n;
+    const int64_t full = b + (e - b) / L * L;
+    const float sh = x[b];
+    float acc[L];
+    for (int j = 0; j < L; ++j) acc[j] = 0;
+    for (int64_t i = b; i < full; i += L)
+      for (int j = 0; j < L; ++j) acc[j] += x[i + j] - sh;
+    double s = lanes_sum(acc);
+    for (int64_t i = full; i < e; ++i) s += (double)x[i] - (double)sh;
+    Moments blk;
+    blk.n = (double)(e - b);
+    blk.mean = (double)sh + s / blk.n;
+    const float mf = (float)blk.mean;
+    for (int j = 0; j < L; ++j) acc[j] = 0;
+    for (int64_t i = b; i < full; i += L) {
+      prefetch_chunk(x, i + (int64_t)L * SUM_BLOCK, n);
+      for (int j = 0; j < L; ++j) {
+        const float t = x[i + j] - mf;
+        acc[j] += t * t;
+      }
+    }
+    double m2 = lanes_sum(acc);
+    for (int64_t i = full; i < e; ++i) {
+      const double t = (double)x[i] - (double)mf;
+      m2 += t * t;
+    }
+    const double off = blk.mean - (double)mf; /* sum (x - mean)^2 = sum (x - mf)^2 - n off^2 */
+    blk.m2 = m2 - blk.n * off * off;
+    tot = merge_moments(tot, blk);
+  }
+  return tot;
+}
+
+/* logsumexp of x[0:n) by the reference formula (shift by the max unless it is not finite) */
+KC_INLINE double lse_plain_f32(const float *x, int64_t n, int64_t stride) {
+  float m = -__builtin_inff();
+  for (int64_t r = 0; r < n; ++r) m = Max<float, float>::step(m, x[r * stride]);
+  const float shift = lse_shift(m);
+  double s = 0;
+  for (int64_t r = 0; r < n; ++r) s += (double)vm::exp(x[r * stride] - shift);
+  return __builtin_log(s) + (double)shift;
+}
+
+/* logsumexp of x[0:n): online max over blocks that stay in L1 */
+KC_INLINE double lse_f32(const float *KC_RESTRICT x, int64_t n) {
+  float m = -__builtin_inff();
+  double s = 0;
+  for (int64_t b = 0; b < n; b += (int64_t)L * SUM_BLOCK) {
+    const int64_t len = n - b < (int64_t)L * SUM_BLOCK ? n - b : (int64_t)L * SUM_BLOCK;
+    const float bm = extreme_f32<false>(x + b, len);
+    if (!(bm < __builtin_inff())) return lse_plain_f32(x, n, 1); /* NaN or +inf */
+    if (bm == -__builtin_inff()) continue;                      /* adds exp(-inf) = 0 */
+    if (bm > m) {
+      s *= (double)vm::exp(m - bm);
+      m = bm;
+    }
+    const int64_t full = len / L * L;
+    float acc[L];
+    for (int j = 0; j < L; ++j) acc[j] = 0;
+    for (int64_t i = b; i < b + full; i += L) {
+      prefetch_chunk(x, i + (int64_t)L * SUM_BLOCK, n);
+      for (int j = 0; j < L; ++j) acc[j] += vm::exp_neg(x[i + j] - m);
+    }
+    s += lanes_sum(acc);
+    for (int64_t i = b + full; i < b + len; ++i) s += (double)vm::exp_neg(x[i] - m);
+  }
+  if (m == -__builtin_inff()) return lse_plain_f32(x, n, 1); /* all -inf (or empty) */
+  return __builtin_log(s) + (double)m;
+}
+
+/* y = softmax(x) over x[0:n): max, exp and sum (float32 lanes, blocks in double), scale */
+KC_INLINE void softmax_f32(const float *KC_RESTRICT x, float *KC_RESTRICT y, int64_t n) {
+  const float m = extreme_f32<false>(x, n);
+  if (!(m < __builtin_inff() && m > -__builtin_inff())) { /* NaN, +inf, all -inf: as defined */
+    double s = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      y[i] = vm::exp(x[i] - m);
+      s += (double)y[i];
+    }
+    for (int64_t i = 0; i < n; ++i) y[i] = (float)((double)y[i] * (1.0 / s));
+    return;
+  }
+  double s = 0;
+  int64_t i = 0;
+  while (i + L <= n) {
+    float acc[L];
+    for (int j = 0; j < L; ++j) acc[j] = 0;
+    const int64_t end = i + (int64_t)L * SUM_BLOCK < n ? i + (int64_t)L * SUM_BLOCK : n;
+    for (; i + L <= end; i += L)
+      for (int j = 0; j < L; ++j) {
+        const float e = vm::exp_neg(x[i + j] - m);
+        y[i + j] = e;
+        acc[j] += e;
+      }
+    s += lanes_sum(acc);
+  }
+  for (; i < n; ++i) {
+    y[i] = vm::exp_neg(x[i] - m);
+    s += (double)y[i];
+  }
+  const float inv = (float)(1.0 / s);
+  for (i = 0; i < n; ++i) y[i] *= inv;
+}
+
+/* Columns: x is (N, I) row-major; reduce over N for the w <= TILE columns at x[0:w). A task
+ * takes up to COL_TILE adjacent columns (long contiguous runs per row stream well), narrower
+ * when that would leave threads idle; partial results of COL_BLOCK rows stay in float32. */
+enum { COL_BLOCK = 16, COL_TILE = 1024 };
+
+/* Each row of a tile is a separate run of at most COL_TILE floats, too short for the hardware
+ * prefetchers to learn: the loops ask for the row PREFETCH_ROWS ahead themselves. */
+enum { PREFETCH_ROWS = 4 };
+KC_INLINE void prefetch_row(const float *x, int64_t r, int64_t N, int64_t I, int64_t w) {
+  if (r < N)
+    for (int64_t j = 0; j < w; j += 16) __builtin_prefetch(x + r * I + j);
+}
+
+KC_INLINE int64_t col_tile(int64_t O, int64_t I, int64_t threads) {
+  const int64_t parts = O >= threads ? 1 : (threads + O - 1) / (O > 0 ? O : 1);
+  int64_t tw = ((I + parts - 1) / parts + 15) / 16 * 16;
+  return tw < 16 ? 16 : tw > COL_TILE ? COL_TILE : tw;
+}
+
+/* out[j] = sum (MEAN: mean) over rows of column j */
+template <int TILE, bool MEAN>
+KC_INLINE void sum_cols_f32(const float *KC_RESTRICT x, int64_t N, int64_t I, int64_t w,
+                            float *KC_RESTRICT out) {
+  double tot[TILE];
+  float acc[TILE];
+  for (int64_t j = 0; j < w; ++j) tot[j] = 0;
+  for (int64_t r0 = 0; r0 < N; r0 += COL_BLOCK) {
+    const int64_t r1 = r0 + COL_BLOCK < N ? r0 + COL_BLOCK : N;
+    for (int64_t j = 0; j < w; ++j) acc[j] = 0;
+    for (int64_t r = r0; r < r1; ++r) {
+      prefetch_row(x, r + PREFETCH_ROWS, N, I, w);
+      for (int64_t j = 0; j < w; ++j) acc[j] += x[r * I + j];
+    }
+    for (int64_t j = 0; j < w; ++j) tot[j] += (double)acc[j];
+  }
+  for (int64_t j = 0; j < w; ++j) out[j] = (float)(MEAN ? tot[j] / (double)N : tot[j]);
+}
+
+template <int TILE, bool MIN>
+KC_INLINE void extreme_cols_f32(const float *KC_RESTRICT x, int64_t N, int64_t I, int64_t w,
+                                float *KC_RESTRICT out) {
+  float m[TILE];
+  int32_t nan[TILE];
+  for (int64_t j = 0; j < w; ++j) {
+    m[j] = MIN ? __builtin_inff() : -__builtin_inff();
+    nan[j] = 0;
+  }
+  for (int64_t r = 0; r < N; ++r) {
+    prefetch_row(x, r + PREFETCH_ROWS, N, I, w);
+    for (int64_t j = 0; j < w; ++j) {
+      const float v = x[r * I + j];
+      m[j] = (MIN ? v < m[j] : v > m[j]) ? v : m[j];
+      nan[j] |= v != v;
+    }
+  }
+  for (int64_t j = 0; j < w; ++j) out[j] = nan[j] ? __builtin_nanf("") : m[j];
+}
+
+/* The column kernels below walk a tile block by block (COL_BLOCK rows) and, within a block,
+ * strip by strip (L columns): a strip's running state is loaded into registers once per block
+ * (the strip functions are inlined with wl == L a constant), and the block's rows are re-read
+ * from L1. */
+
+/* column moments, one strip of one block: deviations from the block's first row, then M2
+ * around the float mean (corrected), merged into (mean, m2) with Chan's update */
+KC_INLINE void moments_strip(const float *KC_RESTRICT x, int64_t r0, int64_t r1, int64_t I,
+                             int64_t wl, double *KC_RESTRICT mean, double *KC_RESTRICT m2) {
+  float acc[L], mf[L];
+  const double na = (double)r0, nb = (double)(r1 - r0), n = (double)r1;
+  const float *KC_RESTRICT sh = x + r0 * I;
+  for (int64_t j = 0; j < wl; ++j) acc[j] = 0;
+  for (int64_t r = r0 + 1; r < r1; ++r)
+    for (int64_t j = 0; j < wl; ++j) acc[j] += x[r * I + j] - sh[j];
+  for (int64_t j = 0; j < wl; ++j) {
+    const double bmean = (double)sh[j] + (double)acc[j] / nb;
+    const double delta = bmean - mean[j];
+    mf[j] = (float)bmean;
+    const double off = bmean - (double)mf[j];
+    mean[j] += delta * (nb / n);
+    m2[j] += delta * delta * (na * nb / n) - nb * off * off;
+    acc[j] = 0;
+  }
+  for (int64_t r = r0; r < r1; ++r)
+    for (int64_t j = 0; j < wl; ++j) {
+      const float t = x[r * I + j] - mf[j];
+      acc[j] += t * t;
+    }
+  for (int64_t j = 0; j < wl; ++j) m2[j] += (double)acc[j];
+}
+
+template <int TILE>
+KC_INLINE void moments_cols_f32(const float *KC_RESTRICT x, int64_t N, int64_t I, int64_t w,
+                                bool root, float *KC_RESTRICT out) {
+  double mean[TILE], m2[TILE];
+  for (int64_t j = 0; j < w; ++j) mean[j] = m2[j] = 0;
+  for (int64_t r0 = 0; r0 < N; r0 += COL_BLOCK) {
+    const int64_t r1 = r0 + COL_BLOCK < N ? r0 + COL_BLOCK : N;
+    for (int64_t r = r0; r < r1; ++r) prefetch_row(x, r + COL_BLOCK, N, I, w); /* next block */
+    for (int64_t j0 = 0; j0 < w; j0 += L) {
+      if (w - j0 >= L)
+        moments_strip(x + j0, r0, r1, I, L, mean + j0, m2 + j0);
+      else
+        moments_strip(x + j0, r0, r1, I, w - j0, mean + j0, m2 + j0);
+    }
+  }
+  for (int64_t j = 0; j < w; ++j) {
+    const double v = m2[j] / (double)N;
+    out[j] = (float)(root ? __builtin_sqrt(v) : v);
+  }
+}
+
+/* column logsumexp, one strip of one block: the block's max, the running sums rescaled when
+ * the max grows (while everything is -inf the shift is 0), then the block's exponentials */
+KC_INLINE void lse_strip(const float *KC_RESTRICT x, int64_t r0, int64_t r1, int64_t I,
+                         int64_t wl, float *KC_RESTRICT m, double *KC_RESTRICT s,
+                         int32_t *KC_RESTRICT bad) {
+  float bm[L], acc[L];
+  int32_t bd[L];
+  for (int64_t j = 0; j < wl; ++j) {
+    bm[j] = m[j];
+    bd[j] = 0;
+  }
+  for (int64_t r = r0; r < r1; ++r)
+    for (int64_t j = 0; j < wl; ++j) {
+      const float v = x[r * I + j];
+      bm[j] = v > bm[j] ? v : bm[j];
+      bd[j] |= !(v < __builtin_inff()); /* NaN or +inf: recomputed at the end */
+    }
+  for (int64_t j = 0; j < wl; ++j) {
+    const float f = vm::exp(m[j] - bm[j]);
+    s[j] *= (double)(bm[j] == -__builtin_inff() ? 1.0f : f);
+    m[j] = bm[j];
+    bm[j] = bm[j] == -__builtin_inff() ? 0.0f : bm[j];
+    bad[j] |= bd[j];
+    acc[j] = 0;
+  }
+  for (int64_t r = r0; r < r1; ++r)
+    for (int64_t j = 0; j < wl; ++j) acc[j] += vm::exp_neg(x[r * I + j] - bm[j]);
+  for (int64_t j = 0; j < wl; ++j) s[j] += (double)acc[j];
+}
+
+template <int TILE>
+KC_INLINE void lse_cols_f32(const float *KC_RESTRICT x, int64_t N, int64_t I, int64_t w,
+                            float *KC_RESTRICT out) {
+  float m[TILE];
+  int32_t bad[TILE];
+  double s[TILE];
+  for (int64_t j = 0; j < w; ++j) {
+    m[j] = -__builtin_inff();
+    s[j] = 0;
+    bad[j] = 0;
+  }
+  for (int64_t r0 = 0; r0 < N; r0 += COL_BLOCK) {
+    const int64_t r1 = r0 + COL_BLOCK < N ? r0 + COL_BLOCK : N;
+    for (int64_t r = r0; r < r1; ++r) prefetch_row(x, r + COL_BLOCK, N, I, w); /* next block */
+    for (int64_t j0 = 0; j0 < w; j0 += L) {
+      if (w - j0 >= L)
+        lse_strip(x + j0, r0, r1, I, L, m + j0, s + j0, bad + j0);
+      else
+        lse_strip(x + j0, r0, r1, I, w - j0, m + j0, s + j0, bad + j0);
+    }
+  }
+  for (int64_t j = 0; j < w; ++j)
+    out[j] = (bad[j] || m[j] == -__builtin_inff()) ? (float)lse_plain_f32(x + j, N, I)
+                                                   : (float)(__builtin_log(s[j]) + (double)m[j]);
 }
 
 } /* namespace red */

@@ -106,6 +106,10 @@ KC_INLINE float log1p(float x) {
   const float small = u == 1.0f ? x : vm::log(u) * x / (u - 1.0f);
   return x > 1e30f ? vm::log(x) : small;
 }
+/* e^x for x <= 0 or NaN (the argument of sigmoid's exponential): float32 through the shorter
+ * exp_neg; NaN is passed on by the callers' selects */
+KC_INLINE float exp_nonpos(float x) { return vm::exp_neg(x); }
+KC_INLINE double exp_nonpos(double x) { return __builtin_exp(x); }
 KC_INLINE double exp(double x) { return __builtin_exp(x); }
 KC_INLINE double log(double x) { return __builtin_log(x); }
 KC_INLINE double tanh(double x) { return __builtin_tanh(x); }
@@ -130,10 +134,12 @@ KC_INLINE double log1p(double x) { return __builtin_log1p(x); }
   KC_INLINE T minimum(T a, T b) { return (a <= b || isnan_(a)) ? a : b; }                         \
   KC_INLINE T square(T x) { return x * x; }                                                       \
   KC_INLINE T div(T a, T b) { return a / b; }                                                     \
+  /* one exp of -|x| and one division, then a select: branch-free, so loops vectorise */      \
   KC_INLINE T sigmoid(T x) {                                                                      \
-    if (x >= 0) return (T)1 / ((T)1 + exp(-x));                                                   \
-    T e = exp(x);                                                                                 \
-    return e / ((T)1 + e);                                                                        \
+    const T e = exp_nonpos(-fabs(x));                                                             \
+    const T r = (T)1 / ((T)1 + e);                                                                \
+    const T y = x >= 0 ? r : e * r;                                                               \
+    return x != x ? x : y;                                                                        \
   }                                                                                               \
   KC_INLINE T hard_sigmoid(T x) {                                                                 \
     T y = (T)0.2 * x + (T)0.5;                                                                    \

@@ -6,8 +6,12 @@ joins its consumers' group when its shape is the group's iteration shape and eve
 in that group; when its consumers sit in several such groups that do not depend on each other,
 those groups merge first (sibling fusion: `e = exp(x); e + 1, e * 2` is one loop computing exp
 once). A producer of a smaller shape (a broadcast operand) stays a kernel of its own, computed
-once rather than per element. Every other node is a group by itself. Groups never form cycles:
-a merge is refused when any path between the parts leaves the group.
+once rather than per element. A matrix product (dot) read only by one elementwise group of its
+shape joins it: the group becomes the GEMM's fused epilogue. A slice read
+only by one elementwise group joins it: the loop
+reads the sliced elements straight from the slice's source (an RNN step's gate slices cost no
+copies). Every other node is a group by itself. Groups never form cycles: a merge is refused
+when any path between the parts leaves the group.
 """
 from __future__ import annotations
 
@@ -29,6 +33,11 @@ class Group:
     @property
     def fused(self) -> bool:
         return self.root.op.kind == "elementwise"
+
+    @property
+    def gemm(self):
+        """The matrix product whose epilogue this group is, or None."""
+        return next((m for m in self.members if m.op.name == "dot"), None)
 
 
 def fuse(graph: Graph, materialize: Set[int] = frozenset()) -> List[Group]:
@@ -70,7 +79,16 @@ def fuse(graph: Graph, materialize: Set[int] = frozenset()) -> List[Group]:
             continue
         target = None
         us = users[n.uid]
-        if n.op.kind == "elementwise" and us and all(u.uid in group_of for u in us):
+        if n.op.name == "slice" and us and n.uid not in materialize and \
+                (n.uid, 0) not in roots and \
+                all(u.uid in group_of and u.op.kind == "elementwise" for u in us):
+            gids = {group_of[u.uid] for u in us}
+            if len(gids) == 1 and members[min(gids)][0].op.kind == "elementwise":
+                target = min(gids)  # read through by the group's loop (see above)
+                if bits[target] & anc[n.uid]:
+                    target = None  # the slice's source depends on the group
+        elif n.op.kind == "elementwise" and us and all(u.uid in group_of for u in us) and \
+                not any(u.op.name == "slice" for u in us):  # a slice reads a buffer
             dims = n.outputs[0].type.dims
             gids = sorted({group_of[u.uid] for u in us})
             if all(elementwise_group(g, dims) for g in gids):
@@ -91,6 +109,27 @@ def fuse(graph: Graph, materialize: Set[int] = frozenset()) -> List[Group]:
         bits[target] |= 1 << pos[n.uid]
         ancestors[target] |= anc[n.uid]
         group_of[n.uid] = target
+
+    # a matrix product read only by one elementwise group of its output's shape becomes that
+    # group's first member: the group runs as the GEMM's epilogue (bias, activation, residual)
+    for gid in list(members):
+        if gid not in members or members[gid][0].op.kind != "elementwise":
+            continue
+        dims = members[gid][0].outputs[0].type.dims
+        for d in {t.node.uid: t.node for m in members[gid] for t in m.inputs}.values():
+            if d.op.name == "dot" and d.inputs[1].ndim == 2 and group_of.get(d.uid) == d.uid \
+                    and d.outputs[0].type.dims == dims and \
+                    d.outputs[0].type.dtype.name in ("float32", "float64") and \
+                    d.uid not in materialize and (d.uid, 0) not in roots and \
+                    all(group_of.get(u.uid) == gid and u.op.kind == "elementwise"
+                        for u in users[d.uid]) and \
+                    not (anc[d.uid] & bits[gid]):
+                members[gid].append(d)
+                bits[gid] |= bits.pop(d.uid)
+                ancestors[gid] |= ancestors.pop(d.uid)
+                del members[d.uid]
+                group_of[d.uid] = gid
+                break
 
     groups: Dict[int, Group] = {}
     for gid, ms in members.items():

@@ -53,9 +53,10 @@ class Dyn:
         self.extent, self.stride = extent, stride
 
 
-def broadcast_strides(op_dims, it_dims) -> List:
-    """Strides (elements) of a contiguous operand read over a broadcast iteration space."""
-    own = contiguous_strides(op_dims)
+def broadcast_strides(op_dims, it_dims, own=None) -> List:
+    """Strides (elements) of an operand read over a broadcast iteration space; `own`: the
+    operand's strides (default: contiguous)."""
+    own = contiguous_strides(op_dims) if own is None else own
     r, q = len(it_dims), len(op_dims)
     out = []
     for i in range(r):
@@ -67,6 +68,25 @@ def broadcast_strides(op_dims, it_dims) -> List:
         else:
             out.append(Dyn(op_dims[j], own[j]))
     return out
+
+
+def slice_map(L, node: Node) -> Tuple[S.Dim, List[S.Dim]]:
+    """(offset of the first element, strides per output axis) of a slice node's elements in its
+    contiguous source."""
+    x, out = node.inputs[0], node.outputs[0]
+    own = contiguous_strides(x.dims)
+    base: S.Dim = 0
+    strides = []
+    for a, ((start, stop, step), n) in enumerate(zip(node.attrs["specs"], x.dims)):
+        if isinstance(n, int):
+            first = range(n)[slice(start, stop, step)].start if out.dims[a] != 0 else 0
+        else:
+            first = L.dims.computed(Code(
+                f"kc::slice_start({L.dims.expr(n)}, {int_lit(start or 0)}, "
+                f"{int_lit(start is not None)}, {int_lit(step)})"))
+        base = S.add(base, S.mul(first, own[a]))
+        strides.append(S.mul(step, own[a]))
+    return base, strides
 
 
 def collapse(extents: List[S.Dim], stride_sets: List[List]) -> Tuple[List[S.Dim], List[List]]:
@@ -103,18 +123,22 @@ def index_expr(L, strides: List, var: str = "i", base: Optional[Code] = None) ->
     return join(" + ", terms) if terms else Code("0")
 
 
-def loop_ctx(L, extents: List[S.Dim]) -> dict:
-    """Launch parameters of a loop nest parallel over its first axis."""
+def loop_ctx(L, extents: List[S.Dim], cost: int = 1) -> dict:
+    """Launch parameters of a loop nest parallel over its first axis. cost: the work of one
+    element in copies' units (a loop of exponentials is worth threads at fewer elements)."""
     inner = S.mul(*extents[1:])
     n0 = L.dims.expr(extents[0])
     total = S.mul(*extents)
-    serial = isinstance(total, int) and total < PARALLEL_MIN
+    least = max(1, PARALLEL_MIN // max(cost, 1))  # elements per task
+    serial = isinstance(total, int) and total < least
     if serial:
         grain = n0
     elif isinstance(inner, int):
-        grain = int_lit(max(1, PARALLEL_MIN // max(inner, 1)))
-    else:
+        grain = int_lit(max(1, least // max(inner, 1)))
+    elif cost == 1:
         grain = Code(f"kc_grain({L.dims.expr(inner)})")
+    else:
+        grain = Code(f"(kc_grain({L.dims.expr(inner)}) + {int_lit(cost - 1)}) / {int_lit(cost)}")
     return {"rank": len(extents), "extents": [L.dims.expr(e) for e in extents], "n0": n0,
             "grain": grain, "serial": serial}
 

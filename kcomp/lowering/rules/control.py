@@ -55,6 +55,12 @@ def _loop(L, node: Node):
     body_kernels = L.lower_body(body, params, [s[3] for s in states] + out_windows)
 
     reads, writes = _buffers_of(body_kernels)
+    # matrix products whose B is the same at every step pack it once, before the loop
+    written = {b.slot for b in writes}
+    for k in body_kernels:
+        if k.template == "gemm" and k.ctx["native"]:
+            b = next(r for r in k.reads if r.slot == k.ctx["slot_b"])
+            k.ctx["prepack"] = b.kind != "window" and b.slot not in written
     reads += [L.ref(s).buf for s in seqs] + [s[0].buf for s in states]
     writes += [L.ref(t).buf for t in stacked] + [b.buf for s in states for b in s[:2]]
     ctx = {

@@ -1,4 +1,5 @@
-"""Elementwise groups: one fused loop nest per group (kcomp/ir/passes/fusion.py)."""
+"""Elementwise groups: one fused loop nest per group (kcomp/ir/passes/fusion.py); slices in a
+group are loads from the slice's source at the slice's offsets and strides."""
 from __future__ import annotations
 
 from typing import Dict, List, Tuple
@@ -9,16 +10,82 @@ from .. import scalar
 from ..names import Code
 from ..plan import Kernel, Ref
 from .common import (Pointers, broadcast_strides, collapse, contiguous_strides, index_expr, key,
-                     label_of, loop_ctx)
+                     label_of, loop_ctx, slice_map)
 
 
 def lower_elementwise(L, g: Group) -> None:
+    if g.gemm is not None:
+        lower_gemm_epilogue(L, g)
+        return
     it = list(g.root.outputs[0].type.dims)
     ptrs = Pointers()
+    loads, body, store_lines, extents = _loop_parts(L, g, it, ptrs)
+    ctx = loop_ctx(L, extents, cost=_cost(g))
+    ctx.update(ptrs=ptrs.decls, loads=loads, body=body, stores=store_lines)
+    L.add(Kernel(L.kernel_name(), "elementwise", ctx, label_of(g.members), ptrs.reads,
+                 ptrs.writes))
+
+
+# ops that cost tens of instructions per element (exp, a division, a polynomial)
+EXPENSIVE = {"exp", "log", "tanh", "sigmoid", "softplus", "softsign", "elu", "pow", "sin", "cos",
+             "sqrt", "truediv", "floordiv", "mod"}
+
+
+def _cost(g: Group) -> int:
+    """An element's work in copies' units: with exponentials, fewer elements fill a thread."""
+    return 1 + 8 * sum(m.op.name in EXPENSIVE for m in g.members)
+
+
+def lower_gemm_epilogue(L, g: Group) -> None:
+    """The group's dot as a GEMM whose epilogue computes the rest of the group on each finished
+    block of C: C's leading axes and the operands' must collapse to one, else the dot and the
+    loop are lowered apart."""
+    from .linalg import emit_dot
+    dot = g.gemm
+    rest = Group([m for m in g.members if m is not dot], g.stored)
+    out = dot.outputs[0]
+    it = list(out.dims)
+    ptrs = Pointers()
+    cval = Code("cv")
+    parts = _loop_parts(L, rest, it, ptrs, given={key(out): cval}, rows=True)
+    if parts is None:
+        L.storage[key(out)] = L.scratch_for(out)
+        emit_dot(L, dot)
+        lower_elementwise(L, rest)
+        return
+    loads, body, store_lines, _ = parts
+    # C: the group's output when it is the only value stored and has C's type (in place)
+    if len(g.stored) == 1 and g.stored[0].type == out.type:
+        c_ref = L.ref(g.stored[0])
+    else:
+        c_ref = L.scratch_for(out)
+    cp = ptrs.get(c_ref.buf, write=True)
+    n = L.dims.expr(out.dims[-1])
+    loads.insert(0, Code(f"const {out.type.dtype.compute} {cval} = "
+                         f"({out.type.dtype.compute}){cp}[i0 * {n} + i1];"))
+    L.storage[key(out)] = c_ref
+    epi = {"ptrs": ptrs.decls, "loads": loads, "body": body, "stores": store_lines}
+    emit_dot(L, dot, epi=epi, label=label_of(g.members), reads=ptrs.reads, writes=ptrs.writes)
+
+
+def _loop_parts(L, g: Group, it, ptrs: Pointers, given=None, rows=False):
+    """Loads, body, stores and loop extents of group g over iteration space `it`. given: values
+    already in variables. rows: the space is seen as (rows, last axis), loop variables i0 and i1
+    (None when the operands' leading axes do not collapse to one)."""
     members = {m.uid for m in g.members}
-    values: Dict[tuple, Code] = {}
-    operands: List[Tuple[Code, Ref, Tensor]] = []
+    values: Dict[tuple, Code] = dict(given or {})
+    # operands: (name, buffer, dtype, strides over `it`, base offset)
+    operands: List[Tuple[Code, object, object, list, object]] = []
+    body = []
     for m in g.members:
+        if m.op.name == "slice":  # read through: load the sliced elements from the source
+            src, out = L.ref(m.inputs[0]), m.outputs[0]
+            base, strides = slice_map(L, m)
+            name = Code(f"x{len(operands)}")
+            operands.append((name, src.buf, out.type.dtype,
+                             broadcast_strides(out.dims, it, strides), base))
+            values[key(out)] = name
+            continue
         for t in m.inputs:
             k = key(t)
             if t.node.uid in members or k in values:
@@ -28,34 +95,37 @@ def lower_elementwise(L, g: Group) -> None:
                 continue
             ref = L.ref(t)
             name = Code(f"x{len(operands)}")
-            operands.append((name, ref, t))
+            operands.append((name, ref.buf, t.type.dtype, broadcast_strides(ref.dims, it), 0))
             values[k] = name
-    body = []
     for i, m in enumerate(g.members):
+        if m.op.name == "slice":
+            continue
         out = m.outputs[0]
         args = [values[key(t)] for t in m.inputs]
         e = scalar.expression(m.op.name, args, m.attrs, m.inputs[-1].type.dtype, out.type.dtype)
         name = Code(f"v{i}")
         body.append(Code(f"const {out.type.dtype.compute} {name} = {e};"))
         values[key(out)] = name
-    stores = [(L.ref(t), t) for t in g.stored]
+    stores = [(L.ref(t), t) for t in g.stored] + \
+        [(r, t) for t in g.stored for r in L.also_store.get(key(t), [])]
 
-    stride_sets = [broadcast_strides(ref.dims, it) for _, ref, _ in operands] + \
-        [contiguous_strides(it) for _ in stores]
-    extents, stride_sets = collapse(it, stride_sets)
+    stride_sets = [op[3] for op in operands] + [contiguous_strides(it) for _ in stores]
+    if rows:
+        lead, lead_sets = collapse(it[:-1], [s[:-1] for s in stride_sets])
+        if len(lead) != 1:
+            return None
+        extents = [lead[0], it[-1]]
+        stride_sets = [ls + [s[-1]] for ls, s in zip(lead_sets, stride_sets)]
+    else:
+        extents, stride_sets = collapse(it, stride_sets)
     loads = []
-    for (name, ref, t), strides in zip(operands, stride_sets):
-        p = ptrs.get(ref.buf)
-        loads.append(Code(f"const {t.type.dtype.compute} {name} = "
-                          f"({t.type.dtype.compute}){p}[{index_expr(L, strides)}];"))
+    for (name, buf, dtype, _, base), strides in zip(operands, stride_sets):
+        p = ptrs.get(buf)
+        loads.append(Code(f"const {dtype.compute} {name} = "
+                          f"({dtype.compute}){p}[{index_expr(L, strides, base=L.dims.expr(base) if base != 0 else None)}];"))
     store_lines = []
     for (ref, t), strides in zip(stores, stride_sets[len(operands):]):
         p = ptrs.get(ref.buf, write=True)
         store_lines.append(Code(f"{p}[{index_expr(L, strides)}] = "
                                 f"({ref.buf.dtype.ctype}){values[key(t)]};"))
-    ctx = loop_ctx(L, extents)
-    ctx.update(ptrs=ptrs.decls, loads=loads, body=body, stores=store_lines)
-    L.add(Kernel(L.kernel_name(), "elementwise", ctx, label_of(g.members), ptrs.reads,
-                 ptrs.writes))
-
-
+    return loads, body, store_lines, extents

@@ -25,7 +25,10 @@ def _materialize_moved(L, x: Tensor, src_axis: int, dst_axis: int) -> Tuple[Ref,
 
 
 def emit_gemm(L, node: Node, a: Ref, b: Ref, c: Ref, *, trans_a, trans_b, m, n, k, batch, lda,
-              ldb, ldc, stride_a, stride_b, stride_c) -> None:
+              ldb, ldc, stride_a, stride_b, stride_c, epi=None, label=None, reads=(),
+              writes=()) -> None:
+    """One GEMM kernel; epi: a fused epilogue's pointers, loads, body and stores over C's
+    (row i0, column i1), with the extra buffers it reads and writes."""
     e = L.dims.expr
     dt = node.outputs[0].type.dtype
     ctx = {"dtype_code": int_lit(dt.code), "native": dt.name in ("float32", "float64"),
@@ -37,12 +40,18 @@ def emit_gemm(L, node: Node, a: Ref, b: Ref, c: Ref, *, trans_a, trans_b, m, n, 
     ptrs = Pointers()
     ctx.update(pa=ptrs.get(a.buf), pb=ptrs.get(b.buf), pc=ptrs.get(c.buf, write=True),
                ptrs=ptrs.decls, slot_a=a.buf.slot, slot_b=b.buf.slot, slot_c=c.buf.slot,
-               what=Code(node.op.name))
-    L.add(Kernel(L.kernel_name(), "gemm", ctx, label_of([node]), ptrs.reads, ptrs.writes))
+               what=Code(node.op.name), prepack=False, epi=epi)
+    rs = ptrs.reads + [r for r in reads if r not in ptrs.reads]
+    ws = ptrs.writes + [w for w in writes if w not in ptrs.writes]
+    L.add(Kernel(L.kernel_name(), "gemm", ctx, label or label_of([node]), rs, ws))
 
 
 @rule("dot")
 def _dot(L, node: Node):
+    emit_dot(L, node)
+
+
+def emit_dot(L, node: Node, **epilogue):
     x, y = node.inputs
     out = node.outputs[0]
     A, B, C = L.ref(x), L.ref(y), L.ref(out)
@@ -50,7 +59,7 @@ def _dot(L, node: Node):
     if y.ndim == 1:
         m = S.mul(*x.dims[:-1])
         emit_gemm(L, node, A, B, C, trans_a=False, trans_b=False, m=m, n=1, k=kdim, batch=1,
-                  lda=kdim, ldb=1, ldc=1, stride_a=0, stride_b=0, stride_c=0)
+                  lda=kdim, ldb=1, ldc=1, stride_a=0, stride_b=0, stride_c=0, **epilogue)
         return
     nb = S.mul(*y.dims[:-2])            # y's batch: every leading dim of y
     n = y.dims[-1]
@@ -59,7 +68,7 @@ def _dot(L, node: Node):
     # column block b of each output row (ldc = nb * n)
     emit_gemm(L, node, A, B, C, trans_a=False, trans_b=False, m=m, n=n, k=kdim, batch=nb,
               lda=kdim, ldb=n, ldc=S.mul(nb, n), stride_a=0, stride_b=S.mul(kdim, n),
-              stride_c=n)
+              stride_c=n, **epilogue)
 
 
 @rule("batch_dot")

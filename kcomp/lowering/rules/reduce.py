@@ -62,6 +62,8 @@ def _reduce(L, node: Node):
         "red": red, "T": Code(T.compute), "S": Code(T.ctype), "TO": Code(TO.compute),
         "SO": Code(TO.ctype), "O": L.dims.expr(O), "N": L.dims.expr(N), "I": L.dims.expr(I),
         "rows": I == 1, "tile": TILE,
+        # float32 in and out: the vectorised paths of reduce.h
+        "f32": T.name == "float32" and TO.name == "float32" and name not in ("argmax", "argmin"),
         # splitting rows into blocks pays off only when there are fewer rows than threads
         "may_split": not (isinstance(O, int) and O >= 8),
         "empty_error": name in ("max", "min", "argmax", "argmin"),
@@ -102,7 +104,8 @@ def _softmax(L, node: Node):
     T = x.type.dtype
     ctx = {"ptrs": ptrs.decls, "x": ptrs.get(L.ref(x).buf), "y": ptrs.get(L.ref(out).buf, True),
            "T": Code(T.compute), "S": Code(T.ctype), "O": L.dims.expr(O),
-           "N": L.dims.expr(N), "I": L.dims.expr(I), "tile": TILE, "rows": I == 1}
+           "N": L.dims.expr(N), "I": L.dims.expr(I), "tile": TILE, "rows": I == 1,
+           "f32": T.name == "float32"}
     L.add(Kernel(L.kernel_name(), "softmax", ctx, label_of([node]), ptrs.reads, ptrs.writes))
 
 

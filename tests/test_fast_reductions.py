@@ -1,0 +1,117 @@
+"""The vectorised float32 reduction paths (reduce.h "float32 fast paths"): rows, columns and
+middle axes at sizes around the lane width (64), the float32 block (16 lanes deep) and the
+column block (16 rows), with NaN, infinities and all -inf rows, at every -march level the
+generated code may be built for (KCOMP_MARCH: SSE2 without FMA, AVX2 with FMA, native)."""
+import numpy as np
+import pytest
+
+import kcomp.backend as K
+from util import assert_numpy, assert_same, run
+
+# (shape, axis): rows of 1..3000 elements (tails, one and several blocks), columns below and
+# above the column block with a ragged tile, a middle axis
+CASES = [((3, 1), -1), ((3, 63), -1), ((3, 64), -1), ((3, 65), -1), ((2, 1023), -1),
+         ((2, 1025), -1), ((4, 3000), -1), ((5, 300), 0), ((40, 300), 0), ((1, 7), 0),
+         ((3, 37, 70), 1), ((2, 17, 5), 1)]
+
+OPS = {"sum": (K.sum, np.sum), "mean": (K.mean, np.mean), "max": (K.max, np.max),
+       "min": (K.min, np.min), "var": (K.var, np.var), "std": (K.std, np.std),
+       "logsumexp": (K.logsumexp, None)}
+
+
+def _lse(a, axis):
+    m = a.max(axis=axis, keepdims=True)
+    return np.squeeze(np.log(np.exp(a - m).sum(axis=axis, keepdims=True)) + m, axis)
+
+
+def _softmax(a, axis):
+    e = np.exp(a - a.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+@pytest.mark.parametrize("march", ["native", "x86-64-v3", "x86-64"])
+def test_float32_reductions_every_path(march, monkeypatch):
+    import platform
+    if march != "native" and platform.machine() != "x86_64":
+        pytest.skip("x86-64 -march levels")
+    monkeypatch.setenv("KCOMP_MARCH", march)
+    rng = np.random.default_rng(40)
+    pairs, outs, checks = [], [], []
+    for shape, axis in CASES:
+        x = K.placeholder(shape)
+        # an offset mean: variance must not cancel
+        a = (rng.standard_normal(shape) * 2 + (100 if shape[-1] > 64 else 0)).astype(np.float32)
+        pairs.append((x, a))
+        d = a.astype(np.float64)
+        for name, (fn, ref) in OPS.items():
+            outs.append(fn(x, axis=axis))
+            want = _lse(d, axis) if name == "logsumexp" else ref(d, axis=axis)
+            checks.append((f"{name} {shape} axis={axis}", want))
+        outs.append(K.softmax(x, axis=axis))
+        checks.append((f"softmax {shape} axis={axis}", _softmax(d, axis)))
+    got, want, _ = run(pairs, outs)
+    for g, w, (what, expected) in zip(got, want, checks):
+        assert_same(g, w, what)
+        assert_numpy(g, expected, np.float32, what, rtol=2e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("march", ["native", "x86-64"])
+def test_float32_reductions_special_values(march, monkeypatch):
+    """NaN, +inf and -inf in rows and columns, in the first and in a later block: results as the
+    reference formulas define them (NaN wins max/min; logsumexp all -inf is -inf, +inf is +inf;
+    softmax of -inf entries is exactly 0)."""
+    monkeypatch.setenv("KCOMP_MARCH", march)
+    rng = np.random.default_rng(41)
+    n = 2100  # three float32 blocks of 1024
+    a = rng.standard_normal((6, n)).astype(np.float32)
+    a[0, 1500] = np.nan              # NaN in a later block
+    a[1, 3] = np.inf                 # +inf in the first block
+    a[2, :] = -np.inf                # all -inf
+    a[3, :1100] = -np.inf            # first block all -inf, then finite values
+    a[4, ::7] = -np.inf              # masked entries: softmax gives exact zeros
+    a[5, 2000] = 80.0                # the max grows in the last block: rescaled sums
+    x = K.placeholder((None, n))
+    xt = K.placeholder((n, None))    # the same data as columns
+    outs = [K.max(x, 1), K.min(x, 1), K.sum(x, 1), K.logsumexp(x, 1), K.softmax(x, -1),
+            K.var(x, 1), K.max(xt, 0), K.min(xt, 0), K.logsumexp(xt, 0), K.var(xt, 0),
+            K.mean(xt, 0)]
+    with np.errstate(invalid="ignore", over="ignore"):
+        got, want, _ = run([(x, a), (xt, np.ascontiguousarray(a.T))], outs)
+        d = a.astype(np.float64)
+        for g, w in zip(got, want):
+            assert_same(g, w)
+        np.testing.assert_array_equal(got[0], np.max(a, 1))
+        np.testing.assert_array_equal(got[1], np.min(a, 1))
+        np.testing.assert_array_equal(got[6], np.max(a, 1))
+        np.testing.assert_array_equal(got[7], np.min(a, 1))
+        for lse in (got[3], got[8]):
+            assert np.isnan(lse[0]) and lse[1] == np.inf and lse[2] == -np.inf
+            np.testing.assert_allclose(lse[3:], _lse(d[3:], 1), rtol=2e-6)
+        sm = got[4]
+        assert np.all(sm[4, ::7] == 0)
+        np.testing.assert_allclose(sm[3:], _softmax(d[3:], -1), rtol=2e-6, atol=1e-7)
+        assert np.isnan(sm[0]).all() and np.isnan(sm[2]).all()
+        for var in (got[5], got[9]):
+            np.testing.assert_allclose(var[3:], np.var(d[3:], 1), rtol=2e-6)
+
+
+def test_float32_sums_split_across_threads_are_deterministic():
+    """A few long rows are split into blocks; the result must not depend on the thread count
+    (the blocks merge in a fixed order)."""
+    import os
+    import subprocess
+    import sys
+    script = (
+        "import numpy as np, kcomp.backend as K\n"
+        "a = np.random.default_rng(3).standard_normal((2, 300001)).astype(np.float32)\n"
+        "x = K.placeholder((None, 300001))\n"
+        "f = K.function([x], [K.sum(x, 1), K.var(x, 1), K.max(x, 1)])\n"
+        "print(*[v.tobytes().hex() for v in f([a])])\n")
+    outs = []
+    for threads in ("1", "2", "3"):
+        env = dict(os.environ, KCOMP_NUM_THREADS=threads)
+        p = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                           text=True)
+        assert p.returncode == 0, p.stderr
+        outs.append(p.stdout)
+    assert outs[0] == outs[1] == outs[2]

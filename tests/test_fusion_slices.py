@@ -1,0 +1,60 @@
+"""Slices read by one elementwise group are loads inside its loop (no copy kernel): static and
+run-time extents, negative steps, broadcast against the group's shape; slices that are outputs,
+are sliced again or are read through views stay copies; a slice of a value the group itself
+feeds."""
+import numpy as np
+
+import kcomp.backend as K
+from util import assert_same, run
+
+
+def test_slices_fused_into_elementwise_loops():
+    rng = np.random.default_rng(7)
+    x = K.placeholder((None, 12, 10))
+    a = rng.standard_normal((3, 12, 10)).astype(np.float32)
+    y = K.placeholder((12,))
+    b = rng.standard_normal(12).astype(np.float32)
+    s1 = x[:, 2:8, ::3]                       # static offsets and a stride
+    s2 = x[:, ::-2, 1:5]                      # negative step
+    s3 = x[1, :, -1]                          # indexed axes
+    s4 = y[2:8]                               # broadcast against (3, 6, 4)
+    outs = [K.sigmoid(s1) * 2.0 + 1.0,
+            K.exp(s2[:, :3]) - s2[:, 3:],
+            K.tanh(s3) + s3 * s3,
+            K.expand_dims(K.expand_dims(s4, 0), -1) * x[:, 3:9, :4],
+            s1 + 1.0, s1]                     # s1 also an output: kept as its own kernel
+    got, want, f = run([(x, a), (y, b)], outs)
+    for g, w in zip(got, want):
+        assert_same(g, w)
+    np.testing.assert_allclose(got[0], 1 / (1 + np.exp(-a[:, 2:8, ::3])) * 2 + 1, rtol=1e-5)
+    np.testing.assert_allclose(got[3], b[2:8][None, :, None] * a[:, 3:9, :4], rtol=1e-6)
+    plan = f.explain().split("-- kernel plan --")[1]
+    copies = [ln for ln in plan.splitlines() if "] slice ->" in ln]
+    # kept as copies: s1 (an output), s2 (sliced again), s3 and s4 (read through views);
+    # s2's two slices and x[:, 3:9, :4] are loads of their groups
+    assert len(copies) == 4, plan
+    assert sum(ln.count("slice") for ln in plan.splitlines() if "slice+" in ln) == 3, plan
+
+
+def test_slice_of_a_value_computed_from_the_group():
+    x = K.placeholder((4, 8))
+    a = np.arange(32, dtype=np.float32).reshape(4, 8) / 10
+    e = K.exp(x)
+    y = K.dot(e, K.constant(np.eye(8, dtype=np.float32)))   # depends on the group
+    out = e * 2.0 + y[:, ::-1]
+    got, want, _ = run([(x, a)], [out])
+    assert_same(got[0], want[0])
+    np.testing.assert_allclose(got[0], np.exp(a) * 2 + np.exp(a)[:, ::-1], rtol=1e-5)
+
+
+def test_a_value_output_twice_is_stored_twice_by_its_loop():
+    """An output that is also another output (an RNN step's h: state and step output) is one
+    more store of the loop that computes it, not a copy kernel."""
+    x = K.placeholder((3, 5))
+    a = np.arange(15, dtype=np.float32).reshape(3, 5)
+    y = K.tanh(x) * 2.0
+    got, want, f = run([(x, a)], [y, y, y + 1.0])
+    for g, w in zip(got, want):
+        assert_same(g, w)
+    np.testing.assert_allclose(got[1], np.tanh(a) * 2, rtol=1e-6)
+    assert "output copy" not in f.explain()
