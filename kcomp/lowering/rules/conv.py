@@ -1,9 +1,13 @@
-"""Convolution and pooling kernels (templates conv.j2, conv_window.j2, conv_transpose.j2).
+"""Convolution and pooling kernels (templates conv_direct.j2, conv.j2, conv_window.j2,
+conv_transpose.j2) and the kernels of their gradients (conv_filter_grad.j2, conv_window_grad.j2).
 
-- conv: im2col tiles + the tuned GEMM, one scratch tile per thread; a 1x1 stride-1 convolution
-  is a GEMM on the input as it lies.
+- conv: channels_last, a direct kernel (implicit GEMM, kcomp/conv.h) over the input as it lies
+  with the kernel packed once per call; channels_first, im2col tiles + the tuned GEMM, one
+  scratch tile per thread; a 1x1 stride-1 convolution is a GEMM on the input as it lies.
+- conv_filter_grad: im2col tiles + the GEMM, summed in fixed-order chunks.
 - depthwise_conv and pool: direct sliding-window loops, vectorized over channels
-  (channels_last) or output columns (channels_first).
+  (channels_last) or output columns (channels_first); their gradients likewise, a task owning
+  the elements it writes.
 - conv_transpose: a GEMM of the input with the kernel gives every tap's contribution; a gather
   (col2im) sums them into each output element, so no two threads write one element.
 - local_conv: an index-mapping copy gathers the patches, one batched GEMM applies each
@@ -90,6 +94,9 @@ def _conv(L, node: Node):
     L.include("kcomp/conv.h")
     cf = node.attrs["data_format"] == "channels_first"
     K = C * int(S.mul(*g.ks))
+    if not cf and O > 0:
+        _direct(L, node, g, C, O, K)
+        return
     nt = _tile(K, P, out.type.dtype.itemsize, cf)
     slots = _threads(L)
     col = L.buffer(out.type.dtype, (slots, nt * K), "scratch")
@@ -101,6 +108,26 @@ def _conv(L, node: Node):
     ins = [L.ref(x).buf, L.ref(w).buf]
     L.add(Kernel(L.kernel_name(), "conv", ctx, label_of([node]), ins + [col],
                  [L.ref(out).buf, col]))
+
+
+def _direct(L, node: Node, g: Geometry, C: int, O: int, K: int):
+    """channels_last: the direct kernel of conv_direct.j2 (kcomp/conv.h)."""
+    x, w = node.inputs
+    out = node.outputs[0]
+    dt = out.type.dtype
+    ctx = _common(L, node, g)
+    # packed kernel: at most 2 * O + 32 channels per row once padded to whole panels of any
+    # vector width; edge buffer: the columns of a tile of at most 12 pixels, per kernel row
+    wp = L.buffer(dt, (K * (2 * O + 32),), "scratch")
+    gw = 11 * ctx["SW"] + (ctx["KW"] - 1) * ctx["DLW"] + 1
+    slots = _threads(L)
+    buf = L.buffer(dt, (slots, ctx["KD"] * ctx["KH"] * gw * C), "scratch")
+    ctx.update(C=C, O=O, K=K, rows=L.dims.expr(S.mul(g.batch, *g.outs[:-1])),
+               slots=L.dims.expr(slots), x=L.ref(x).buf.slot, w=L.ref(w).buf.slot,
+               y=L.ref(out).buf.slot, wp=wp.slot, buf=buf.slot)
+    ins = [L.ref(x).buf, L.ref(w).buf]
+    L.add(Kernel(L.kernel_name(), "conv_direct", ctx, label_of([node]), ins + [wp, buf],
+                 [L.ref(out).buf, wp, buf]))
 
 
 def _pointwise(L, node: Node, g: Geometry, C, O, P):
