@@ -180,6 +180,8 @@ OPS = [  # n, data_format, spatial, C, taps, O, strides, padding, dilation
     (2, "channels_first", (5, 4), 3, (3, 3), 2, (2, 2), "same", (1, 1)),
     (2, "channels_first", (7, 6), 2, (2, 3), 3, (1, 2), "valid", (2, 1)),
     (2, "channels_last", (6, 7), 1, (4, 2), 5, (3, 1), "same", (1, 2)),
+    (2, "channels_last", (3, 4), 13, (2, 3), 70, (1, 1), "same", (1, 1)),   # several panels
+    (1, "channels_last", (40,), 2, (3,), 17, (1,), "causal", (3,)),           # blocks of a row
     (3, "channels_last", (3, 4, 3), 2, (2, 2, 3), 2, (1, 2, 2), "same", (1, 1, 1)),
     (3, "channels_first", (4, 3, 3), 2, (2, 1, 2), 3, (2, 1, 1), "valid", (1, 1, 2)),
 ]

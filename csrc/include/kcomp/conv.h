@@ -179,6 +179,64 @@ KC_INLINE void direct_pack(const T *KC_RESTRICT w, T *KC_RESTRICT wp, int64_t K,
       }
 }
 
+/* The kernel gradient's tile (conv_filter_direct.j2): part[i * O + j] += sum over the runs of
+ * the pixels p of a run of a[p * LDA + i] (the input element of kernel row i) times g[p * O + j],
+ * for i < MR kernel rows and j < nr output channels of a panel. */
+struct Run {
+  int64_t a, g, n;  // input offset, gradient offset (of the run's first pixel), pixels
+};
+
+template <class T, int NRV, int MR, int64_t LDA, int64_t O>
+KC_CONV_FMA void filter_tile(const T *KC_RESTRICT a, const T *KC_RESTRICT g,
+                             const Run *KC_RESTRICT run, int64_t nrun, T *KC_RESTRICT part,
+                             int nr) {
+  KC_CONV_CONTRACT
+  constexpr int V = KC_CONV_VBYTES / (int)sizeof(T), NR = NRV * V;
+  typedef T vec __attribute__((vector_size(KC_CONV_VBYTES), aligned(sizeof(T))));
+  vec acc[MR][NRV];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int j = 0; j < NRV; ++j) acc[i][j] = vec{};
+  for (int64_t r = 0; r < nrun; ++r) {
+    const T *KC_RESTRICT ar = a + run[r].a;
+    const T *KC_RESTRICT gr = g + run[r].g;
+    const int64_t n = run[r].n;
+    for (int64_t p = 0; p < n; ++p) {
+      vec b[NRV];
+#pragma GCC unroll 4
+      for (int j = 0; j < NRV; ++j) b[j] = *(const vec *)(gr + p * O + j * V);
+#pragma GCC unroll 16
+      for (int i = 0; i < MR; ++i) {
+        const T av = ar[p * LDA + i];
+#pragma GCC unroll 4
+        for (int j = 0; j < NRV; ++j) acc[i][j] += av * b[j];
+      }
+    }
+  }
+  for (int i = 0; i < MR; ++i) {
+    if (nr == NR) {
+#pragma GCC unroll 4
+      for (int j = 0; j < NRV; ++j) *(vec *)(part + i * O + j * V) += acc[i][j];
+    } else {
+      T row[NR];
+      for (int j = 0; j < NRV; ++j) *(vec *)(row + j * V) = acc[i][j];
+      for (int j = 0; j < nr; ++j) part[i * O + j] += row[j];
+    }
+  }
+}
+
+/* filter_tile for mr (1..MR) kernel rows */
+template <class T, int NRV, int MR, int64_t LDA, int64_t O>
+KC_INLINE void filter_tiles(int mr, const T *a, const T *g, const Run *run, int64_t nrun, T *part,
+                            int nr) {
+  if (mr == MR) {
+    filter_tile<T, NRV, MR, LDA, O>(a, g, run, nrun, part, nr);
+  } else if constexpr (MR > 1) {
+    filter_tiles<T, NRV, MR - 1, LDA, O>(mr, a, g, run, nrun, part, nr);
+  }
+}
+
 }  // namespace conv
 }  // namespace kc
 

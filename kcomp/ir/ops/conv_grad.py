@@ -2,7 +2,7 @@
 themselves are beside the forward ops in conv.py):
 
 - conv_filter_grad(x, g): the kernel gradient of conv: dw[tap, c, o] = sum over batch and
-  outputs of x's window element at tap (channel c) times g (channel o); im2col + GEMM;
+  outputs of x's window element at tap (channel c) times g (channel o);
 - depthwise_input_grad(g, w) and depthwise_filter_grad(x, g): both gradients of depthwise_conv;
 - pool_grad(x, g): max pooling routes each output's gradient to the first maximum of its window
   (in window order, the first NaN if there is one), as TensorFlow does; average pooling spreads
@@ -97,7 +97,7 @@ def _filter_ref(values, attrs, out_types):
 register("conv_filter_grad", "other", _filter_infer, _filter_ref,
          doc="attrs: kernel_dims, strides, dilation, padding, data_format. The gradient of conv "
              "with respect to its (k..., C, O) kernel, given its input x and the gradient g of "
-             "its output: im2col tiles + GEMM, summed over tiles in a fixed order")
+             "its output, summed in a fixed order")
 
 
 # ---- depthwise_conv gradients ---------------------------------------------------------------------

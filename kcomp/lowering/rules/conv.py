@@ -1,10 +1,13 @@
 """Convolution and pooling kernels (templates conv_direct.j2, conv.j2, conv_window.j2,
-conv_transpose.j2) and the kernels of their gradients (conv_filter_grad.j2, conv_window_grad.j2).
+conv_transpose.j2) and the kernels of their gradients (conv_filter_direct.j2,
+conv_filter_grad.j2, conv_window_grad.j2).
 
 - conv: channels_last, a direct kernel (implicit GEMM, kcomp/conv.h) over the input as it lies
   with the kernel packed once per call; channels_first, im2col tiles + the tuned GEMM, one
   scratch tile per thread; a 1x1 stride-1 convolution is a GEMM on the input as it lies.
-- conv_filter_grad: im2col tiles + the GEMM, summed in fixed-order chunks.
+- conv_filter_grad: channels_last, direct (sums in registers over the pixels of runs of output
+  rows); channels_first, im2col tiles + the GEMM; either way in partial sums of a fixed
+  number of chunks, added in order.
 - depthwise_conv and pool: direct sliding-window loops, vectorized over channels
   (channels_last) or output columns (channels_first); their gradients likewise, a task owning
   the elements it writes.
@@ -156,11 +159,20 @@ def _conv_filter_grad(L, node: Node):
     cf = node.attrs["data_format"] == "channels_first"
     K = C * int(S.mul(*g.ks))
     dt = out.type.dtype
-    nt = _tile(K, P, dt.itemsize, cf)
-    # chunks of tiles with a partial sum each: a fixed count, so that the order of the sum
+    # chunks of the work with a partial sum each: a fixed count, so that the order of the sum
     # does not depend on the threads
     chunks = max(1, min(CHUNKS, PARTIAL_BYTES // max(K * O * dt.itemsize, 1)))
     slots = _threads(L)
+    if not cf and O > 0:   # channels_last: direct
+        part = L.buffer(dt, (chunks, K * O), "scratch")
+        ctx = _common(L, node, g)
+        ctx.update(C=C, O=O, K=K, G=chunks, rows=L.dims.expr(S.mul(g.batch, *g.outs[:-1])),
+                   slots=L.dims.expr(slots), x=L.ref(x).buf.slot, g=L.ref(gy).buf.slot,
+                   y=L.ref(out).buf.slot, part=part.slot)
+        L.add(Kernel(L.kernel_name(), "conv_filter_direct", ctx, label_of([node]),
+                     [L.ref(x).buf, L.ref(gy).buf, part], [L.ref(out).buf, part]))
+        return
+    nt = _tile(K, P, dt.itemsize, cf)
     col = L.buffer(dt, (slots, nt * K), "scratch")
     tmp = L.buffer(dt, (slots, K * O), "scratch")
     part = L.buffer(dt, (chunks, K * O), "scratch")
