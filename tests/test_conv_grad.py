@@ -33,6 +33,8 @@ def test_conv_gradients():
         (K.conv2d, (2, 4, 5, 3), (3, 3, 3, 2), dict(padding="same")),             # flipped conv
         (K.conv2d, (1, 2, 5, 4), (3, 2, 2, 3), dict(strides=(2, 2), padding="same",
                                                    data_format="channels_first")),  # overhang
+        (K.conv2d, (1, 7, 6, 2), (2, 2, 2, 2), dict(strides=(2, 3), padding="same",
+                                                   dilation_rate=(2, 2))),
         (K.conv2d, (1, 6, 5, 2), (2, 2, 2, 2), dict(padding="valid", dilation_rate=(2, 1))),
         (K.conv2d, (1, 4, 3, 2), (2, 2, 2, 3), dict(padding="same")),             # even kernel
         (K.conv2d, (2, 3, 2, 3), (1, 1, 3, 2), dict()),                            # pointwise
