@@ -22,7 +22,7 @@ def layout(df, b, c, *sp):
     return (b, c) + sp if df == "channels_first" else (b,) + sp + (c,)
 
 
-# ---- gradient rules against finite differences ---------------------------------------------------
+# ---- gradient rules against finite differences --------------------------------------------------
 
 def test_conv_gradients():
     rng = np.random.default_rng(0)
@@ -284,7 +284,7 @@ def test_larger_multithreaded_gradients():
         np.testing.assert_allclose(g, r, rtol=2e-4, atol=2e-4 * np.abs(r).max())
 
 
-# ---- errors ---------------------------------------------------------------------------------------
+# ---- errors -------------------------------------------------------------------------------------
 
 def test_bad_operands_fail_at_graph_build_time():
     attrs = {"strides": (1, 1), "dilation": (1, 1), "padding": "same",
@@ -311,6 +311,7 @@ def test_run_time_mismatch_raises():
     """A gradient whose batch differs from the input's is caught before native code runs."""
     attrs = {"strides": (1,), "dilation": (1,), "padding": "same", "data_format": "channels_last"}
     x, g = K.placeholder((None, 4, 2)), K.placeholder((None, 4, 3))
-    f = K.function([x, g], [apply1("conv_filter_grad", [x, g], dict(attrs, kernel_dims=(3, 2, 3)))])
+    dw = apply1("conv_filter_grad", [x, g], dict(attrs, kernel_dims=(3, 2, 3)))
+    f = K.function([x, g], [dw])
     with pytest.raises(ValueError, match="conv_filter_grad: batch differs"):
         f([np.ones((2, 4, 2), np.float32), np.ones((3, 4, 3), np.float32)])

@@ -100,7 +100,7 @@ register("conv_filter_grad", "other", _filter_infer, _filter_ref,
              "its output, summed in a fixed order")
 
 
-# ---- depthwise_conv gradients ---------------------------------------------------------------------
+# ---- depthwise_conv gradients -------------------------------------------------------------------
 
 def _dw_input_infer(types, attrs):
     g, w = types
@@ -171,7 +171,7 @@ register("depthwise_filter_grad", "other", _dw_filter_infer, _dw_filter_ref,
              "depthwise_conv with respect to its (k..., C, M) kernel")
 
 
-# ---- pool_grad ------------------------------------------------------------------------------------
+# ---- pool_grad ----------------------------------------------------------------------------------
 
 def _pool_grad_infer(types, attrs):
     x, g = types
@@ -213,4 +213,3 @@ register("pool_grad", "other", _pool_grad_infer, _pool_grad_ref,
              "gradient of pool with respect to its input x, given the gradient g of its output: "
              "max routes it to the first maximum of each window, avg spreads it evenly over the "
              "window's elements inside the input")
-
