@@ -124,10 +124,12 @@ def _direct(L, node: Node, g: Geometry, C: int, O: int, K: int):
     wp = L.buffer(dt, (K * (2 * O + 32),), "scratch")
     gw = 11 * ctx["SW"] + (ctx["KW"] - 1) * ctx["DLW"] + 1
     slots = _threads(L)
-    buf = L.buffer(dt, (slots, ctx["KD"] * ctx["KH"] * gw * C), "scratch")
+    # (each thread's buffer in cache lines of its own)
+    stride = -(-ctx["KD"] * ctx["KH"] * gw * C // 16) * 16 + 16
+    buf = L.buffer(dt, (slots, stride), "scratch")
     ctx.update(C=C, O=O, K=K, rows=L.dims.expr(S.mul(g.batch, *g.outs[:-1])),
                slots=L.dims.expr(slots), x=L.ref(x).buf.slot, w=L.ref(w).buf.slot,
-               y=L.ref(out).buf.slot, wp=wp.slot, buf=buf.slot)
+               y=L.ref(out).buf.slot, wp=wp.slot, buf=buf.slot, bufstride=stride)
     ins = [L.ref(x).buf, L.ref(w).buf]
     L.add(Kernel(L.kernel_name(), "conv_direct", ctx, label_of([node]), ins + [wp, buf],
                  [L.ref(out).buf, wp, buf]))
