@@ -415,6 +415,22 @@ def test_larger_multithreaded():
     run_cases(cases, "float32", batches=(5,))
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_direct_kernel_tiles(dtype):
+    """channels_last convolutions run the direct kernel: output channels that fill no whole
+    vector or several panels, one input channel, tiles cut short by the row's end, windows
+    crossing the padding on both sides with strides and dilation along the row, rows that lie
+    in the padding, and few rows split into blocks for the threads."""
+    cases = [conv_case(2, (5, 13), 3, (3, 3), 3, padding="same"),
+             conv_case(2, (6, 17), 1, (3, 5), 20, strides=(1, 2), padding="same"),
+             conv_case(2, (4, 19), 4, (2, 3), 70, padding="same", dil=(1, 3)),
+             conv_case(2, (3, 9), 5, (5, 2), 40, strides=(2, 3), padding="same"),
+             conv_case(1, (150,), 6, (4,), 33, padding="causal", dil=2),
+             conv_case(1, (61,), 2, (7,), 130, strides=3, padding="same"),
+             conv_case(3, (3, 4, 14), 3, (3, 2, 3), 17, strides=(2, 1, 2), padding="same")]
+    run_cases(cases, dtype, batches=(2, 1))
+
+
 def test_max_pooling_propagates_nan():
     """Like numpy's maximum (the reference): a NaN in a window gives NaN."""
     x, xc = K.placeholder((None, 4, 4, 1)), K.placeholder((None, 1, 4, 5))

@@ -18,9 +18,11 @@ from typing import NamedTuple, Tuple
 
 import numpy as np
 
+from .. import build as B
 from .. import shapes as S
+from ..autodiff import defgrad
 from ..graph import TensorType
-from ..registry import register, shape_error
+from ..registry import apply1, register, shape_error
 
 FORMATS = ("channels_last", "channels_first")
 PADDINGS = ("valid", "same", "causal")
@@ -140,11 +142,16 @@ def _padded(x: np.ndarray, g: Geometry, value=0.0) -> np.ndarray:
     return np.pad(x, widths + [(0, 0)], constant_values=value)
 
 
+def tap_slices(g: Geometry):
+    """(tap index, the spatial slices of the padded input that tap reads for every output)."""
+    for tap in np.ndindex(*g.ks):
+        yield tap, tuple(slice(t * d, t * d + (o - 1) * s + 1, s) if o else slice(0, 0)
+                         for t, d, o, s in zip(tap, g.dilation, g.outs, g.strides))
+
+
 def _taps(xp: np.ndarray, g: Geometry):
     """(tap index, the input elements that tap reads for every output), channels last."""
-    for tap in np.ndindex(*g.ks):
-        sl = tuple(slice(t * d, t * d + (o - 1) * s + 1, s) if o else slice(0, 0)
-                   for t, d, o, s in zip(tap, g.dilation, g.outs, g.strides))
+    for tap, sl in tap_slices(g):
         yield tap, xp[(slice(None),) + sl]
 
 
@@ -373,3 +380,97 @@ def _local_ref(values, attrs, out_types):
 register("local_conv", "other", _local_infer, _local_ref,
          doc="attrs: kernel_size, strides, out_spatial, data_format. Unshared weights: output "
              "position p is patch(p) @ kernel[p]")
+
+
+# ---- gradients (the extra ops they use are in conv_grad.py) -----------------------------------
+
+def _window_attrs(attrs) -> dict:
+    return {k: attrs[k] for k in ("strides", "dilation", "padding", "data_format")}
+
+
+def conv_input_grad(x, w, g, attrs):
+    """The gradient of conv(x, w) with respect to x, given g: the adjoint of conv."""
+    n = len(attrs["strides"])
+    df = attrs["data_format"]
+    ks, dil = w.dims[:n], attrs["dilation"]
+    spatial = [a + 1 for a in range(n)] if df == "channels_last" else [a + 2 for a in range(n)]
+    wt = B.transpose(w, list(range(n)) + [n + 1, n])  # (k..., O, C): a conv from g to x
+    stride1 = all(s == 1 for s in attrs["strides"])
+    if stride1 and all(k == 1 for k in ks):  # pointwise: no padding either way
+        return apply1("conv", [g, wt], dict(_window_attrs(attrs), padding="valid",
+                                             dilation=(1,) * n))
+    if stride1 and attrs["padding"] == "same" and all((k - 1) * d % 2 == 0
+                                                     for k, d in zip(ks, dil)):
+        # symmetric padding: the adjoint is the same conv with the flipped kernel
+        return apply1("conv", [g, apply1("reverse", [wt], {"axes": tuple(range(n))})],
+                      _window_attrs(attrs))
+    _, _, ins = split(x.dims, df)
+    if all(isinstance(d, int) for d in ins):
+        return apply1("conv_transpose", [g, w], dict(_window_attrs(attrs), out_dims=x.dims))
+    # a run-time extent (stride 1, 'same' or 'causal'): flipping g and the result moves the
+    # padding to the other side, so conv computes the adjoint
+    flip = {"axes": tuple(spatial)}
+    return apply1("reverse", [apply1("conv", [apply1("reverse", [g], flip), wt],
+                                     _window_attrs(attrs))], flip)
+
+
+@defgrad("conv")
+def _conv_grad(node, grads):
+    x, w = node.inputs
+    g = grads[0]
+    dw = apply1("conv_filter_grad", [x, g], dict(_window_attrs(node.attrs), kernel_dims=w.dims))
+    return [conv_input_grad(x, w, g, node.attrs), dw]
+
+
+@defgrad("conv_transpose")
+def _transpose_grad(node, grads):
+    """conv_transpose(x, w) is the adjoint of conv(., w): its input gradient is that conv, its
+    kernel gradient the conv kernel gradient with the roles of input and output swapped."""
+    x, w = node.inputs
+    g = grads[0]
+    attrs = _window_attrs(node.attrs)
+    dx = apply1("conv", [g, w], attrs)
+    dw = apply1("conv_filter_grad", [g, x], dict(attrs, kernel_dims=w.dims))
+    return [dx, dw]
+
+
+@defgrad("depthwise_conv")
+def _depthwise_grad(node, grads):
+    x, w = node.inputs
+    attrs = _window_attrs(node.attrs)
+    dx = apply1("depthwise_input_grad", [grads[0], w], dict(attrs, in_dims=x.dims))
+    dw = apply1("depthwise_filter_grad", [x, grads[0]], dict(attrs, kernel_dims=w.dims))
+    return [dx, dw]
+
+
+@defgrad("pool")
+def _pool_grad(node, grads):
+    return [apply1("pool_grad", [node.inputs[0], grads[0]], node.attrs)]
+
+
+@defgrad("local_conv")
+def _local_grad(node, grads):
+    """local_conv is a gather of patches and one product per position, so its gradients are
+    products with the patches and a scatter-add of the patch gradients (constant indices)."""
+    x, w = node.inputs
+    df = node.attrs["data_format"]
+    positions, features, filters = w.dims
+    batch = x.dims[0]
+    taps = int(np.prod(node.attrs["kernel_size"]))
+    _, _, ins = split(x.dims, df)
+    inner = join(1, features // taps, ins, df)[1:]           # x's dims past the batch
+    size = int(np.prod(inner))
+    idx = B.as_tensor(local_patches(np.arange(size).reshape((1,) + inner), node.attrs)[0]
+                      .astype(np.int64))                     # (positions, features)
+    xt = B.transpose(B.reshape(x, (batch, size)), [1, 0])    # (size, batch)
+    patches = apply1("gather", [xt, idx], {"batch_dims": 0, "what": "local_conv"})
+    g = grads[0]
+    if df == "channels_last":                                # g as (positions, batch, filters)
+        gp = B.transpose(B.reshape(g, (batch, positions, filters)), [1, 0, 2])
+    else:
+        gp = B.transpose(B.reshape(g, (batch, filters, positions)), [2, 0, 1])
+    dw = apply1("batch_dot", [patches, gp], {"axes": (2, 1)})
+    dpatches = apply1("batch_dot", [w, gp], {"axes": (2, 2)})  # (positions, features, batch)
+    dxt = apply1("scatter_add", [dpatches, idx], {"batch_dims": 0, "dims": (size, batch),
+                                                  "what": "local_conv"})
+    return [B.reshape(B.transpose(dxt, [1, 0]), x.dims), dw]

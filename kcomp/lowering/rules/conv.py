@@ -1,9 +1,16 @@
-"""Convolution and pooling kernels (templates conv.j2, conv_window.j2, conv_transpose.j2).
+"""Convolution and pooling kernels (templates conv_direct.j2, conv.j2, conv_window.j2,
+conv_transpose.j2) and the kernels of their gradients (conv_filter_direct.j2,
+conv_filter_grad.j2, conv_window_grad.j2).
 
-- conv: im2col tiles + the tuned GEMM, one scratch tile per thread; a 1x1 stride-1 convolution
-  is a GEMM on the input as it lies.
+- conv: channels_last, a direct kernel (implicit GEMM, kcomp/conv.h) over the input as it lies
+  with the kernel packed once per call; channels_first, im2col tiles + the tuned GEMM, one
+  scratch tile per thread; a 1x1 stride-1 convolution is a GEMM on the input as it lies.
+- conv_filter_grad: channels_last, direct (sums in registers over the pixels of runs of output
+  rows); channels_first, im2col tiles + the GEMM; either way in partial sums of a fixed
+  number of chunks, added in order.
 - depthwise_conv and pool: direct sliding-window loops, vectorized over channels
-  (channels_last) or output columns (channels_first).
+  (channels_last) or output columns (channels_first); their gradients likewise, a task owning
+  the elements it writes.
 - conv_transpose: a GEMM of the input with the kernel gives every tap's contribution; a gather
   (col2im) sums them into each output element, so no two threads write one element.
 - local_conv: an index-mapping copy gathers the patches, one batched GEMM applies each
@@ -29,6 +36,8 @@ TILE_ROWS = (128, 2048)
 COLS_ELEMS = 1 << 20      # transposed convolution: tap contributions of a group of batch items,
 GROUP = 64                # of at most this many items
 LANES = 256               # accumulators of a direct sliding-window kernel
+CHUNKS = 16               # kernel gradients: partial sums of chunks of tiles,
+PARTIAL_BYTES = 32 << 20  # within this much memory
 
 
 def _geom3(g: Geometry) -> dict:
@@ -64,6 +73,16 @@ def _common(L, node: Node, g: Geometry) -> dict:
     return ctx
 
 
+def _tile(K: int, P, itemsize: int, cf: bool) -> int:
+    """Output pixels per im2col tile."""
+    rows = min(max(TILE_ROWS[0], TILE_BYTES // max(K * itemsize, 1)), TILE_ROWS[1])
+    nt = -(-rows // 8) * 8  # whole register tiles of the GEMM
+    if cf and isinstance(P, int) and P > 0:
+        per = -(-P // nt)
+        nt = -(-P // per)   # even tiles within an item
+    return nt
+
+
 @rule("conv")
 def _conv(L, node: Node):
     x, w = node.inputs
@@ -78,12 +97,10 @@ def _conv(L, node: Node):
     L.include("kcomp/conv.h")
     cf = node.attrs["data_format"] == "channels_first"
     K = C * int(S.mul(*g.ks))
-    itemsize = out.type.dtype.itemsize
-    rows = min(max(TILE_ROWS[0], TILE_BYTES // max(K * itemsize, 1)), TILE_ROWS[1])
-    nt = -(-rows // 8) * 8  # whole register tiles of the GEMM
-    if cf and isinstance(P, int) and P > 0:
-        per = -(-P // nt)
-        nt = -(-P // per)   # even tiles within an item
+    if not cf and O > 0:
+        _direct(L, node, g, C, O, K)
+        return
+    nt = _tile(K, P, out.type.dtype.itemsize, cf)
     slots = _threads(L)
     col = L.buffer(out.type.dtype, (slots, nt * K), "scratch")
     ctx = _common(L, node, g)
@@ -94,6 +111,28 @@ def _conv(L, node: Node):
     ins = [L.ref(x).buf, L.ref(w).buf]
     L.add(Kernel(L.kernel_name(), "conv", ctx, label_of([node]), ins + [col],
                  [L.ref(out).buf, col]))
+
+
+def _direct(L, node: Node, g: Geometry, C: int, O: int, K: int):
+    """channels_last: the direct kernel of conv_direct.j2 (kcomp/conv.h)."""
+    x, w = node.inputs
+    out = node.outputs[0]
+    dt = out.type.dtype
+    ctx = _common(L, node, g)
+    # packed kernel: at most 2 * O + 32 channels per row once padded to whole panels of any
+    # vector width; edge buffer: the columns of a tile of at most 12 pixels, per kernel row
+    wp = L.buffer(dt, (K * (2 * O + 32),), "scratch")
+    gw = 11 * ctx["SW"] + (ctx["KW"] - 1) * ctx["DLW"] + 1
+    slots = _threads(L)
+    # (each thread's buffer in cache lines of its own)
+    stride = -(-ctx["KD"] * ctx["KH"] * gw * C // 16) * 16 + 16
+    buf = L.buffer(dt, (slots, stride), "scratch")
+    ctx.update(C=C, O=O, K=K, rows=L.dims.expr(S.mul(g.batch, *g.outs[:-1])),
+               slots=L.dims.expr(slots), x=L.ref(x).buf.slot, w=L.ref(w).buf.slot,
+               y=L.ref(out).buf.slot, wp=wp.slot, buf=buf.slot, bufstride=stride)
+    ins = [L.ref(x).buf, L.ref(w).buf]
+    L.add(Kernel(L.kernel_name(), "conv_direct", ctx, label_of([node]), ins + [wp, buf],
+                 [L.ref(out).buf, wp, buf]))
 
 
 def _pointwise(L, node: Node, g: Geometry, C, O, P):
@@ -107,6 +146,46 @@ def _pointwise(L, node: Node, g: Geometry, C, O, P):
         emit_gemm(L, node, Wt, X, Y, trans_a=True, trans_b=False, m=O, n=P, k=C,
                   batch=g.batch, lda=O, ldb=P, ldc=P, stride_a=0, stride_b=S.mul(C, P),
                   stride_c=S.mul(O, P))
+
+
+@rule("conv_filter_grad")
+def _conv_filter_grad(L, node: Node):
+    L.include("kcomp/conv.h")
+    x, gy = node.inputs
+    out = node.outputs[0]
+    kd = node.attrs["kernel_dims"]
+    n = len(kd) - 2
+    g = geometry("conv_filter_grad", x.type, kd[:n], node.attrs)
+    C, O = kd[n], kd[n + 1]
+    P = S.mul(*g.outs)
+    cf = node.attrs["data_format"] == "channels_first"
+    K = C * int(S.mul(*g.ks))
+    dt = out.type.dtype
+    # chunks of the work with a partial sum each: a fixed count, so that the order of the sum
+    # does not depend on the threads
+    chunks = max(1, min(CHUNKS, PARTIAL_BYTES // max(K * O * dt.itemsize, 1)))
+    slots = _threads(L)
+    if not cf and O > 0:   # channels_last: direct
+        part = L.buffer(dt, (chunks, K * O), "scratch")
+        ctx = _common(L, node, g)
+        ctx.update(C=C, O=O, K=K, G=chunks, rows=L.dims.expr(S.mul(g.batch, *g.outs[:-1])),
+                   slots=L.dims.expr(slots), x=L.ref(x).buf.slot, g=L.ref(gy).buf.slot,
+                   y=L.ref(out).buf.slot, part=part.slot)
+        L.add(Kernel(L.kernel_name(), "conv_filter_direct", ctx, label_of([node]),
+                     [L.ref(x).buf, L.ref(gy).buf, part], [L.ref(out).buf, part]))
+        return
+    nt = _tile(K, P, dt.itemsize, cf)
+    col = L.buffer(dt, (slots, nt * K), "scratch")
+    tmp = L.buffer(dt, (slots, K * O), "scratch")
+    part = L.buffer(dt, (chunks, K * O), "scratch")
+    ctx = _common(L, node, g)
+    ctx.update(C=C, O=O, K=K, NT=nt, G=chunks, P=L.dims.expr(P), slots=L.dims.expr(slots),
+               x=L.ref(x).buf.slot, g=L.ref(gy).buf.slot, y=L.ref(out).buf.slot, col=col.slot,
+               tmp=tmp.slot, part=part.slot, can_fail=True,
+               what=c_string("conv_filter_grad: matrix product failed (rows vs depth)"))
+    scratch = [col, tmp, part]
+    L.add(Kernel(L.kernel_name(), "conv_filter_grad", ctx, label_of([node]),
+                 [L.ref(x).buf, L.ref(gy).buf] + scratch, [L.ref(out).buf] + scratch))
 
 
 @rule("depthwise_conv", "pool")
@@ -134,6 +213,47 @@ def _window(L, node: Node):
     ctx.update(ptrs=ptrs.decls, rows=L.dims.expr(rows),
                work=L.dims.expr(S.mul(g.outs[-1], int(S.mul(*ks)), lanes)))
     L.add(Kernel(L.kernel_name(), "conv_window", ctx, label_of([node]), ptrs.reads, ptrs.writes))
+
+
+@rule("pool_grad", "depthwise_input_grad", "depthwise_filter_grad")
+def _window_grad(L, node: Node):
+    L.include("kcomp/conv.h")
+    name, attrs = node.op.name, node.attrs
+    out = node.outputs[0]
+    n = len(attrs["strides"])
+    ptrs = Pointers()
+    if name == "pool_grad":
+        (x, gy), w = node.inputs, None
+        g = geometry(name, x.type, attrs["pool_size"], attrs)
+    elif name == "depthwise_input_grad":
+        gy, w = node.inputs
+        g = geometry(name, out.type, w.dims[:n], attrs)
+        x = None
+    else:
+        (x, gy), w = node.inputs, None
+        g = geometry(name, x.type, attrs["kernel_dims"][:n], attrs)
+    M = attrs["kernel_dims"][-1] if name == "depthwise_filter_grad" else \
+        w.dims[-1] if w is not None else 1
+    ctx = _common(L, node, g)
+    filt = name == "depthwise_filter_grad"
+    lc = max(1, LANES // M) if filt else 64
+    ctx.update(C=L.dims.expr(g.channels), M=M, LC=lc, filter=filt,
+               max=attrs.get("mode") == "max", avg=attrs.get("mode") == "avg",
+               g=ptrs.get(L.ref(gy).buf), y=ptrs.get(L.ref(out).buf, write=True))
+    if x is not None:
+        ctx["x"] = ptrs.get(L.ref(x).buf)
+    if w is not None:
+        ctx["w"] = ptrs.get(L.ref(w).buf)
+    if isinstance(g.channels, int):
+        blocks = -(-g.channels // lc)
+    else:   # channels known at run time
+        blocks = L.dims.computed(Code(f"(({L.dims.expr(g.channels)}) + {lc - 1}) / {lc}"))
+    taps = int(S.mul(*g.ks))
+    tasks = S.mul(taps, blocks) if filt else S.mul(g.batch, blocks)
+    work = S.mul(g.batch, *g.outs) if filt else S.mul(*g.outs, taps)
+    ctx.update(ptrs=ptrs.decls, tasks=L.dims.expr(tasks), work=L.dims.expr(S.mul(work, lc)))
+    L.add(Kernel(L.kernel_name(), "conv_window_grad", ctx, label_of([node]), ptrs.reads,
+                 ptrs.writes))
 
 
 @rule("conv_transpose")
