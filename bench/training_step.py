@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
 import statistics
 import sys
 import time
@@ -132,6 +131,16 @@ def measure(rounds, sample_s, only):
     return results
 
 
+def peer_versions():
+    versions = {}
+    for name in ("keras", "torch"):
+        try:
+            versions[name] = __import__(name).__version__
+        except ImportError:
+            pass
+    return versions
+
+
 def report(results, argv, elapsed):
     from kcomp.bench import machine
     info = machine.describe()
@@ -140,7 +149,8 @@ def report(results, argv, elapsed):
              f"Date: {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC  ",
              f"Whole run: {elapsed:.0f} s", "", "Machine:", ""]
     lines += [f"- {k}: {v}" for k, v in info.items() if isinstance(v, (str, int, float))]
-    lines += [f"- Python {platform.python_version()}", "",
+    lines += [f"- {name} {version}" for name, version in peer_versions().items()]
+    lines += ["",
               "| model | kcomp step | kcomp train_on_batch | PyTorch eager | kcomp vs PyTorch |",
               "|---|---:|---:|---:|---:|"]
     for name, r in results.items():

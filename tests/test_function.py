@@ -126,6 +126,33 @@ def test_calls_from_many_threads():
             np.testing.assert_array_equal(g, w_)
 
 
+def test_reused_scratch_memory_starts_no_result():
+    """Scratch arenas are recycled between calls (the kernel library keeps freed blocks): a
+    call after a larger one, whose arena is full of its values, must not read them. The graph
+    has kernels with scratch of every kind (GEMM, conv windows, column reductions, softmax,
+    cumsum, a loop's saved states), called big, small, big, small."""
+    from kcomp.ir.graph import Graph
+    from kcomp.ir.interpret import evaluate
+    rng = np.random.default_rng(3)
+    x = K.placeholder((None, 9, 9, 3))
+    s = K.placeholder((None, 7, 5))
+    w = K.variable(rng.standard_normal((3, 3, 3, 4)).astype(np.float32))
+    v = K.variable(rng.standard_normal((5, 6)).astype(np.float32))
+    c = K.conv2d(x, w, padding="same", data_format="channels_last")
+    pooled = K.pool2d(K.relu(c), (2, 2), padding="same", pool_mode="max")
+    seq = K.cumsum(K.dot(s, v), axis=1)
+    _, h, _ = K.rnn(lambda xt, st: (K.tanh(xt + st[0]), [K.tanh(xt + st[0])]), seq,
+                    [K.zeros_like(seq[:, 0])])
+    outs = [K.softmax(K.batch_flatten(pooled)), K.sum(c, axis=0), K.max(h, axis=1)]
+    f = K.function([x, s], outs)
+    for n in (40, 1, 33, 2):
+        arrays = [rng.standard_normal((n, 9, 9, 3)).astype(np.float32),
+                  rng.standard_normal((n, 7, 5)).astype(np.float32)]
+        want, _ = evaluate(Graph((x, s), tuple(outs), ()), arrays)
+        for got, ref in zip(f(arrays), want):
+            np.testing.assert_allclose(got, ref, rtol=2e-5, atol=2e-5)
+
+
 def test_input_checking_names_the_input():
     x = K.placeholder((None, 3), name="features")
     n = K.placeholder((2,), dtype="int32", name="ids")
