@@ -153,6 +153,25 @@ def test_reused_scratch_memory_starts_no_result():
             np.testing.assert_allclose(got, ref, rtol=2e-5, atol=2e-5)
 
 
+def test_recycled_output_blocks_never_alias_live_arrays():
+    """Large outputs reuse the blocks of arrays that are gone; an output that is still held,
+    or only a view of it, keeps its values through later calls."""
+    x = K.placeholder((None, 1024))
+    f = K.function([x], [x * 2.0, x + 1.0])
+    a = np.full((600, 1024), 1.0, np.float32)  # 2.4 MB per output: pooled
+    first = f([a])
+    view = first[1][::7, 3]
+    del first[1]
+    for k in range(2, 6):
+        again = f([a * k])
+        np.testing.assert_array_equal(again[0], 2.0 * k)
+        np.testing.assert_array_equal(first[0], 2.0)
+        np.testing.assert_array_equal(view, 2.0)
+        assert not np.shares_memory(again[0], again[1])
+        del again
+    assert f([a])[0].flags.c_contiguous and f([a[:1]])[0].shape == (1, 1024)
+
+
 def test_input_checking_names_the_input():
     x = K.placeholder((None, 3), name="features")
     n = K.placeholder((2,), dtype="int32", name="ids")
