@@ -2,7 +2,7 @@
 that is not excluded (excluded.txt: TensorFlow-, Theano- or CNTK-specific) must pass.
 
 All three suites (backend_test.py, the layer tests, test_sequential_model.py) run by default
-(about two minutes of CPU in all); KCOMP_KERAS_SUITES=backend (a comma-separated list) narrows
+(about eight minutes on two cores); KCOMP_KERAS_SUITES=backend (a comma-separated list) narrows
 them. The driver can also run them by hand (README: "Keras 2.3.1 test suites"). It downloads Keras's source
 distribution with pip on first use (cached outside the repository); without PyPI and without a
 cached copy these tests are skipped, and `-m "not network"` deselects them."""
