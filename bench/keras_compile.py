@@ -1,0 +1,116 @@
+#!/usr/bin/env python
+"""Cold compile of a Keras 2.3.1 LSTM text classifier's predict function on kcomp.
+
+    python bench/keras_compile.py [--repeat N] [--out PATH]
+
+Model: Embedding(20000, 128, input_length=80) -> LSTM(128) -> Dense(1, sigmoid), the shape of
+Keras's imdb_lstm example. Each repetition is a new Python process with a new, empty kcomp cache
+directory; it builds the model, then times `model._make_predict_function()` (the K.function call
+Keras makes before the first predict: trace, passes, lowering, C++ build, load, including the
+CMake toolchain probe of an empty cache) and checks one prediction against a numpy forward pass.
+Target: at most 1 s. Needs keras==2.3.1. Writes markdown (default bench/results/keras_compile.md).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_OUT = os.path.join(HERE, "results", "keras_compile.md")
+TARGET_S = 1.0
+
+
+def child():
+    """One cold compile in this process; prints JSON {seconds, max_error}."""
+    os.environ["KERAS_BACKEND"] = "kcomp.backend"
+    import numpy as np
+    import keras
+    L = keras.layers
+    model = keras.models.Sequential([L.Embedding(20000, 128, input_length=80), L.LSTM(128),
+                                     L.Dense(1, activation="sigmoid")])
+    start = time.perf_counter()
+    model._make_predict_function()
+    seconds = time.perf_counter() - start
+    x = np.random.default_rng(0).integers(0, 20000, (7, 80))
+    got = model.predict(x)
+    print(json.dumps({"seconds": seconds, "max_error": float(np.max(np.abs(got - forward(
+        model, x))))}))
+
+
+def forward(model, x):
+    """The classifier in numpy (Keras's LSTM: gates i, f, c, o; sigmoid recurrence)."""
+    import numpy as np
+    emb, (kernel, rec, bias), (w, b) = (model.layers[0].get_weights()[0],
+                                        model.layers[1].get_weights(),
+                                        model.layers[2].get_weights())
+    u = rec.shape[0]
+    h = c = np.zeros((x.shape[0], u))
+    sigmoid = lambda z: 1 / (1 + np.exp(-z))  # noqa: E731
+    for t in range(x.shape[1]):
+        z = emb[x[:, t]] @ kernel + h @ rec + bias
+        i, f = sigmoid(z[:, :u]), sigmoid(z[:, u:2 * u])
+        c = f * c + i * np.tanh(z[:, 2 * u:3 * u])
+        h = sigmoid(z[:, 3 * u:]) * np.tanh(c)
+    return sigmoid(h @ w + b)
+
+
+def run_child():
+    cache = tempfile.mkdtemp(prefix="kcomp-bench-")
+    os.chmod(cache, 0o700)
+    env = {k: v for k, v in os.environ.items() if k not in ("KCOMP_MODE", "KCOMP_EXPLAIN")}
+    env["KCOMP_CACHE_DIR"] = cache
+    try:
+        out = subprocess.run([sys.executable, os.path.abspath(__file__), "--child"], env=env,
+                             capture_output=True, text=True, check=True)
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--out", default=DEFAULT_OUT)
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        return child()
+    runs = [run_child() for _ in range(args.repeat)]
+    times = [r["seconds"] for r in runs]
+    error = max(r["max_error"] for r in runs)
+    if error > 1e-5:
+        sys.exit(f"kcomp's predictions differ from the numpy forward pass by {error:.3g}")
+    from kcomp.bench import machine
+    info = machine.describe()
+    med = statistics.median(times)
+    text = "\n".join([
+        "# Keras LSTM text classifier: cold compile of the predict function", "",
+        f"Command: `python bench/keras_compile.py {' '.join(argv)}`".rstrip() + "  ",
+        f"Date: {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC  ",
+        f"Machine: {info.get('cpu')}, {info.get('cores')} cores; compiler {info.get('compiler')}; "
+        f"kcomp {info.get('kcomp_revision', info.get('kcomp'))}", "",
+        "Embedding(20000, 128) -> LSTM(128) -> Dense(1, sigmoid), input length 80. Each run: a new "
+        "process and an empty cache directory; timed: `model._make_predict_function()` "
+        "(including the toolchain probe). Predictions checked against a numpy forward pass "
+        f"(max |difference| {error:.2g}).", "",
+        "| measurement | median | min | max | target | result |",
+        "|---|---:|---:|---:|---:|:---:|",
+        f"| cold compile, {len(times)} runs | {med:.3f} s | {min(times):.3f} s | "
+        f"{max(times):.3f} s | ≤ {TARGET_S:.1f} s | {'pass' if med <= TARGET_S else 'FAIL'} |", ""])
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+        f.write(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
