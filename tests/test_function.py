@@ -211,6 +211,27 @@ def test_unknown_extents_must_agree_at_run_time():
         g([np.ones((2, 3))])
 
 
+def test_broadcasts_of_many_unknown_extents():
+    """Broadcast extents are flat sets: a chain that broadcasts against the same unknown extents
+    again and again (an unrolled RNN with dropout masks) keeps a small extent, and every pair
+    is still checked at run time."""
+    from kcomp.ir import shapes as S
+    xs = [K.placeholder((None, 2)) for _ in range(3)]
+    h = xs[0]
+    for step in range(40):  # was a tree that doubled per step
+        h = K.tanh(h + xs[1 + step % 2]) * xs[step % 3]
+    ext = h.dims[0]
+    assert isinstance(ext, S.Sym) and ext.op == "bcast" and len(ext.args) == 3
+    f = K.function(xs, [h])
+    a = [np.full((n, 2), 0.5, np.float32) for n in (4, 1, 4)]
+    want = a[0]
+    for step in range(40):
+        want = np.tanh(want + a[1 + step % 2]) * a[step % 3]
+    np.testing.assert_allclose(f(a)[0], want, rtol=1e-6)
+    with pytest.raises(ValueError, match="do not broadcast: 4 vs 3"):
+        f([a[0], a[1], np.ones((3, 2), np.float32)])
+
+
 def test_inputs_must_be_placeholders_and_outputs_reachable():
     x = K.placeholder((2,))
     with pytest.raises(TypeError, match="function inputs must be placeholders"):

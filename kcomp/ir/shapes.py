@@ -9,6 +9,7 @@ result is static although an operand is not. One compiled function serves every 
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 from typing import Callable, Iterable, Tuple, Union
 
@@ -23,12 +24,13 @@ _uids = itertools.count(1)
 
 
 class Sym:
-    __slots__ = ("op", "args", "_hash")
+    __slots__ = ("op", "args", "_hash", "_key")
 
     def __init__(self, op: str, args: tuple):
         self.op = op
         self.args = args
         self._hash = hash((op, args))
+        self._key = None
 
     def __eq__(self, other):
         return isinstance(other, Sym) and self._hash == other._hash and self.op == other.op \
@@ -44,8 +46,11 @@ class Sym:
         return f"{self.op}({', '.join(map(repr, self.args))})"
 
     def key(self):
-        """A total order for sorting commutative operands."""
-        return (self.op, tuple(a.key() if isinstance(a, Sym) else (0, repr(a)) for a in self.args))
+        """A total order for sorting commutative operands (remembered: extents are DAGs)."""
+        if self._key is None:
+            self._key = (self.op, tuple(a.key() if isinstance(a, Sym) else (0, repr(a))
+                                        for a in self.args))
+        return self._key
 
     def vars(self):
         if self.op == "var":
@@ -173,7 +178,13 @@ def bcast(a: Dim, b: Dim, where: str = "broadcast") -> Dim:
     if isinstance(a, int) or isinstance(b, int):
         _require("bcast", a, b, where)
         return a if isinstance(a, int) else b
-    return Sym("bcast", _sort([a, b]))
+    # n-ary, flat and without repeats (broadcasting is associative, commutative, idempotent):
+    # an unrolled loop that broadcasts its state against the same extent at every step keeps
+    # one small extent instead of one that doubles per step
+    terms = set()
+    for d in (a, b):
+        terms.update(d.args if d.op == "bcast" else (d,))
+    return terms.pop() if len(terms) == 1 else Sym("bcast", _sort(terms))
 
 
 def same(a: Dim, b: Dim, where: str) -> Dim:
@@ -215,10 +226,12 @@ def evaluate(d: Dim, env: Callable[[Sym], int]) -> int:
             raise ValueError(f"reshape: {vals[0]} elements do not divide into {vals[1]}")
         return vals[0] // vals[1]
     if op == "bcast":
-        a, b = vals
-        if a != b and a != 1 and b != 1:
-            raise ValueError(f"broadcast: dimensions {a} and {b} do not broadcast")
-        return b if a == 1 else a
+        out = vals[0]
+        for v in vals[1:]:
+            if out != v and out != 1 and v != 1:
+                raise ValueError(f"broadcast: dimensions {out} and {v} do not broadcast")
+            out = v if out == 1 else out
+        return out
     if op == "slice":
         return len(range(vals[0])[slice(vals[1], vals[2], vals[3])])
     raise AssertionError(op)
@@ -239,7 +252,7 @@ def subst(d: Dim, fn: Callable[[Sym], Dim]) -> Dim:
     if d.op == "div":
         return div(args[0], args[1])
     if d.op == "bcast":
-        return bcast(args[0], args[1])
+        return functools.reduce(bcast, args)
     if d.op == "slice":
         return slice_len(args[0], *d.args[1:])
     raise AssertionError(d.op)

@@ -54,12 +54,11 @@ class DimTable:
             return lambda out: [
                 Code(f"if ({b} == 0 || {a} % {b} != 0) return kc::fail_dims(c, {msg}, {a}, {b});"),
                 Code(f"{out} = {a} / {b};")]
-        if op == "bcast":
-            a, b = sub
+        if op == "bcast":  # n-ary: extents folded left to right
             msg = c_string("broadcast: dimensions do not broadcast")
-            return lambda out: [
-                Code(f"{out} = kc::bcast({a}, {b});"),
-                Code(f"if ({out} < 0) return kc::fail_dims(c, {msg}, {a}, {b});")]
+            return lambda out: [Code(f"{out} = {sub[0]};")] + [
+                Code(f"if (kc::bcast({out}, {b}) < 0) return kc::fail_dims(c, {msg}, {out}, {b});"
+                     f" else {out} = kc::bcast({out}, {b});") for b in sub[1:]]
         if op == "slice":
             n = sub[0]
             start, stop, step = args[1:]
