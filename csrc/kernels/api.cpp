@@ -33,7 +33,7 @@ Isa detect_isa() {
  * 64-byte header in front of the pointer handed out. */
 constexpr size_t kHeader = 64;
 constexpr int kCachedBlocks = 8;
-constexpr size_t kCachedBytes = size_t(1) << 30;  // per thread; larger blocks are freed
+constexpr size_t kCachedBytes = size_t(256) << 20;  // per thread; larger blocks are freed
 
 struct BlockCache {
   void *block[kCachedBlocks] = {};  // header addresses
