@@ -159,6 +159,16 @@ bool gemm_block(const kc_gemm_args &g, const T *a, const T *b, const T *packed, 
           const T *panel = packed ? packed + (jc + jr) * k + pc * K::NR : bp + jr * kc;
           for (int64_t ir = 0; ir < mc; ir += K::MR) {
             const int mr = static_cast<int>(mc - ir < K::MR ? mc - ir : K::MR);
+            // the next tile of C (below this one, else the top of the next column panel) is
+            // fetched while this one computes: its rows are a row stride apart, so they miss
+            // every cache once C outgrows L3, and no hardware prefetcher follows them
+            const int64_t ni = ir + K::MR < mc ? ir + K::MR : 0, nj = ni ? jr : jr + K::NR;
+            if (nj < nc) {
+              const T *next = c + (ic + ni) * g.ldc + jc + nj;
+              for (int64_t r = 0; r < K::MR && ni + r < mc; ++r)
+                for (int q = 0; q < K::NR; q += 64 / static_cast<int>(sizeof(T)))
+                  __builtin_prefetch(next + r * g.ldc + q, 1, 3);
+            }
             micro<T>(kc, ap + ir * kc, panel, c + (ic + ir) * g.ldc + jc + jr, g.ldc, mr, nr,
                      pc > 0);
           }
