@@ -304,15 +304,22 @@ def max_abs_error(got, want) -> float:
     return float(np.max(np.abs(got.astype(np.float64) - want.astype(np.float64))))
 
 
-def median_seconds(fn, calls: int = CALLS) -> float:
-    for _ in range(10):  # warm-up: caches, thread pool, page faults
-        fn()
-    times = []
-    for _ in range(calls):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+def paired_median_seconds(fa, fb, calls: int = CALLS, rounds: int = 4, settle: float = 0.1):
+    """Median seconds per call of fa and of fb, timed in alternating runs so that both see the
+    same machine. Each run starts with `settle` seconds of untimed calls: after a numpy matrix
+    product OpenBLAS's threads spin for up to ~0.1 s, and on two cores they would take the
+    core kcomp's second thread needs."""
+    times = ([], [])
+    for _ in range(rounds):
+        for fn, out in zip((fa, fb), times):
+            end = time.perf_counter() + settle
+            while time.perf_counter() < end:
+                fn()
+            for _ in range(calls // rounds):
+                t = time.perf_counter()
+                fn()
+                out.append(time.perf_counter() - t)
+    return statistics.median(times[0]), statistics.median(times[1])
 
 
 def load_in_new_process() -> dict:
@@ -409,8 +416,7 @@ def run_demo(batch_rows: int, fresh: bool) -> int:
                                                          errors.items())
                  + (f": ok (< {TOLERANCE:.0e})" if worst <= TOLERANCE else ": FAILED")))
 
-    ours = median_seconds(lambda: f([batch]))
-    theirs = median_seconds(lambda: numpy_forward(batch, w))
+    ours, theirs = paired_median_seconds(lambda: f([batch]), lambda: numpy_forward(batch, w))
     ratio = theirs / ours
     rows.append(("per call", f"kcomp {human_duration(ours)}, numpy {human_duration(theirs)} "
                              f"(median of {CALLS}): kcomp " +
