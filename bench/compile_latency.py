@@ -67,7 +67,7 @@ def build_mlp(K, k: int):
 def child_compile(k: int) -> dict:
     """Time one K.function of the MLP; report kcomp's phase timings and the toolchain."""
     import kcomp.backend as K
-    from kcomp.build.toolchain import toolchain
+    from kcomp.jit.toolchain import toolchain
     x, y = build_mlp(K, k)
     t0 = time.perf_counter()
     f = K.function([x], [y])

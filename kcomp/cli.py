@@ -83,7 +83,7 @@ def _kernels() -> dict:
 
 
 def _toolchain() -> dict:
-    from .build.toolchain import toolchain
+    from .jit.toolchain import toolchain
     tc = toolchain()
     return {"cxx": tc.cxx, "compiler": tc.compiler, "target": tc.target, "flags": list(tc.flags),
             "ninja": tc.ninja, "probe_seconds": tc.probe_seconds}
@@ -136,7 +136,7 @@ def _gpus():
 
 
 def _cache() -> dict:
-    from .build.cache import default_cache
+    from .jit.cache import default_cache
     cache = default_cache()
     size = cache.size_bytes()
     return {"root": cache.root, "entries": len(cache.entries()), "size_bytes": size,
@@ -214,7 +214,7 @@ def cmd_info(args) -> int:
 # ---- kcomp cache ---------------------------------------------------------------------------
 
 def cmd_cache_list(args) -> int:
-    from .build.cache import default_cache
+    from .jit.cache import default_cache
     cache = default_cache()
     entries = cache.entries()
     now = time.time()
@@ -235,7 +235,7 @@ def cmd_cache_list(args) -> int:
 
 
 def cmd_cache_clear(args) -> int:
-    from .build.cache import default_cache
+    from .jit.cache import default_cache
     cache = default_cache()
     before = cache.size_bytes()
     entries = cache.clear()
@@ -370,8 +370,8 @@ def _compile_rows(info: dict, seconds: float) -> list:
 def run_demo(batch_rows: int, fresh: bool) -> int:
     import numpy as np
     import kcomp.backend as K
-    from .build.cache import default_cache
-    from .build.toolchain import toolchain
+    from .jit.cache import default_cache
+    from .jit.toolchain import toolchain
     from .ir.graph import Graph
     from .ir.interpret import evaluate
 

@@ -23,9 +23,9 @@ from typing import Dict, List, Tuple
 import numpy as np
 
 from . import config, native
-from .build import ninja_build
-from .build.cache import default_cache
-from .build.toolchain import toolchain
+from .jit import ninja_build
+from .jit.cache import default_cache
+from .jit.toolchain import toolchain
 from .ir import shapes as S
 from .ir.canonical import graph_key
 from .ir.graph import Graph, Node, Tensor, TensorType, Variable

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 import kcomp.backend as K
-from kcomp.build.cache import Cache, CacheError, default_cache
-from kcomp.build.ninja_build import CompileError
+from kcomp.jit.cache import Cache, CacheError, default_cache
+from kcomp.jit.ninja_build import CompileError
 
 # Builds a function made unique by `tag` and prints what K.function did.
 CHILD = textwrap.dedent("""

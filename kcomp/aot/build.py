@@ -191,7 +191,7 @@ def build(obj, out_dir: str, *, name: str = "model", isa: str = ISA.DEFAULT,
           weights: str = "sidecar", input_shapes=None, quiet: bool = False, force: bool = False,
           jobs: int | None = None) -> dict:
     """Build obj (see collect) into the artifact directory out_dir; returns its manifest."""
-    from ..build.toolchain import toolchain
+    from ..jit.toolchain import toolchain
     from ..compiler import generate, prepare_function, source_key
     from ..lowering.render import KEY_SLOT
     check_name(name)

@@ -94,7 +94,7 @@ def describe() -> dict:
     except Exception as e:  # still describe the rest
         info["kcomp_isa"] = f"unavailable ({e})"
     try:
-        from kcomp.build.toolchain import toolchain
+        from kcomp.jit.toolchain import toolchain
         tc = toolchain()
         info["compiler"] = f"{tc.compiler} ({tc.cxx})"
     except Exception as e:  # no compiler: the kcomp rows will say so
