@@ -269,53 +269,37 @@ class Reduction(Workload):
         return [x], getattr(K, self.name)(x, axis=p["axis"])
 
 
-class Sum(Reduction):
+class Plain(Reduction):
+    """A reduction every framework has under a name: (numpy and jax, torch, tensorflow)."""
+    names = ("", "", "")
+
+    def numpy(self, p, w):
+        return lambda x: getattr(np, self.names[0])(x, axis=p["axis"])
+
+    def torch(self, torch, p, w):
+        return lambda x: getattr(torch, self.names[1])(x, dim=p["axis"])
+
+    def jax(self, jax, p, w):
+        return lambda x: getattr(jax.numpy, self.names[0])(x, axis=p["axis"])
+
+    def tensorflow(self, tf, p, w):
+        return lambda x: getattr(tf, self.names[2])(x, axis=p["axis"])
+
+
+class Sum(Plain):
     name, title = "sum", "K.sum(x, axis)"
     defaults = ("4096x4096@-1", "4096x4096@0", "64x1024x256@1")
-
-    def numpy(self, p, w):
-        return lambda x: np.sum(x, axis=p["axis"])
-
-    def torch(self, torch, p, w):
-        return lambda x: torch.sum(x, dim=p["axis"])
-
-    def jax(self, jax, p, w):
-        return lambda x: jax.numpy.sum(x, axis=p["axis"])
-
-    def tensorflow(self, tf, p, w):
-        return lambda x: tf.reduce_sum(x, axis=p["axis"])
+    names = ("sum", "sum", "reduce_sum")
 
 
-class Max(Reduction):
+class Max(Plain):
     name, title = "max", "K.max(x, axis)"
-
-    def numpy(self, p, w):
-        return lambda x: np.max(x, axis=p["axis"])
-
-    def torch(self, torch, p, w):
-        return lambda x: torch.amax(x, dim=p["axis"])
-
-    def jax(self, jax, p, w):
-        return lambda x: jax.numpy.max(x, axis=p["axis"])
-
-    def tensorflow(self, tf, p, w):
-        return lambda x: tf.reduce_max(x, axis=p["axis"])
+    names = ("max", "amax", "reduce_max")
 
 
-class Mean(Reduction):
+class Mean(Plain):
     name, title = "mean", "K.mean(x, axis)"
-
-    def numpy(self, p, w):
-        return lambda x: np.mean(x, axis=p["axis"])
-
-    def torch(self, torch, p, w):
-        return lambda x: torch.mean(x, dim=p["axis"])
-
-    def jax(self, jax, p, w):
-        return lambda x: jax.numpy.mean(x, axis=p["axis"])
-
-    def tensorflow(self, tf, p, w):
-        return lambda x: tf.reduce_mean(x, axis=p["axis"])
+    names = ("mean", "mean", "reduce_mean")
 
 
 class Var(Reduction):
