@@ -34,14 +34,14 @@ import datetime
 import gc
 import json
 import os
-import platform
 import shlex
-import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+
+from kcomp.bench.report import fmt_in, write_text
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -186,15 +186,9 @@ def paired_sample(a, b, calls):
 
 # ---- report -----------------------------------------------------------------------------------
 
-def fmt(seconds, unit):
-    v = seconds * {"s": 1.0, "ms": 1e3, "µs": 1e6}[unit]
-    digits = 3 if v < 1 else 2 if v < 10 else 1 if v < 100 else 0
-    return f"{v:.{digits}f} {unit}"
-
-
 def row(name, values, unit, note=""):
-    return (f"| {name} | {fmt(statistics.median(values), unit)} | {fmt(min(values), unit)} | "
-            f"{fmt(max(values), unit)} | {note} |")
+    med, lo, hi = (fmt_in(v, unit) for v in (statistics.median(values), min(values), max(values)))
+    return f"| {name} | {med} | {lo} | {hi} | {note} |"
 
 
 def render(args, command, info, res, elapsed):
@@ -203,7 +197,8 @@ def render(args, command, info, res, elapsed):
     load_med = statistics.median(r["load"] for r in loads)
     verdict = "pass" if load_med <= LOAD_TARGET else "**FAIL**"
     flags = set(info.get("cpu_flags", []))
-    isa_flags = ", ".join(f for f in ("avx2", "fma", "avx512f") if f in flags) or "none of avx2/fma/avx512f"
+    isa_flags = (", ".join(f for f in ("avx2", "fma", "avx512f") if f in flags)
+                 or "none of avx2/fma/avx512f")
     lines = [
         "# kcomp ahead-of-time artifact latency", "",
         f"Command: `{command}`  ", f"Date: {now}  ",
@@ -227,7 +222,7 @@ def render(args, command, info, res, elapsed):
         f"then one call.", "",
         "| measurement | median | min | max | note |", "|---|---:|---:|---:|---|",
         row("`kcomp.aot.load(dir)`", [r["load"] for r in loads], "ms",
-            f"target ≤ {fmt(LOAD_TARGET, 'ms')}: {verdict}"),
+            f"target ≤ {fmt_in(LOAD_TARGET, 'ms')}: {verdict}"),
         row("`import kcomp.aot` (numpy included)", [r["import"] for r in loads], "ms"),
         row("first call after loading", [r["first_call"] for r in loads], "ms"),
         row("C++ `mlp_create(NULL)` (weights read + sha256)", res["create"], "ms",
@@ -370,19 +365,17 @@ def main(argv=None):
              ""),
             ("difference artifact − JIT, paired", [p[0] - p[1] for p in paired], "per round")]
         cpp, py_art, py_jit = names[0], names[-2], names[-1]
-        diffs = [f"artifact − JIT from Python {fmt(med[py_art] - med[py_jit], 'µs')} "
+        diffs = [f"artifact − JIT from Python {fmt_in(med[py_art] - med[py_jit], 'µs')} "
                  f"(paired call by call: "
-                 f"{fmt(statistics.median(p[0] - p[1] for p in paired), 'µs')})",
-                 f"artifact from Python − from C++ {fmt(med[py_art] - med[cpp], 'µs')}"]
+                 f"{fmt_in(statistics.median(p[0] - p[1] for p in paired), 'µs')})",
+                 f"artifact from Python − from C++ {fmt_in(med[py_art] - med[cpp], 'µs')}"]
         for n in names[1:-2]:
             diffs.append(f"{n.split(',')[0]} ({n.split(', ', 2)[-1]}) / kcomp C++ "
                          f"{med[n] / med[cpp]:.2f}x")
         res["diffs"] = diffs
     report = render(args, command, info, res, time.perf_counter() - start)
     print(report)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as fh:
-        fh.write(report)
+    write_text(args.out, report)
     print(f"wrote {args.out}", file=sys.stderr)
 
 

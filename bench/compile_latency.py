@@ -36,6 +36,9 @@ import sys
 import tempfile
 import time
 
+from kcomp.bench.machine import cpu_model, kcomp_revision
+from kcomp.bench.report import fmt_in, write_text
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_OUT = os.path.join(HERE, "results", "compile_latency.md")
 
@@ -207,37 +210,6 @@ def phase_medians(runs) -> dict:
 
 # ---- report -----------------------------------------------------------------------------------
 
-def fmt(seconds: float, unit: str) -> str:
-    scale = {"s": 1.0, "ms": 1e3, "µs": 1e6}[unit]
-    v = seconds * scale
-    digits = 3 if v < 1 else 2 if v < 10 else 1 if v < 100 else 0
-    return f"{v:.{digits}f} {unit}"
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def kcomp_revision() -> str:
-    """The commit measured, and whether kcomp's sources differed from it."""
-    git = ["git", "-C", os.path.dirname(HERE)]
-    try:
-        rev = subprocess.run(git + ["rev-parse", "--short", "HEAD"],
-                             capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(git + ["status", "--porcelain", "--", "kcomp", "csrc"],
-                               capture_output=True, text=True).stdout.strip()
-        return rev + (" plus uncommitted changes in kcomp/ or csrc/" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def machine_lines(cold_run: dict) -> list:
     settings = " ".join(f"{k}={v}" for k, v in sorted(os.environ.items())
                         if k.startswith("KCOMP_") and k not in DROPPED_ENV + ("KCOMP_CACHE_DIR",))
@@ -257,9 +229,9 @@ def results_table(rows) -> list:
              "|---|---:|---:|---:|---:|:---:|"]
     for name, s, unit, target in rows:
         verdict = "—" if target is None else ("pass" if s["median"] <= target else "**FAIL**")
-        tgt = "—" if target is None else "≤ " + fmt(target, unit)
-        lines.append(f"| {name} | {fmt(s['median'], unit)} | {fmt(s['min'], unit)} | "
-                     f"{fmt(s['max'], unit)} | {tgt} | {verdict} |")
+        tgt = "—" if target is None else "≤ " + fmt_in(target, unit)
+        med, lo, hi = (fmt_in(s[k], unit) for k in ("median", "min", "max"))
+        lines.append(f"| {name} | {med} | {lo} | {hi} | {tgt} | {verdict} |")
     return lines
 
 
@@ -268,11 +240,11 @@ def phase_table(phases, probe: float) -> list:
     lines = ["| measurement | total | " + " | ".join(cols) + " |",
              "|---|" + "---:|" * (len(cols) + 1)]
     for name, p in phases:
-        lines.append(f"| {name} | {fmt(p['total'], 'ms')} | "
-                     + " | ".join(fmt(p[c], "ms") for c in cols) + " |")
+        lines.append(f"| {name} | {fmt_in(p['total'], 'ms')} | "
+                     + " | ".join(fmt_in(p[c], "ms") for c in cols) + " |")
     lines.append("")
     lines.append(f"\"other\" is K.function time outside kcomp's phases: finding the toolchain "
-                 f"(in the cold build, the CMake probe: median {fmt(probe, 'ms')}), the cache "
+                 f"(in the cold build, the CMake probe: median {fmt_in(probe, 'ms')}), the cache "
                  f"key, and binding the library to the function's variables.")
     return lines
 
@@ -362,9 +334,7 @@ def main(argv=None) -> None:
     probe = statistics.median(r["probe_seconds"] for r in cold)
     report = render_report(args, command, rows, phases, probe, cold[0], elapsed)
     print(report)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        f.write(report)
+    write_text(args.out, report)
     print(f"wrote {args.out}", file=sys.stderr)
 
 

@@ -179,9 +179,8 @@ def main(argv=None):
     start = time.time()
     results = measure(args.rounds, args.sample, only)
     text = report(results, argv, time.time() - start)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        f.write(text)
+    from kcomp.bench.report import write_text
+    write_text(args.out, text)
     print(text)
 
 

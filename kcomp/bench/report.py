@@ -11,6 +11,7 @@ import html
 import io
 import json
 import math
+import os
 from typing import List, Optional
 
 SCHEMA = "kcomp.bench/1"
@@ -33,6 +34,20 @@ NOTES = [
 
 
 # ---- formatting -----------------------------------------------------------------------------
+
+def fmt_in(seconds: float, unit: str) -> str:
+    """seconds in a fixed unit (s, ms or µs) with 3-4 significant digits."""
+    v = seconds * {"s": 1.0, "ms": 1e3, "µs": 1e6}[unit]
+    digits = 3 if v < 1 else 2 if v < 10 else 1 if v < 100 else 0
+    return f"{v:.{digits}f} {unit}"
+
+
+def write_text(path: str, text: str) -> None:
+    """A report file, its directory created if needed."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(text)
+
 
 def fmt_time(s: Optional[float]) -> str:
     if s is None or not math.isfinite(s):
