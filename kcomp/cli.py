@@ -510,17 +510,8 @@ def cmd_bench(args) -> int:
 
 # ---- entry point ---------------------------------------------------------------------------
 
-def _positive_int(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
-    return n
-
-
 def build_parser() -> argparse.ArgumentParser:
+    from .bench.command import add_arguments as add_bench_arguments, positive_int
     from . import __version__
     # --traceback is accepted before or after the subcommand
     common = argparse.ArgumentParser(add_help=False)
@@ -557,7 +548,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="an input's shape for a Keras model (None for any extent); repeat per "
                         "input")
     p.add_argument("--force", action="store_true", help="replace an existing artifact")
-    p.add_argument("-j", "--jobs", type=_positive_int, help="parallel compiles (default: ninja's)")
+    p.add_argument("-j", "--jobs", type=positive_int, help="parallel compiles (default: ninja's)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=cmd_build)
 
@@ -569,7 +560,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", parents=[common],
                        help="compile, check and time a small MLP")
-    p.add_argument("--batch", type=_positive_int, default=64, metavar="N",
+    p.add_argument("--batch", type=positive_int, default=64, metavar="N",
                    help="rows of the input batch (default 64)")
     p.add_argument("--fresh", action="store_true",
                    help="use a new temporary cache directory, so the compile is cold")
@@ -578,7 +569,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", parents=[common],
                        help="time kcomp's kernels against numpy, PyTorch, ONNX Runtime, JAX "
                             "and TensorFlow")
-    from .bench.command import add_arguments as add_bench_arguments
     add_bench_arguments(p)
     p.set_defaults(run=cmd_bench)
     return parser

@@ -19,7 +19,7 @@ DEFAULT_SETTLE_S, QUICK_SETTLE_S = 0.1, 0.02
 DROPPED_ENV = ("KCOMP_MODE", "KCOMP_EXPLAIN")
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
     try:
         n = int(text)
     except ValueError:
@@ -50,7 +50,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--peers", metavar="LIST",
                    help="comma-separated peers: numpy, torch, torch.compile, onnxruntime, jax, "
                         "tensorflow, or none (default: every one that imports)")
-    p.add_argument("--rounds", type=_positive_int, metavar="N",
+    p.add_argument("--rounds", type=positive_int, metavar="N",
                    help=f"timing rounds per case (default {DEFAULT_ROUNDS}, --quick "
                         f"{QUICK_ROUNDS})")
     p.add_argument("--sample-time", type=_positive_float, metavar="SECONDS",
