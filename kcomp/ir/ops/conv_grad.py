@@ -67,28 +67,37 @@ def _scatter(values_per_tap, g: Geometry, in_shape) -> np.ndarray:
 
 # ---- conv_filter_grad ---------------------------------------------------------------------------
 
-def _filter_infer(types, attrs):
+def _kernel_grad_infer(op, types, attrs, out_channels):
+    """Shape check of conv_filter_grad and depthwise_filter_grad: x and g against the static
+    kernel dims; g has out_channels(kernel dims) channels."""
     x, g = types
     kd = attrs["kernel_dims"]
     n = len(kd) - 2
-    op = "conv_filter_grad"
     _types(op, n, x, g)
     kd = _static(op, kd, "kernel dims", x, g)
     geo = geometry(op, x, kd[:n], attrs, g)
     _same(op, geo.channels, kd[n], "input channels differ from the kernel's", x, g)
-    _matches(op, geo, g, kd[n + 1], attrs["data_format"], x, g)
+    _matches(op, geo, g, out_channels(kd), attrs["data_format"], x, g)
     return [TensorType(x.dtype, kd)]
 
 
-def _filter_ref(values, attrs, out_types):
+def _kernel_grad_operands(op, values, attrs):
+    """(kernel dims, geometry, padded channels-last x, channels-last g) of a filter gradient."""
     x, g = values
     kd = attrs["kernel_dims"]
-    n = len(kd) - 2
-    geo = _concrete("conv_filter_grad", values, attrs, kd[:n])
-    xp = _padded(_last(x, attrs["data_format"]), geo)
-    gl = _last(g, attrs["data_format"])
+    geo = _concrete(op, values, attrs, kd[:-2])
+    return (kd, geo, _padded(_last(x, attrs["data_format"]), geo),
+            _last(g, attrs["data_format"]))
+
+
+def _filter_infer(types, attrs):
+    return _kernel_grad_infer("conv_filter_grad", types, attrs, lambda kd: kd[-1])
+
+
+def _filter_ref(values, attrs, out_types):
+    kd, geo, xp, gl = _kernel_grad_operands("conv_filter_grad", values, attrs)
     dw = np.zeros(kd)
-    axes = list(range(n + 1))
+    axes = list(range(len(kd) - 1))
     for tap, sl in tap_slices(geo):
         dw[tap] = np.tensordot(xp[(slice(None),) + sl], gl, axes=(axes, axes))
     return [dw.astype(out_types[0].dtype.np)]
@@ -139,25 +148,11 @@ register("depthwise_input_grad", "other", _dw_input_infer, _dw_input_ref,
 
 
 def _dw_filter_infer(types, attrs):
-    x, g = types
-    kd = attrs["kernel_dims"]
-    n = len(kd) - 2
-    op = "depthwise_filter_grad"
-    _types(op, n, x, g)
-    kd = _static(op, kd, "kernel dims", x, g)
-    geo = geometry(op, x, kd[:n], attrs, g)
-    _same(op, geo.channels, kd[n], "input channels differ from the kernel's", x, g)
-    _matches(op, geo, g, kd[n] * kd[n + 1], attrs["data_format"], x, g)
-    return [TensorType(x.dtype, kd)]
+    return _kernel_grad_infer("depthwise_filter_grad", types, attrs, lambda kd: kd[-2] * kd[-1])
 
 
 def _dw_filter_ref(values, attrs, out_types):
-    x, g = values
-    kd = attrs["kernel_dims"]
-    n = len(kd) - 2
-    geo = _concrete("depthwise_filter_grad", values, attrs, kd[:n])
-    xp = _padded(_last(x, attrs["data_format"]), geo)
-    gl = _last(g, attrs["data_format"])
+    kd, geo, xp, gl = _kernel_grad_operands("depthwise_filter_grad", values, attrs)
     gl = gl.reshape(gl.shape[:-1] + kd[-2:])
     dw = np.zeros(kd)
     for tap, sl in tap_slices(geo):
