@@ -156,15 +156,19 @@ class Torch(Impl):
         return fn
 
     def build(self, case, inputs, weights):
-        import torch
         t = time.perf_counter()
-        fn = self._module(case, weights)
+        return self._built(self._module(case, weights), inputs, t)
+
+    @staticmethod
+    def _built(fn, inputs, started):
+        """fn over the inputs as tensors, warmed; build time counted from `started`."""
+        import torch
         xs = [torch.from_numpy(a) for a in inputs]
 
         def run():
             return fn(*xs)
         _warm(run)
-        return Built(run, lambda out: out.numpy(), time.perf_counter() - t)
+        return Built(run, lambda out: out.numpy(), time.perf_counter() - started)
 
 
 class TorchCompile(Torch):
@@ -181,13 +185,7 @@ class TorchCompile(Torch):
 
             def fn(*a):  # a Python function for dynamo to trace, also over builtins
                 return inner(*a)
-        compiled = torch.compile(fn, dynamic=False)
-        xs = [torch.from_numpy(a) for a in inputs]
-
-        def run():
-            return compiled(*xs)
-        _warm(run)
-        return Built(run, lambda out: out.numpy(), time.perf_counter() - t)
+        return self._built(torch.compile(fn, dynamic=False), inputs, t)
 
 
 class OnnxRuntime(Impl):
