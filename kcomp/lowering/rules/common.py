@@ -70,16 +70,15 @@ def broadcast_strides(op_dims, it_dims, own=None) -> List:
     return out
 
 
-def slice_map(L, node: Node) -> Tuple[S.Dim, List[S.Dim]]:
-    """(offset of the first element, strides per output axis) of a slice node's elements in its
-    contiguous source."""
-    x, out = node.inputs[0], node.outputs[0]
-    own = contiguous_strides(x.dims)
+def strided_view(L, specs, whole, part) -> Tuple[S.Dim, List[S.Dim]]:
+    """(offset of the first element, per-axis strides) of a strided slice (specs) with extents
+    `part` of a contiguous array with extents `whole`."""
+    own = contiguous_strides(whole)
     base: S.Dim = 0
     strides = []
-    for a, ((start, stop, step), n) in enumerate(zip(node.attrs["specs"], x.dims)):
+    for a, ((start, stop, step), n) in enumerate(zip(specs, whole)):
         if isinstance(n, int):
-            first = range(n)[slice(start, stop, step)].start if out.dims[a] != 0 else 0
+            first = range(n)[slice(start, stop, step)].start if part[a] != 0 else 0
         else:
             first = L.dims.computed(Code(
                 f"kc::slice_start({L.dims.expr(n)}, {int_lit(start or 0)}, "
@@ -87,6 +86,11 @@ def slice_map(L, node: Node) -> Tuple[S.Dim, List[S.Dim]]:
         base = S.add(base, S.mul(first, own[a]))
         strides.append(S.mul(step, own[a]))
     return base, strides
+
+
+def slice_map(L, node: Node) -> Tuple[S.Dim, List[S.Dim]]:
+    """strided_view of a slice node's elements in its contiguous source."""
+    return strided_view(L, node.attrs["specs"], node.inputs[0].dims, node.outputs[0].dims)
 
 
 def collapse(extents: List[S.Dim], stride_sets: List[List]) -> Tuple[List[S.Dim], List[List]]:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from ...ir import shapes as S
 from ...ir.graph import Node
-from ..names import Code, int_lit
+from ..names import Code
 from ..plan import Kernel
 from . import rule
 from .common import (Axis, Pointers, broadcast_strides, contiguous_strides, emit_copy, fill,
-                     key, label_of)
+                     key, label_of, strided_view)
 
 
 @rule("transpose")
@@ -30,28 +30,10 @@ def _broadcast_to(L, node: Node):
     emit_copy(L, L.ref(x), L.ref(out), axes, label=label_of([node]))
 
 
-def _strided(L, specs, whole, part):
-    """(offset of the first element, per-axis strides) of a strided slice of a contiguous
-    array of extents `whole` that has extents `part`."""
-    own = contiguous_strides(whole)
-    base: S.Dim = 0
-    strides = []
-    for a, ((start, stop, step), n) in enumerate(zip(specs, whole)):
-        if isinstance(n, int):
-            first = range(n)[slice(start, stop, step)].start if part[a] != 0 else 0
-        else:
-            first = L.dims.computed(Code(
-                f"kc::slice_start({L.dims.expr(n)}, {int_lit(start or 0)}, "
-                f"{int_lit(start is not None)}, {int_lit(step)})"))
-        base = S.add(base, S.mul(first, own[a]))
-        strides.append(S.mul(step, own[a]))
-    return base, strides
-
-
 @rule("slice")
 def _slice(L, node: Node):
     x, out = node.inputs[0], node.outputs[0]
-    base, src = _strided(L, node.attrs["specs"], x.dims, out.dims)
+    base, src = strided_view(L, node.attrs["specs"], x.dims, out.dims)
     dst = contiguous_strides(out.dims)
     axes = [Axis(n, ("lin", s), ("lin", d)) for n, s, d in zip(out.dims, src, dst)]
     emit_copy(L, L.ref(x), L.ref(out), axes, src_base=base, label=label_of([node]))
@@ -60,7 +42,7 @@ def _slice(L, node: Node):
 @rule("unslice")
 def _unslice(L, node: Node):
     g, out = node.inputs[0], node.outputs[0]
-    base, dst = _strided(L, node.attrs["specs"], out.dims, g.dims)
+    base, dst = strided_view(L, node.attrs["specs"], out.dims, g.dims)
     fill(L, L.ref(out), Code("0"), label=f"zeros -> {out.type}")
     src = contiguous_strides(g.dims)
     axes = [Axis(n, ("lin", s), ("lin", d)) for n, s, d in zip(g.dims, src, dst)]
