@@ -31,6 +31,7 @@ import numpy as np
 
 from .. import __version__, _paths, native
 from ..ir.dtypes import as_dtype
+from ..jit.fsutil import file_sha256
 from . import isa as ISA
 from .load import FORMAT
 
@@ -173,14 +174,6 @@ class _Weights:
 
 # ---- the build -------------------------------------------------------------------------------
 
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _dims_code(dims):
     from ..lowering.names import Code, int_lit, join
     vals = [int_lit(d) for d in dims] or [Code("0")]
@@ -249,7 +242,7 @@ def _assemble(work, name, specs, sources, store, tc, features, isa, weights, qui
     for sub in ("src", "include/kcomp", f"lib/cmake/{name}", "obj"):
         os.makedirs(os.path.join(work, sub), exist_ok=True)
     layout = store.write(os.path.join(work, "weights.bin"))
-    digest = _sha256(os.path.join(work, "weights.bin"))
+    digest = file_sha256(os.path.join(work, "weights.bin"))
     for i, src in enumerate(sources):
         with open(os.path.join(work, "src", f"f{i}.cpp"), "w") as f:
             f.write(src)
@@ -296,7 +289,7 @@ def _assemble(work, name, specs, sources, store, tc, features, isa, weights, qui
     for root, _, names in os.walk(work):
         for n in sorted(names):
             p = os.path.join(root, n)
-            files[os.path.relpath(p, work)] = _sha256(p)
+            files[os.path.relpath(p, work)] = file_sha256(p)
     manifest = {
         "format": FORMAT, "name": name, "kcomp_version": __version__,
         "abi_version": int(native().ABI_VERSION),

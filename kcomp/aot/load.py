@@ -20,6 +20,7 @@ import numpy as np
 
 from .. import config, native
 from ..ir.dtypes import as_dtype
+from ..jit.fsutil import file_sha256
 from . import isa as ISA
 
 
@@ -28,14 +29,6 @@ FORMAT = "kcomp-artifact-1"  # the manifest's "format"
 
 class ArtifactError(RuntimeError):
     pass
-
-
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class LoadedFunction:
@@ -157,7 +150,7 @@ def _private_copy(lib: str, digest: str):
     tmp = tempfile.mkdtemp(prefix="kcomp-artifact-")
     copy = os.path.join(tmp, os.path.basename(lib))
     shutil.copyfile(lib, copy)
-    if _sha256(copy) != digest:  # replaced again while we copied
+    if file_sha256(copy) != digest:  # replaced again while we copied
         shutil.rmtree(tmp, ignore_errors=True)
         raise ArtifactError(f"{lib} changed while it was being loaded")
     return copy
@@ -189,7 +182,7 @@ def _check_files(path: str, m: dict) -> None:
         full = os.path.join(path, rel)
         if not os.path.isfile(full):
             raise ArtifactError(f"{path}: {rel} is missing")
-        if _sha256(full) != digest:
+        if file_sha256(full) != digest:
             raise ArtifactError(f"{path}: {rel} is corrupted or was replaced (its sha256 differs "
                                 f"from the manifest)")
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import hashlib
 import json
 import os
 import shutil
@@ -27,7 +26,7 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional
 
 from .. import config
-from .fsutil import CacheError, fsync_dir, private_dir
+from .fsutil import CacheError, file_sha256, fsync_dir, private_dir
 
 FORMAT = "kcomp-cache-v1"
 LIB = "lib.so"
@@ -46,14 +45,6 @@ class Entry:
     @property
     def source(self) -> str:
         return os.path.join(self.path, "source.cpp")
-
-
-def file_sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class Cache:

@@ -1,6 +1,7 @@
 """Small filesystem helpers with the guarantees the cache relies on."""
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 import tempfile
@@ -53,3 +54,12 @@ def atomic_write(path: str, data: bytes) -> None:
         except OSError:
             pass
         raise
+
+
+def file_sha256(path: str) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
