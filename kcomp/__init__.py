@@ -16,6 +16,17 @@ def function(inputs, outputs, updates=None, name=None, **kwargs):
     return _function(inputs, outputs, updates, name, **kwargs)
 
 
+def set_device(name):
+    """'cpu' or 'cuda': where functions compiled from now on run (kcomp/device.py)."""
+    from .device import set_device as _set
+    _set(name)
+
+
+def get_device() -> str:
+    from .device import get_device as _get
+    return _get()
+
+
 def native():
     """kcomp._runtime, the native runtime built at install time."""
     try:

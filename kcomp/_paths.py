@@ -25,6 +25,15 @@ def kernels_library() -> str:
     return path
 
 
+def cuda_source_dir() -> str:
+    """The CUDA kernel library's sources: kcomp/cuda_src when installed, csrc/cuda in a checkout
+    (built on demand by kcomp/cuda/runtime.py)."""
+    for d in (os.path.join(_PKG, "cuda_src"), os.path.join(os.path.dirname(_PKG), "csrc", "cuda")):
+        if os.path.isfile(os.path.join(d, "CMakeLists.txt")):
+            return d
+    raise RuntimeError("kcomp's CUDA sources are missing: reinstall kcomp")
+
+
 def templates_dir() -> str:
     return os.path.join(_PKG, "templates")
 

@@ -40,8 +40,9 @@ CACHE_FORMAT = 1
 @dataclass
 class Compiled:
     """One loaded library and what calling it needs; shared by structurally equal functions."""
-    library: object                   # kcomp._runtime.Library
+    library: object                   # kcomp._runtime.Library, or kcomp.cuda.jit.CudaLibrary
     key: str                          # cache key
+    device: str                       # 'cpu' or 'cuda'
     source_path: str
     input_specs: List[tuple]          # (name, dtype code, static dims with -1)
     output_types: List[TensorType]
@@ -224,17 +225,20 @@ class Generated:
     source: str
 
 
-def generate(prepared: Graph, name: str, timings: Dict[str, float] | None = None) -> Generated:
-    """Passes, lowering and rendering of a prepared graph (no toolchain involved)."""
+def generate(prepared: Graph, name: str, timings: Dict[str, float] | None = None,
+             target: str = "cpu") -> Generated:
+    """Passes, lowering and rendering of a prepared graph (no toolchain involved); target 'cpu'
+    renders C++, 'cuda' renders CUDA."""
     timings = {} if timings is None else timings
     t = time.perf_counter()
     optimized = optimize(prepared)
     timings["passes"] = time.perf_counter() - t
     t = time.perf_counter()
-    plan = lower(optimized)
+    plan = lower(optimized, target=target)
     timings["lower"] = time.perf_counter() - t
     t = time.perf_counter()
-    source = render(plan, name, bytecode_dir=os.path.join(default_cache().root, "jinja"))
+    source = render(plan, name, bytecode_dir=os.path.join(default_cache().root, "jinja"),
+                    target=target)
     timings["render"] = time.perf_counter() - t
     return Generated(optimized, plan, source)
 
@@ -245,12 +249,16 @@ def prepare_function(graph: Graph) -> Graph:
     return prepare(state_updates(resolve_control(graph)))
 
 
-def compile_graph(graph: Graph, name: str = "function") -> Tuple[Compiled, Graph, dict]:
+def compile_graph(graph: Graph, name: str = "function", device: str | None = None
+                  ) -> Tuple[Compiled, Graph, dict]:
     """(compiled function, prepared graph, what this call did: memo_hit, cache_hit and the
-    seconds spent in each phase)."""
+    seconds spent in each phase). device: 'cpu' or 'cuda' (default: kcomp.get_device())."""
+    from .device import get_device
+    device = device or get_device()
     t0 = time.perf_counter()
     prepared = prepare_function(graph)
-    mkey = graph_key(prepared)
+    mkey = graph_key(prepared) + ("" if device == "cpu" else
+                                  f":{device}:tf32={int(config.cuda_tf32())}")
     with _memo_lock:
         hit = _memo.get(mkey)
         if hit is not None:
@@ -259,11 +267,15 @@ def compile_graph(graph: Graph, name: str = "function") -> Tuple[Compiled, Graph
         return hit, prepared, {"memo_hit": True, "cache_hit": True,
                                "timings": {"memo": time.perf_counter() - t0}}
     timings = {"prepare": time.perf_counter() - t0}
-    gen = generate(prepared, name, timings)
+    gen = generate(prepared, name, timings, target=device)
     optimized, plan, template = gen.optimized, gen.plan, gen.source
     cache = default_cache()
     t = time.perf_counter()
-    tc = toolchain()
+    if device == "cuda":
+        from .cuda import jit as cuda_jit
+        tc, builder = cuda_jit.toolchain(), cuda_jit.build
+    else:
+        tc, builder = toolchain(), ninja_build.build
     timings["toolchain"] = time.perf_counter() - t
     key = source_key(template, tc)
     source = template.replace(KEY_SLOT, key)
@@ -272,15 +284,20 @@ def compile_graph(graph: Graph, name: str = "function") -> Tuple[Compiled, Graph
 
     def build(workdir):
         built.append(True)
-        return ninja_build.build(tc, source, workdir, os.path.join(cache.root, "failed", key))
+        return builder(tc, source, workdir, os.path.join(cache.root, "failed", key))
 
     entry = cache.get_or_build(key, build)
     timings["build"] = time.perf_counter() - t
     t = time.perf_counter()
     _runtime = native()
     try:
-        library = _runtime.Library(entry.lib, key)
-    except RuntimeError as e:
+        if device == "cuda":
+            from .cuda.runtime import library as cuda_library
+            cuda_library()  # the kernel library the function calls into, built on first use
+            library = cuda_jit.CudaLibrary(entry.lib, key)
+        else:
+            library = _runtime.Library(entry.lib, key)
+    except (RuntimeError, OSError) as e:
         msg = str(e)
         if "failed to map segment" in msg or "operation not permitted" in msg.lower():
             msg += (f"\nThe cache directory {cache.root} may be on a filesystem mounted noexec; "
@@ -291,7 +308,8 @@ def compile_graph(graph: Graph, name: str = "function") -> Tuple[Compiled, Graph
 
     prepared_vars = {v.node.uid: i for i, v in enumerate(variables_of(prepared))}
     compiled = Compiled(
-        library=library, key=key, source_path=entry.source,
+        library=library, key=key, device=device,
+        source_path=entry.source if device == "cpu" else os.path.join(entry.path, "source.cu"),
         input_specs=[(t.name, t.type.dtype.code,
                       [d if isinstance(d, int) else -1 for d in t.dims]) for t in prepared.inputs],
         output_types=[t.type for t in optimized.outputs],

@@ -19,6 +19,12 @@ VARIABLES = {
     "KCOMP_LOCK_TIMEOUT": "seconds to wait for another process building the same function "
                           "(default 600)",
     "KCOMP_ISA": "force the kernel library's 'generic' or 'avx2' path (testing)",
+    "KCOMP_DEVICE": "'cpu' (default) or 'cuda': where compiled functions run (also "
+                    "kcomp.set_device() and keras.json's \"kcomp_device\")",
+    "KCOMP_CUDA_ARCH": "GPU architecture for CUDA code, e.g. 90 (default: the GPU's own)",
+    "KCOMP_NVCC": "nvcc for CUDA code (default: CUDACXX, PATH, /usr/local/cuda/bin)",
+    "KCOMP_CUDA_TF32": "1 lets float32 matrix products on the GPU use TF32 tensor cores "
+                       "(relative error near 3e-4; default off: float32 accuracy)",
 }
 
 
@@ -57,3 +63,7 @@ def lock_timeout() -> float:
         return float(os.environ.get("KCOMP_LOCK_TIMEOUT", "600"))
     except ValueError:
         return 600.0
+
+
+def cuda_tf32() -> bool:
+    return os.environ.get("KCOMP_CUDA_TF32", "") not in ("", "0")

@@ -37,7 +37,10 @@ class Function:
     """A compiled function. `Function(inputs, outputs, updates)(values)` returns the outputs'
     values as numpy arrays and applies the updates to their variables."""
 
-    def __init__(self, inputs: Sequence[Tensor], outputs, updates=None, name: str | None = None):
+    def __init__(self, inputs: Sequence[Tensor], outputs, updates=None, name: str | None = None,
+                 device: str | None = None, device_outputs: bool = False):
+        """device: 'cpu' or 'cuda' (default: kcomp.get_device()). device_outputs: a CUDA
+        function returns kcomp.cuda.DeviceArrays instead of copying its outputs to numpy."""
         self.single = isinstance(outputs, Tensor)
         outputs = [outputs] if self.single else list(outputs)
         from .ir.build import as_tensor
@@ -52,18 +55,18 @@ class Function:
                 outputs.append(trim[1])
         self.name = name or "function"
         self.graph = Graph(tuple(inputs), tuple(outputs), _updates(updates))
-        self._compiled, prepared, self._compile_info = compile_graph(self.graph, self.name)
-        self._bind(self._compiled, variables_of(prepared))
+        self._compiled, prepared, self._compile_info = compile_graph(self.graph, self.name,
+                                                                     device)
+        self.device = self._compiled.device
+        self._bind(self._compiled, variables_of(prepared), device_outputs)
         self._debug: Optional[Compiled] = None
 
-    def _bind(self, c: Compiled, variables: List[Variable]) -> None:
-        _runtime = native()
+    def _bind(self, c: Compiled, variables: List[Variable], device_outputs: bool) -> None:
         self._variables = [variables[p] for p in c.variable_positions]
-        self._exe = _runtime.Executable(
-            c.library, [tuple(s) for s in c.input_specs], [t.dtype.code for t in c.output_types],
-            c.const_values, [_code(v) for v in c.const_values],
-            [v._value for v in self._variables], [v.type.dtype.code for v in self._variables])
-        self._exe.set_name(f"kcomp function {self.name!r}")
+        updated = {v.node.uid for v, _ in self.graph.updates}
+        self._updated = [v for v in self._variables if v.node.uid in updated]
+        self._exe = _executable(c, self._variables, updated, f"kcomp function {self.name!r}",
+                                device_outputs)
 
     def __call__(self, inputs=None):
         if inputs is None:
@@ -76,13 +79,16 @@ class Function:
         if config.debug_mode():
             self._check_against_reference(inputs)
         outs = self._exe.run(inputs)
+        if self.device == "cpu":
+            for v in self._updated:  # the host value changed: a GPU copy of it is stale
+                v._device = None
         if self._trims:
             for i, axis, at in self._trims:
                 outs[i] = outs[i][(slice(None),) * axis + (slice(0, int(outs[at])),)]
             del outs[len(outs) - len(self._trims):]
         # a rank-0 result is a numpy scalar, as TensorFlow's session returns it (Keras rounds
         # and formats metric values)
-        outs = [o[()] if o.ndim == 0 else o for o in outs]
+        outs = [o[()] if isinstance(o, np.ndarray) and o.ndim == 0 else o for o in outs]
         return outs[0] if self.single else outs
 
     # ---- introspection ----------------------------------------------------------------------
@@ -108,15 +114,10 @@ class Function:
         if self._debug is None:
             # compile the optimized graph with every intermediate value as an output
             dbg_graph = Graph(g.inputs, tuple(watched), ())
-            self._debug, _, _ = compile_graph(dbg_graph, self.name + " (debug)")
-        _runtime = native()
+            self._debug, _, _ = compile_graph(dbg_graph, self.name + " (debug)", self.device)
         variables = variables_of(self._debug.optimized)
         dv = [variables[p] for p in self._debug.variable_positions]
-        exe = _runtime.Executable(
-            self._debug.library, [tuple(s) for s in self._debug.input_specs],
-            [t.dtype.code for t in self._debug.output_types], self._debug.const_values,
-            [_code(v) for v in self._debug.const_values], [v._value.copy() for v in dv],
-            [v.type.dtype.code for v in dv])
+        exe = _executable(self._debug, dv, set(), self.name + " (debug)", False, copies=True)
         results = exe.run(list(inputs))
         record = {}
         feeds = [np.asarray(x) for x in inputs]
@@ -146,8 +147,29 @@ def _close(got: np.ndarray, want: np.ndarray) -> bool:
     return bool(np.allclose(got, want, rtol=tol, atol=tol, equal_nan=True))
 
 
-def function(inputs, outputs, updates=None, name=None, **kwargs) -> Function:
-    """Keras's K.function. Unknown keyword arguments are rejected, as Keras's own backends do."""
+def function(inputs, outputs, updates=None, name=None, device=None, device_outputs=False,
+             **kwargs) -> Function:
+    """Keras's K.function. Unknown keyword arguments are rejected, as Keras's own backends do.
+    device, device_outputs: see Function."""
     if kwargs:
         raise ValueError(f"kcomp.function got unsupported arguments: {', '.join(sorted(kwargs))}")
-    return Function(inputs, outputs, updates, name)
+    return Function(inputs, outputs, updates, name, device, device_outputs)
+
+
+def _executable(c: Compiled, variables: List[Variable], updated: set, name: str,
+                device_outputs: bool, copies: bool = False):
+    """The native runner of compiled function c (CPU: kcomp._runtime.Executable; CUDA:
+    kcomp.cuda.executable). copies: run on copies of the variables (debug mode)."""
+    if c.device == "cuda":
+        from .cuda.executable import CudaExecutable
+        return CudaExecutable(c.library, c.input_specs, [t.dtype.code for t in c.output_types],
+                              c.const_values, variables,
+                              [i for i, v in enumerate(variables) if v.node.uid in updated],
+                              name, device_outputs, copies=copies)
+    exe = native().Executable(
+        c.library, [tuple(s) for s in c.input_specs], [t.dtype.code for t in c.output_types],
+        c.const_values, [_code(v) for v in c.const_values],
+        [v._value.copy() if copies else v._value for v in variables],
+        [v.type.dtype.code for v in variables])
+    exe.set_name(name)
+    return exe

@@ -10,13 +10,15 @@ def session_cache(tmp_path_factory):
     root = tmp_path_factory.getbasetemp()
     # xdist workers have their own basetemp under a shared parent
     shared = root.parent if root.name.startswith("popen-gw") else root
-    path = shared / "kcomp-cache"
-    os.environ["KCOMP_CACHE_DIR"] = str(path)
+    # KCOMP_TEST_CACHE_DIR: a cache to share with other runs (bench/gpu_check.sh: the CUDA
+    # kernel library is built once for the tests and the benchmarks)
+    path = os.environ.get("KCOMP_TEST_CACHE_DIR") or str(shared / "kcomp-cache")
+    os.environ["KCOMP_CACHE_DIR"] = path
     os.environ.setdefault("KERAS_HOME", str(shared / "keras-home"))
     # child processes must import the installed kcomp, not the source tree in the checkout
     old = os.getcwd()
     os.chdir(shared)
-    yield str(path)
+    yield path
     os.chdir(old)
 
 

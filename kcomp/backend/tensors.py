@@ -166,6 +166,7 @@ def set_value(x, value) -> None:
         raise ValueError(f"set_value: variable {x.name!r} has shape {x._value.shape}, "
                          f"the new value has shape {value.shape}")
     np.copyto(x._value, value)
+    x._device = None  # a GPU copy of the old value (kcomp/cuda/executable.py) is stale
 
 
 def batch_set_value(tuples) -> None:

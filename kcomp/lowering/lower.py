@@ -27,8 +27,9 @@ def key(t: Tensor) -> Key:
 
 
 class Lowerer:
-    def __init__(self, graph: Graph, materialize: Set[int] = frozenset()):
+    def __init__(self, graph: Graph, materialize: Set[int] = frozenset(), target: str = "cpu"):
         self.graph = graph
+        self.target = target  # 'cpu' or 'cuda': the few rules that differ ask
         self.materialize = materialize
         self.dims = DimTable()
         self.storage: Dict[Key, Ref] = {}
@@ -277,5 +278,5 @@ class Lowerer:
                 copy_ref(self, src, dst, label="update")
 
 
-def lower(graph: Graph, materialize: Set[int] = frozenset()) -> Plan:
-    return Lowerer(graph, materialize).lower()
+def lower(graph: Graph, materialize: Set[int] = frozenset(), target: str = "cpu") -> Plan:
+    return Lowerer(graph, materialize, target).lower()

@@ -1,4 +1,6 @@
-"""Rendering a kernel plan to C++ with the Jinja templates in kcomp/templates.
+"""Rendering a kernel plan to C++ (target cpu) or CUDA (target cuda) with the Jinja templates in
+kcomp/templates/<target>/. Both targets render the same plan; a kernel whose template has no
+CUDA version makes the CUDA rendering fail with NotImplementedError naming it.
 
 Contexts are validated before rendering: they may hold Code (made by kcomp/lowering/names.py),
 ints, bools and containers of those, never a plain str or a float, so no user text and no
@@ -8,12 +10,14 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from .. import config
 from .rules.common import PARALLEL_MIN
 from .names import Code, c_string, comment_text, int_lit, join
 from .plan import Plan
 
 TEMPLATES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "templates")
-KEY_SLOT = "@@KCOMP_KEY@@"  # replaced by the cache key once the source is final
+KEY_SLOT = "@@KCOMP_KEY@@"
+CUDA_HEADERS = ("kcomp/array.h", "kcomp/random.h")  # host-and-device headers generated CUDA uses  # replaced by the cache key once the source is final
 
 _env = None
 
@@ -58,16 +62,28 @@ def environment(bytecode_dir: str | None = None):
     return _env
 
 
-def _render_kernels(env, kernels, defines: list) -> list:
+def _template(env, target: str, k):
+    import jinja2
+    try:
+        return env.get_template(f"{target}/{k.template}.j2").module
+    except jinja2.TemplateNotFound:
+        raise NotImplementedError(f"kcomp has no {target.upper()} kernel for {k.label} (template "
+                                  f"{k.template!r}) yet; compile this function for the CPU "
+                                  f"(kcomp.set_device('cpu'))") from None
+
+
+def _render_kernels(env, kernels, defines: list, target: str) -> list:
     """Render kernels: their definitions (a loop's body kernels first) are appended to
     `defines`; returns their launches, in order."""
     launches = []
     for k in kernels:
         ctx = dict(k.ctx)
         if "loop_body" in ctx:  # a loop: its body's launches go inside the loop's launch
-            ctx["loop_body"] = _render_kernels(env, ctx["loop_body"], defines)
+            ctx["loop_body"] = _render_kernels(env, ctx["loop_body"], defines, target)
+        if target == "cuda" and k.template == "gemm":
+            ctx["precision"] = 1 if config.cuda_tf32() else 0
         _validate(ctx, f"kernel {k.template}")
-        macros = env.get_template(f"cpu/{k.template}.j2").module
+        macros = _template(env, target, k)
         info = {"name": k.name, "comment": comment_text(k.label, 120)}
         defines.append(Code(macros.define(info, ctx).strip()))
         # hoist: statements an enclosing loop runs once before its steps (packing weights)
@@ -77,11 +93,15 @@ def _render_kernels(env, kernels, defines: list) -> list:
     return launches
 
 
-def render(plan: Plan, title: str, bytecode_dir: str | None = None) -> str:
+def _can_fail(kernels) -> bool:
+    return any(k.ctx.get("can_fail") or _can_fail(k.ctx.get("loop_body", ())) for k in kernels)
+
+
+def render(plan: Plan, title: str, bytecode_dir: str | None = None, target: str = "cpu") -> str:
     env = environment(bytecode_dir)
     dims = plan.dims
     defines: list = []
-    launches = _render_kernels(env, plan.kernels, defines)
+    launches = _render_kernels(env, plan.kernels, defines, target)
 
     def static_dims(b):
         return join(", ", [int_lit(d if isinstance(d, int) else -1) for d in b.dims] or
@@ -115,5 +135,11 @@ def render(plan: Plan, title: str, bytecode_dir: str | None = None) -> str:
         "pointer_lines": pointer_lines, "arena": arena, "scratch": scratch,
         "defines": [d for d in defines if d], "launches": launches,
     }
+    if target == "cuda":
+        ctx["can_fail"] = _can_fail(plan.kernels)
+        # the CPU kernels' headers (SIMD reductions, convolutions, CTC) stay out of CUDA code
+        ctx["includes"] = [Code(h) for h in plan.includes if h in CUDA_HEADERS]
+        _validate(ctx)
+        return env.get_template("cuda/module.cu.j2").render(**ctx)
     _validate(ctx)
     return env.get_template("cpu/module.cpp.j2").render(**ctx)

@@ -4,30 +4,43 @@
  * STL headers: math goes through compiler builtins that resolve to libm). Each scalar function
  * here is the native twin of an op's numpy reference in kcomp/ir/ops; the two must agree.
  * Integer arithmetic relies on -fwrapv (numpy wraps on overflow) and never divides by zero.
+ * The same header serves generated CUDA (nvcc, __CUDACC__): every helper is then a host and
+ * device function, float32 exp/log/tanh are CUDA's own, and float16 is CUDA's __half.
  */
 #ifndef KCOMP_RT_H
 #define KCOMP_RT_H
 
 #include "abi.h"
+#ifdef __CUDACC__
+#include <cuda_fp16.h>
+#define KC_INLINE static __host__ __device__ __forceinline__
+#else
 #include "vmath.h"
+#define KC_INLINE static inline __attribute__((always_inline))
+#endif
 
 #define KC_RESTRICT __restrict__
-#define KC_INLINE static inline __attribute__((always_inline))
 
 namespace kc {
 
+#ifdef __CUDACC__
+typedef __half f16;
+#else
 typedef _Float16 f16;
+#endif
 
 /* ---- errors ------------------------------------------------------------------------------ */
 
-KC_INLINE int32_t fail(kc_call *c, int32_t status, const char *msg) {
+template <class Call>
+KC_INLINE int32_t fail(Call *c, int32_t status, const char *msg) {
   int i = 0;
   for (; msg[i] && i < KC_ERROR_CAP - 1; ++i) c->error[i] = msg[i];
   c->error[i] = 0;
   return status;
 }
 
-KC_INLINE int32_t fail2(kc_call *c, int32_t status, const char *a, const char *b) {
+template <class Call>
+KC_INLINE int32_t fail2(Call *c, int32_t status, const char *a, const char *b) {
   int n = 0;
   for (int i = 0; a[i] && n < KC_ERROR_CAP - 1; ++i) c->error[n++] = a[i];
   for (int i = 0; b[i] && n < KC_ERROR_CAP - 1; ++i) c->error[n++] = b[i];
@@ -37,7 +50,8 @@ KC_INLINE int32_t fail2(kc_call *c, int32_t status, const char *a, const char *b
 
 /* Writes "<msg>: <a> vs <b>" (two integers: extents, or an index and its bound) into the error
  * buffer. */
-KC_INLINE int32_t fail_dims(kc_call *c, const char *msg, int64_t a, int64_t b) {
+template <class Call>
+KC_INLINE int32_t fail_dims(Call *c, const char *msg, int64_t a, int64_t b) {
   char *out = c->error;
   int n = 0;
   for (; msg[n] && n < KC_ERROR_CAP - 48; ++n) out[n] = msg[n];
@@ -93,6 +107,14 @@ KC_INLINE bool isnan_(double x) { return x != x; }
 /* exp, log and tanh: float32 through kcomp's vectorizable versions (vmath.h: loops over them run
  * 8-16 elements at a time), float64 through libm. expm1 and log1p derive from them, accurate near
  * zero by Kahan's correction. */
+#ifdef __CUDACC__
+KC_INLINE float exp(float x) { return __builtin_expf(x); }
+KC_INLINE float log(float x) { return __builtin_logf(x); }
+KC_INLINE float tanh(float x) { return __builtin_tanhf(x); }
+KC_INLINE float expm1(float x) { return __builtin_expm1f(x); }
+KC_INLINE float log1p(float x) { return __builtin_log1pf(x); }
+KC_INLINE float exp_nonpos(float x) { return __builtin_expf(x); }
+#else
 KC_INLINE float exp(float x) { return vm::exp(x); }
 KC_INLINE float log(float x) { return vm::log(x); }
 KC_INLINE float tanh(float x) { return vm::tanh(x); }
@@ -109,6 +131,7 @@ KC_INLINE float log1p(float x) {
 /* e^x for x <= 0 or NaN (the argument of sigmoid's exponential): float32 through the shorter
  * exp_neg; NaN is passed on by the callers' selects */
 KC_INLINE float exp_nonpos(float x) { return vm::exp_neg(x); }
+#endif
 KC_INLINE double exp_nonpos(double x) { return __builtin_exp(x); }
 KC_INLINE double exp(double x) { return __builtin_exp(x); }
 KC_INLINE double log(double x) { return __builtin_log(x); }

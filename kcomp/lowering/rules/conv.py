@@ -59,7 +59,9 @@ def _extents(L, prefix: str, dims) -> dict:
 
 
 def _threads(L):
-    """One scratch slot per thread of the pool (known at run time)."""
+    """One scratch slot per thread of the pool (known at run time; CUDA kernels need none)."""
+    if L.target == "cuda":
+        return 1
     return L.dims.computed(Code("(int64_t)c->api->num_threads()"))
 
 

@@ -1,0 +1,158 @@
+"""GPU benchmarks: kcomp's CUDA kernels and compiled functions against PyTorch (cuBLAS, cuDNN) on
+the same GPU in the same run. Needs a CUDA GPU and PyTorch.
+
+    python bench/gpu_bench.py --out DIR      (bench/gpu_check.sh runs it)
+
+Every kcomp result is checked against PyTorch (in float64 where it matters) before it is timed;
+times are medians of CUDA-event-timed repetitions after warm-up. Rows: the workload, kcomp's
+and the peer's milliseconds, their ratio (peer / kcomp: above 1 means kcomp is faster), and the
+achieved rate (GB/s from the bytes each workload must move, or TFLOP/s). Writes gpu.json and
+gpu.md to DIR and prints the table last.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, os.path.join(HERE, f"{name}.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def cuda_time_ms(torch, fn, warmup=5, reps=30) -> float:
+    """Median of CUDA-event-timed calls of fn (after warm-up)."""
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(reps):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    times.sort()
+    return times[len(times) // 2]
+
+
+def bench_copy(torch, rows) -> float:
+    """Device-to-device copy of 2^28 floats: the bandwidth the memory-bound rows compare to."""
+    x = torch.randn(1 << 28, device="cuda")
+    y = torch.empty_like(x)
+    ms = cuda_time_ms(torch, lambda: y.copy_(x))
+    nbytes = 2 * x.numel() * 4
+    rows.append({"workload": "copy 2^28 float32 (bandwidth reference)", "kcomp_ms": None,
+                 "peer": "torch copy_", "peer_ms": ms, "bytes": nbytes})
+    return nbytes / ms / 1e6  # GB/s
+
+
+def bench_functions(torch, rows) -> None:
+    """kcomp compiled functions (the whole path: graph, lowering, generated CUDA, kernel library)
+    on PyTorch tensors passed without copies, outputs left on the GPU."""
+    import kcomp.backend as K
+    n = 1 << 28
+    x = K.placeholder((None,))
+    chain = K.tanh(x * 1.5 + 0.5) * K.sigmoid(x) + 0.5 * x
+    f = K.function([x], [chain], device="cuda", device_outputs=True)
+    t = torch.randn(n, device="cuda")
+    got = torch.as_tensor(f([t])[0], device="cuda")
+    want = torch.tanh(t * 1.5 + 0.5) * torch.sigmoid(t) + 0.5 * t
+    err = (got - want).abs().max().item()
+    if err > 1e-5:
+        raise AssertionError(f"fused chain: max abs error {err}")
+    kc = cuda_time_ms(torch, lambda: f([t]))
+    peer = cuda_time_ms(torch, lambda: torch.tanh(t * 1.5 + 0.5) * torch.sigmoid(t) + 0.5 * t)
+    rows.append({"workload": "fused chain tanh(1.5x+0.5)*sigmoid(x)+0.5x, 2^28 (K.function)",
+                 "kcomp_ms": kc, "peer": "torch eager", "peer_ms": peer, "bytes": 8 * n})
+
+    m = K.placeholder((None, 16384))
+    fns = {"sum -1": (K.sum(m, axis=-1), lambda a: a.sum(-1)),
+           "sum 0": (K.sum(m, axis=0), lambda a: a.sum(0)),
+           "softmax -1": (K.softmax(m, axis=-1), lambda a: torch.softmax(a, -1))}
+    a = torch.randn(16384, 16384, device="cuda")
+    for name, (out, ref) in fns.items():
+        g = K.function([m], [out], device="cuda", device_outputs=True)
+        res = torch.as_tensor(g([a])[0], device="cuda")
+        want = ref(a.double())
+        rel = ((res.double() - want).norm() / want.norm()).item()
+        if not rel < 1e-5:
+            raise AssertionError(f"{name}: relative error {rel}")
+        kc = cuda_time_ms(torch, lambda: g([a]))
+        peer = cuda_time_ms(torch, lambda: ref(a))
+        nbytes = a.numel() * 4 + res.numel() * 4
+        rows.append({"workload": f"{name} of (16384,16384) (K.function)", "kcomp_ms": kc,
+                     "peer": "torch", "peer_ms": peer, "bytes": nbytes})
+
+
+def table(rows, copy_gbs) -> str:
+    lines = ["| workload | kcomp ms | peer | peer ms | peer/kcomp | kcomp rate |",
+             "|---|---:|---|---:|---:|---:|"]
+    for r in rows:
+        kc, pm = r.get("kcomp_ms"), r.get("peer_ms")
+        ratio = f"{pm / kc:.2f}x" if kc and pm else "-"
+        ms = kc or pm
+        if "bytes" in r:
+            gbs = r["bytes"] / ms / 1e6
+            rate = f"{gbs:.0f} GB/s ({100 * gbs / copy_gbs:.0f}% of copy)"
+        elif "flops" in r:
+            rate = f"{r['flops'] / ms / 1e9:.1f} TFLOP/s"
+        else:
+            rate = "-"
+        lines.append(f"| {r['workload']} | {kc:.3f} | {r['peer']} | {pm:.3f} | {ratio} | {rate} |"
+                     if kc else f"| {r['workload']} | - | {r['peer']} | {pm:.3f} | - | {rate} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default=".")
+    ap.add_argument("--only", default="", help="comma-separated: copy,gemm,reduce,rnn,functions")
+    args = ap.parse_args(argv)
+    import torch
+    from kcomp.cuda import runtime
+    info = runtime.device_info()
+    rows: list = []
+    copy_gbs = bench_copy(torch, rows)
+    groups = {"gemm": lambda: _load("gpu_gemm").bench_gemm(torch, rows),
+              "reduce": lambda: _load("gpu_reduce").bench_reduce(torch, rows),
+              "rnn": lambda: _load("gpu_rnn").bench_lstm(torch, rows),
+              "functions": lambda: bench_functions(torch, rows)}
+    only = [g for g in args.only.split(",") if g] or list(groups)
+    failures = []
+    for name in only:
+        t0 = time.perf_counter()
+        try:
+            groups[name]()
+        except Exception as e:  # one group's failure must not hide the others' figures
+            failures.append(f"{name}: {type(e).__name__}: {e}")
+        print(f"[{name}: {time.perf_counter() - t0:.1f} s]", file=sys.stderr, flush=True)
+    header = (f"GPU: {info['name']} ({info['multiprocessors']} SMs, compute capability "
+              f"{info['compute_capability']}); PyTorch {torch.__version__}; "
+              f"copy bandwidth {copy_gbs:.0f} GB/s (read + write); "
+              f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {platform.node()}")
+    text = header + "\n\n" + table(rows, copy_gbs) + "\n"
+    if failures:
+        text += "\nFAILED:\n" + "\n".join(failures) + "\n"
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "gpu.md"), "w") as f:
+        f.write(text)
+    with open(os.path.join(args.out, "gpu.json"), "w") as f:
+        json.dump({"device": info, "torch": torch.__version__, "copy_gbs": copy_gbs,
+                   "rows": rows, "failures": failures}, f, indent=1)
+    print(text)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,160 @@
+/* kcomp CUDA ABI: the contract between generated CUDA libraries, the CUDA kernel library
+ * (libkcomp_cuda, built on demand from csrc/cuda the first time a GPU is used) and the Python
+ * runtime (kcomp/cuda, through ctypes).
+ *
+ * Plain C, like abi.h. Every pointer to tensor data here is a device pointer; shapes and
+ * arguments live on the host. Work is queued on `stream` (a cudaStream_t; NULL is the legacy
+ * default stream, which PyTorch and CuPy also use unless told otherwise) and is asynchronous:
+ * a function returns once its kernels are queued. Errors in the arguments return a kc_status
+ * and leave a message for kc_cuda_last_error(). Bump KC_CUDA_ABI_VERSION on any change.
+ */
+#ifndef KCOMP_CUDA_API_H
+#define KCOMP_CUDA_API_H
+
+#include "abi.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define KC_CUDA_ABI_VERSION 1u
+
+/* 16-bit brain float: a CUDA kernel-library dtype only (the IR has no bfloat16). */
+#define KC_BFLOAT16 13
+
+/* Activations a kernel can apply in its epilogue. */
+typedef enum kc_act {
+  KC_ACT_NONE = 0,
+  KC_ACT_RELU = 1,
+  KC_ACT_SIGMOID = 2,
+  KC_ACT_TANH = 3,
+  KC_ACT_HARD_SIGMOID = 4 /* clip(0.2 x + 0.5, 0, 1), Keras's */
+} kc_act;
+
+/* Float32 GEMM precision. EXACT keeps float32 accuracy (FFMA); TF32 uses the tensor cores with
+ * 10-bit mantissas (relative error near 3e-4), only when the user allows it (KCOMP_CUDA_TF32). */
+typedef enum kc_precision { KC_PREC_EXACT = 0, KC_PREC_TF32 = 1 } kc_precision;
+
+/* C[b] = act(alpha * op(A[b]) op(B[b]) + bias) for every batch item b (kc_gemm_args: strides in
+ * elements, batch stride 0 broadcasts). dtype: KC_FLOAT32, KC_FLOAT64, KC_FLOAT16 or KC_BFLOAT16;
+ * A, B and C share it; 16-bit types accumulate in float32 on the tensor cores. bias: NULL, or n
+ * values of C's type added to every row (a Dense layer's bias). */
+typedef struct kc_cuda_gemm_args {
+  kc_gemm_args g;
+  int32_t precision; /* kc_precision, float32 only */
+  int32_t act;       /* kc_act */
+  const void *bias;
+  float alpha;
+} kc_cuda_gemm_args;
+
+/* Reductions of x viewed as a contiguous (outer, n, inner) array over its middle axis, into y of
+ * shape (outer, inner). Float32 in; y float32, or int64 for ARGMAX/ARGMIN (the first index of
+ * the extreme, NaN counting as the extreme). n == 0: SUM 0, PROD 1, MEAN NaN, MAX/MIN/ARG*
+ * return KC_EINVAL. VAR/STD are population moments (ddof 0), as Keras's. */
+typedef enum kc_red_kind {
+  KC_RED_SUM = 0,
+  KC_RED_MEAN = 1,
+  KC_RED_PROD = 2,
+  KC_RED_MAX = 3,
+  KC_RED_MIN = 4,
+  KC_RED_VAR = 5,
+  KC_RED_STD = 6,
+  KC_RED_LOGSUMEXP = 7,
+  KC_RED_ARGMAX = 8,
+  KC_RED_ARGMIN = 9
+} kc_red_kind;
+
+typedef struct kc_cuda_reduce_args {
+  int32_t kind; /* kc_red_kind */
+  int32_t dtype; /* of x: KC_FLOAT32 */
+  int64_t outer, n, inner;
+  const void *x;
+  void *y;
+} kc_cuda_reduce_args;
+
+/* y = softmax(x) over the middle axis of (outer, n, inner), float32; log_softmax when `log`. */
+typedef struct kc_cuda_softmax_args {
+  int64_t outer, n, inner;
+  const float *x;
+  float *y;
+  int32_t log;
+} kc_cuda_softmax_args;
+
+/* A Keras LSTM layer's time loop, float32: for t in 0..steps-1
+ *   z = xproj[t] + h W_rec       (batch, 4 units), Keras's gate order i, f, c, o
+ *   i, f, o = rec(z_i), rec(z_f), rec(z_o);  c = f c + i tanh(z_c);  h = o tanh(c)
+ * xproj holds x_t W + b for every step (the input projection, computed before as one GEMM);
+ * w_rec is Keras's recurrent_kernel, (units, 4 units) row-major. h_seq (steps, batch, units) may
+ * be NULL. rec: KC_ACT_SIGMOID or KC_ACT_HARD_SIGMOID. */
+typedef struct kc_cuda_lstm_args {
+  int64_t steps, batch, units;
+  const float *xproj;
+  const float *w_rec;
+  const float *h0, *c0;
+  float *h_seq;
+  float *h_out, *c_out;
+  int32_t recurrent_act;
+} kc_cuda_lstm_args;
+
+/* The services that generated CUDA code receives (it never links the kernel library). */
+typedef struct kc_cuda_api {
+  uint32_t abi_version;
+  uint32_t size; /* sizeof(kc_cuda_api) of the provider */
+  void *(*alloc)(size_t bytes); /* device memory, 256-byte aligned, from a caching pool */
+  void (*free)(void *ptr);      /* stream-ordered on the legacy default stream */
+  int32_t (*gemm)(const kc_cuda_gemm_args *args, void *stream);
+  int32_t (*reduce)(const kc_cuda_reduce_args *args, void *stream);
+  int32_t (*softmax)(const kc_cuda_softmax_args *args, void *stream);
+  int32_t (*lstm)(const kc_cuda_lstm_args *args, void *stream);
+  const char *(*last_error)(void); /* this thread's last message */
+} kc_cuda_api;
+
+/* One call of a compiled CUDA function: as kc_call, tensors' data on the device. */
+typedef struct kc_cuda_call {
+  const kc_cuda_api *api;
+  void *stream;
+  const kc_tensor *inputs;
+  int32_t n_inputs;
+  const kc_tensor *consts;
+  int32_t n_consts;
+  kc_tensor *variables;
+  int32_t n_variables;
+  kc_tensor *outputs;
+  int32_t n_outputs;
+  char error[KC_ERROR_CAP];
+} kc_cuda_call;
+
+typedef int32_t (*kc_cuda_entry_fn)(kc_cuda_call *call);
+
+/* What a generated CUDA library exports through kc_cuda_get_module(). */
+typedef struct kc_cuda_module {
+  uint32_t abi_version; /* KC_CUDA_ABI_VERSION */
+  const char *key;
+  int32_t n_inputs, n_consts, n_variables, n_outputs;
+  kc_cuda_entry_fn shapes;
+  kc_cuda_entry_fn run;
+} kc_cuda_module;
+
+/* ---- the kernel library's exports (also reached by Python through ctypes) ------------------ */
+KC_EXPORT const kc_cuda_api *kc_cuda_get_api(void);
+KC_EXPORT const char *kc_cuda_last_error(void);
+KC_EXPORT int32_t kc_cuda_gemm(const kc_cuda_gemm_args *args, void *stream);
+KC_EXPORT int32_t kc_cuda_reduce(const kc_cuda_reduce_args *args, void *stream);
+KC_EXPORT int32_t kc_cuda_softmax(const kc_cuda_softmax_args *args, void *stream);
+KC_EXPORT int32_t kc_cuda_lstm(const kc_cuda_lstm_args *args, void *stream);
+/* device memory and copies; kind: 1 host to device, 2 device to host, 3 device to device */
+KC_EXPORT void *kc_cuda_malloc(size_t bytes);
+KC_EXPORT void kc_cuda_free(void *ptr);
+KC_EXPORT int32_t kc_cuda_memcpy(void *dst, const void *src, size_t bytes, int32_t kind);
+KC_EXPORT int32_t kc_cuda_memset(void *dst, int32_t value, size_t bytes);
+KC_EXPORT int32_t kc_cuda_synchronize(void);
+/* number of devices (0 when none or no driver); properties of the current device */
+KC_EXPORT int32_t kc_cuda_device_count(void);
+KC_EXPORT int32_t kc_cuda_device_info(int32_t *major, int32_t *minor, int32_t *sms,
+                                      int64_t *global_bytes, char *name, int32_t name_cap);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* KCOMP_CUDA_API_H */

@@ -1,0 +1,146 @@
+"""CUDA code that does not compile never lands: on any machine with nvcc (no GPU needed), the CUDA
+kernel library and generated code for a corpus of graphs that uses every CUDA template are
+compiled for sm_80 and sm_90. Also: choosing the device, and the error where no GPU exists."""
+import os
+
+import numpy as np
+import pytest
+
+import kcomp
+import kcomp.backend as K
+from kcomp.compiler import generate, prepare_function
+from kcomp.ir.graph import Graph
+
+ARCHS = ("80", "90")
+
+
+def _nvcc():
+    from kcomp.cuda.toolkit import CudaUnavailableError, nvcc
+    try:
+        return nvcc()
+    except CudaUnavailableError:
+        return None
+
+
+needs_nvcc = pytest.mark.skipif(_nvcc() is None, reason="no nvcc (CUDA toolkit) on this machine")
+
+
+def _lstm_step(x, states):
+    h, c = states
+    z = K.dot(x, K.constant(np.ones((3, 8), np.float32) * 0.1)) + \
+        K.dot(h, K.constant(np.ones((2, 8), np.float32) * 0.2))
+    i, f, g, o = (z[:, k * 2:(k + 1) * 2] for k in range(4))
+    c = K.sigmoid(f) * c + K.sigmoid(i) * K.tanh(g)
+    h = K.sigmoid(o) * K.tanh(c)
+    return h, [h, c]
+
+
+def corpus():
+    """(name, inputs, outputs) graphs that together reach every template in
+    kcomp/templates/cuda and the dtypes they specialise on."""
+    out = []
+    for dt in ("float16", "float32", "float64", "int32", "uint8", "bool"):
+        a, b = K.placeholder((None, 5), dtype=dt), K.placeholder((5,), dtype=dt)
+        if dt == "bool":
+            outs = [K.cast(a, "float32"), K.all(a, axis=1), K.any(a, axis=0)]
+        elif dt.startswith("float"):
+            outs = [K.tanh(a * b + 1) * K.sigmoid(a), K.softplus(a), a % b, a // b, K.elu(a),
+                    K.softmax(a), K.sum(a, 1), K.max(a, 0), K.var(a, 1), K.logsumexp(a, 0),
+                    K.argmax(a, 1), K.cumsum(a, 0), K.cumprod(a, 1), K.dot(a, K.transpose(a)),
+                    K.relu(K.dot(a, K.transpose(a)) + 1.0), K.mean(a, 1), K.prod(a, 0),
+                    K.std(a, 0), K.argmin(a, 0), K.min(a, 1)]
+        else:
+            outs = [a * b + a // b - a % b, K.sum(a, 1), K.max(a, 0), K.argmax(a, 1),
+                    K.dot(a, K.transpose(a)), K.cumsum(a, 1)]
+        out.append((f"ops_{dt}", [a, b], outs))
+    x, y = K.placeholder((4, 3, 5)), K.placeholder((4, 5, 6))
+    out.append(("batch_dot", [x, y], [K.batch_dot(x, y, axes=(2, 1)),
+                                      K.batch_dot(x, K.permute_dimensions(y, (0, 2, 1)), (2, 2))]))
+    ref, idx = K.placeholder((50, 8)), K.placeholder((None, 5), dtype="int32")
+    gathered = K.gather(ref, idx)
+    out.append(("gather_scatter", [ref, idx],
+                [gathered, K.gradients(K.sum(gathered * 2.0), [ref])[0],
+                 K.temporal_padding(gathered, (1, 2)), K.arange(7), K.shape(idx),
+                 K.random_uniform((3, 4), seed=1), K.random_normal((3, 4), seed=2),
+                 K.dropout(ref, 0.5, seed=3), K.one_hot(idx, 9)]))
+    img = K.placeholder((None, 9, 8, 3))
+    out.append(("conv", [img], [
+        K.conv2d(img, K.constant(np.ones((3, 3, 3, 4), np.float32)), padding="same"),
+        K.pool2d(img, (2, 2), strides=(2, 2), pool_mode="max"),
+        K.pool2d(img, (3, 3), padding="same", pool_mode="avg"),
+        K.depthwise_conv2d(img, K.constant(np.ones((3, 3, 3, 2), np.float32))),
+        K.pool2d(img, (2, 2), pool_mode="max", data_format="channels_first")]))
+    seq = K.placeholder((None, 6, 3))
+    last, outputs, states = K.rnn(_lstm_step, seq, [K.zeros((2, 2)), K.zeros((2, 2))])
+    out.append(("rnn", [seq], [last, outputs]))
+    return out
+
+
+@needs_nvcc
+@pytest.mark.parametrize("arch", ARCHS)
+def test_generated_cuda_compiles(arch, tmp_path):
+    from kcomp.cuda import jit
+    tc = jit.toolchain(arch)
+    templates = set()
+    for name, inputs, outputs in corpus():
+        gen = generate(prepare_function(Graph(tuple(inputs), tuple(outputs), ())), name,
+                       target="cuda")
+        templates |= {k.template for k in gen.plan.kernels}
+        templates |= {b.template for k in gen.plan.kernels for b in k.ctx.get("loop_body", ())}
+        work = tmp_path / f"{name}-{arch}"
+        work.mkdir()
+        jit.build(tc, gen.source.replace("@@KCOMP_KEY@@", "0" * 64), str(work),
+                  str(tmp_path / "failed"))
+        assert (work / "lib.so").stat().st_size > 0
+    shipped = {f[:-3] for f in os.listdir(os.path.join(os.path.dirname(kcomp.__file__),
+                                                       "templates", "cuda"))
+               if f.endswith(".j2") and f != "module.cu.j2"}
+    assert shipped <= templates, f"templates no graph of the corpus reaches: {shipped - templates}"
+
+
+@needs_nvcc
+@pytest.mark.parametrize("arch", ARCHS)
+def test_kernel_library_compiles(arch):
+    from kcomp.cuda.runtime import build_library
+    path = build_library(arch)
+    assert os.path.getsize(path) > 0
+
+
+def test_unsupported_op_names_itself():
+    x = K.placeholder((None, 8))
+    y = K.print_tensor(x * 2.0, message="x")
+    with pytest.raises(NotImplementedError, match="CUDA kernel for print_tensor"):
+        generate(prepare_function(Graph((x,), (y,), ())), "print", target="cuda")
+
+
+def test_device_choice(monkeypatch, tmp_path):
+    from kcomp.device import get_device
+    monkeypatch.delenv("KCOMP_DEVICE", raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    assert get_device() == "cpu"
+    (tmp_path / "keras.json").write_text('{"backend": "kcomp.backend", "kcomp_device": "cuda"}')
+    assert get_device() == "cuda"
+    monkeypatch.setenv("KCOMP_DEVICE", "cpu")
+    assert get_device() == "cpu"
+    kcomp.set_device("cuda:0")
+    try:
+        assert kcomp.get_device() == "cuda"
+    finally:
+        kcomp.set_device(None)
+    with pytest.raises(ValueError, match="unknown device"):
+        kcomp.set_device("tpu")
+    monkeypatch.setenv("KCOMP_DEVICE", "gpu")
+    with pytest.raises(ValueError, match="KCOMP_DEVICE"):
+        get_device()
+
+
+def test_cuda_without_gpu_is_a_clear_error(monkeypatch):
+    from kcomp.cuda.toolkit import CudaUnavailableError, gpu_present
+    if gpu_present():
+        pytest.skip("this machine has a GPU")
+    monkeypatch.delenv("KCOMP_CUDA_ARCH", raising=False)
+    x = K.placeholder((3,))
+    with pytest.raises(CudaUnavailableError, match="asked for a CUDA device"):
+        K.function([x], [x * 2.0], device="cuda")
+    # the CPU never needs CUDA
+    np.testing.assert_allclose(K.function([x], [x * 2.0])([np.ones(3, np.float32)])[0], 2.0)
