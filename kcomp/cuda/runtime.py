@@ -268,13 +268,13 @@ class DeviceArray:
 
     @classmethod
     def from_numpy(cls, a) -> "DeviceArray":
-        a = np.ascontiguousarray(a)
+        a = np.asarray(a, order="C")  # (np.ascontiguousarray would make a 0-d array 1-d)
         d = cls(a.shape, a.dtype)
         d.copy_from_host(a)
         return d
 
     def copy_from_host(self, a: np.ndarray) -> None:
-        a = np.ascontiguousarray(a, dtype=self.dtype)
+        a = np.asarray(a, dtype=self.dtype, order="C")
         if a.shape != self.shape:
             raise ValueError(f"copy of a {a.shape} array into a device array of shape {self.shape}")
         check(library().kc_cuda_memcpy(self.ptr, a.ctypes.data, self.nbytes, H2D),
