@@ -114,14 +114,12 @@ def _run_tool(cmd) -> str:
 
 
 def _cuda() -> dict:
-    nvcc = shutil.which("nvcc")
-    if not nvcc:
+    from .cuda.toolkit import CudaUnavailableError, nvcc as find_nvcc, nvcc_version
+    try:
+        nvcc = find_nvcc()
+    except CudaUnavailableError:
         return {"nvcc": NOT_FOUND, "version": NOT_FOUND}
-
-    def version():
-        lines = _run_tool([nvcc, "--version"]).splitlines()
-        return next((ln for ln in lines if "release" in ln), lines[-1]).strip()
-    return {"nvcc": nvcc, "version": _try(version)}
+    return {"nvcc": nvcc, "version": _try(lambda: nvcc_version(nvcc))}
 
 
 def _gpus():
@@ -161,6 +159,7 @@ def collect_info() -> dict:
         "cpu": _try(_cpu),
         "cuda": _cuda(),
         "gpu": _gpus(),
+        "device": _try(lambda: __import__("kcomp").get_device()),
         "cache": _try(_cache),
         "environment": _environment(),
     }
@@ -192,6 +191,7 @@ def info_rows(info: dict) -> list:
         ("cuda", info["cuda"]["nvcc"] if info["cuda"]["nvcc"] == NOT_FOUND
          else f"{info['cuda']['version']} ({info['cuda']['nvcc']})"),
         ("gpu", _or(info["gpu"], "; ".join)),
+        ("device", info["device"]),
         ("cache", _or(info["cache"], lambda c: f"{c['root']} ({entries_text(c['entries'])}, "
                                                f"{c['size']})")),
     ]

@@ -25,6 +25,8 @@ VARIABLES = {
     "KCOMP_NVCC": "nvcc for CUDA code (default: CUDACXX, PATH, /usr/local/cuda/bin)",
     "KCOMP_CUDA_TF32": "1 lets float32 matrix products on the GPU use TF32 tensor cores "
                        "(relative error near 3e-4; default off: float32 accuracy)",
+    "KCOMP_CUDA_REDUCE_CLUSTER": "0 turns off the GPU reductions' thread-block clusters "
+                                 "(sm_90: a long row split over several blocks)",
 }
 
 
