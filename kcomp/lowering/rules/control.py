@@ -15,6 +15,7 @@ from ..names import Code
 from ..plan import Buffer, Kernel, Ref
 from . import rule
 from .common import copy_ref, copy_value, key, label_of
+from .lstm import emit_lstm, match_lstm
 
 
 def _bytes(L, dtype, dims) -> Code:
@@ -36,6 +37,11 @@ def _buffers_of(kernels: List[Kernel]):
 def _loop(L, node: Node):
     a = node.attrs
     body = optimize(a["body"])
+    if L.target == "cuda":  # a Keras LSTM layer: one persistent kernel for the whole loop
+        m = match_lstm(node, body)
+        if m is not None:
+            emit_lstm(L, node, m)
+            return
     n_seq, n_state = a["n_seq"], a["n_state"]
     seqs = node.inputs[:n_seq]
     inits = node.inputs[n_seq:n_seq + n_state]

@@ -1,0 +1,77 @@
+"""The LSTM matcher (kcomp/lowering/rules/lstm.py): it recognises exactly Keras 2.3.1's LSTM time
+loop, and its reading of the loop (gate order i, f, g, o; bias; recurrent activation) computes
+what the loop computes, checked against the numpy reference interpreter. The CUDA target runs
+a matched loop as one persistent kernel (tests/cuda for the kernel itself)."""
+import os
+
+import numpy as np
+import pytest
+
+from kcomp.compiler import prepare_function
+from kcomp.ir.graph import Graph
+from kcomp.ir.interpret import evaluate
+from kcomp.ir.passes import optimize
+from kcomp.lowering.rules.lstm import match_lstm
+
+os.environ.setdefault("KERAS_BACKEND", "kcomp.backend")
+keras = pytest.importorskip("keras")
+from keras.layers import GRU, LSTM, Masking, SimpleRNN  # noqa: E402
+from keras.models import Sequential  # noqa: E402
+
+
+def _loop(model):
+    g = optimize(prepare_function(Graph(tuple(model.inputs), tuple(model.outputs), ())))
+    loops = [n for n in g.nodes() if n.op.name == "loop"]
+    assert len(loops) == 1
+    return g, loops[0]
+
+
+def _sig(x, hard):
+    return np.clip(0.2 * x + 0.5, 0, 1) if hard else 1 / (1 + np.exp(-x))
+
+
+@pytest.mark.parametrize("kw", [{}, {"recurrent_activation": "hard_sigmoid"},
+                                {"use_bias": False}, {"return_sequences": True},
+                                {"unit_forget_bias": False}])
+def test_keras_lstm_is_matched_and_means_what_the_loop_computes(kw):
+    units, steps = 7, 5
+    model = Sequential([LSTM(units, input_shape=(steps, 3), **kw)])
+    rng = np.random.default_rng(0)
+    model.set_weights([rng.normal(size=w.shape).astype(np.float32) * 0.5
+                       for w in model.get_weights()])
+    g, loop = _loop(model)
+    m = match_lstm(loop, optimize(loop.attrs["body"]))
+    assert m is not None and m.units == units
+    assert m.rec == kw.get("recurrent_activation", "sigmoid")
+    assert (m.bias is None) == (kw.get("use_bias", True) is False)
+    x = rng.normal(size=(4, steps, 3)).astype(np.float32)
+    values, _ = evaluate(Graph(g.inputs, tuple(loop.inputs) + tuple(loop.outputs), ()), [x])
+    xw, h, c = (v.astype(np.float64) for v in values[:3])
+    w = values[m.w_rec].astype(np.float64)
+    b = values[m.bias].astype(np.float64) if m.bias is not None else 0.0
+    h_seq = []
+    for t in range(steps):
+        z = xw[t] + h @ w + b
+        i, f, gg, o = (z[:, k * units:(k + 1) * units] for k in range(4))
+        hard = m.rec == "hard_sigmoid"
+        c = _sig(f, hard) * c + _sig(i, hard) * np.tanh(gg)
+        h = _sig(o, hard) * np.tanh(c)
+        h_seq.append(h)
+    n = len(loop.inputs)
+    got_h, got_c, got_seq = values[n:n + 3]
+    np.testing.assert_allclose(got_h, h, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got_c, c, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got_seq, np.stack(h_seq), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("layers", [
+    lambda: [LSTM(6, input_shape=(4, 3), go_backwards=True)],
+    lambda: [LSTM(6, input_shape=(4, 3), activation="relu")],
+    lambda: [LSTM(6, input_shape=(4, 3), implementation=1)],
+    lambda: [Masking(input_shape=(4, 3)), LSTM(6)],
+    lambda: [GRU(6, input_shape=(4, 3))],
+    lambda: [SimpleRNN(6, input_shape=(4, 3))],
+], ids=["go_backwards", "relu", "implementation1", "masking", "gru", "simple_rnn"])
+def test_other_loops_are_not_matched(layers):
+    _, loop = _loop(Sequential(layers()))
+    assert match_lstm(loop, optimize(loop.attrs["body"])) is None
