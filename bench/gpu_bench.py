@@ -20,6 +20,9 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)  # the gpu_* modules beside this one
+
+from gpu_timing import cuda_time_ms  # noqa: E402
 
 
 def _load(name):
@@ -27,23 +30,6 @@ def _load(name):
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
-
-
-def cuda_time_ms(torch, fn, warmup=5, reps=30) -> float:
-    """Median of CUDA-event-timed calls of fn (after warm-up)."""
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(reps):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    times.sort()
-    return times[len(times) // 2]
 
 
 def bench_copy(torch, rows) -> float:

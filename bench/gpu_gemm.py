@@ -16,6 +16,8 @@ too. `flops` is 2 * batch * m * n * k.
 """
 import ctypes
 
+from gpu_timing import cuda_time_ms
+
 WARMUP, REPS = 5, 30
 
 # csrc/include/kcomp/abi.h and cuda_api.h
@@ -35,24 +37,6 @@ _CASES = [
     ("gemm float32 exact (4096,16,16)x(4096,16,16)", "float32", _EXACT, (4096, 16, 16, 16),
      False, 1e-5),
 ]
-
-
-def _median_ms(torch, fn):
-    for _ in range(WARMUP):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(REPS):
-        start = torch.cuda.Event(enable_timing=True)
-        end = torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    times.sort()
-    mid = len(times) // 2
-    return times[mid] if len(times) % 2 else 0.5 * (times[mid - 1] + times[mid])
 
 
 def _args(cr, dtype_code, precision, a, b, c):
@@ -107,8 +91,8 @@ def bench_gemm(torch, rows: list) -> None:
                 torch.bmm(a, b, out=c_peer)
 
             matmul.allow_tf32 = peer_tf32
-            kc_ms = _median_ms(torch, run_kcomp)
-            peer_ms = _median_ms(torch, run_peer)
+            kc_ms = cuda_time_ms(torch, run_kcomp, WARMUP, REPS)
+            peer_ms = cuda_time_ms(torch, run_peer, WARMUP, REPS)
             matmul.allow_tf32 = saved_tf32
             rows.append({"workload": name, "kcomp_ms": kc_ms, "peer": "torch.bmm",
                          "peer_ms": peer_ms, "flops": 2.0 * batch * m * n * k})

@@ -3,7 +3,7 @@ PyTorch on a (16384, 16384) float32 tensor, over axis -1 (rows) and axis 0 (colu
 
 Imported by the GPU benchmark script, which passes the torch module in:
 
-    from bench.gpu_reduce import bench_reduce
+    from gpu_reduce import bench_reduce        (bench/ on sys.path, as gpu_bench.py puts it)
     rows = []
     bench_reduce(torch, rows)   # appends {"workload", "kcomp_ms", "peer", "peer_ms", "bytes"}
 
@@ -14,6 +14,8 @@ workload needs (input read once, output written once); bench/gpu_bench.py measur
 device-to-device copy bandwidth they are compared with.
 """
 import ctypes
+
+from gpu_timing import cuda_time_ms
 
 ROWS = COLS = 16384
 WARMUP, REPS = 3, 20
@@ -32,24 +34,6 @@ def _struct(cls, **kw):
             value = ctypes.cast(ctypes.c_void_p(value), t)
         setattr(s, name, value)
     return s
-
-
-def _time(torch, fn):
-    for _ in range(WARMUP):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(REPS):
-        start = torch.cuda.Event(enable_timing=True)
-        end = torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    times.sort()
-    mid = len(times) // 2
-    return times[mid] if len(times) % 2 else 0.5 * (times[mid - 1] + times[mid])
 
 
 def _rel(torch, out, ref):
@@ -103,9 +87,9 @@ def bench_reduce(torch, rows: list) -> None:
                     raise AssertionError(f"kcomp {name} dim={dim}: relative error {err:.3g}")
             rows.append({
                 "workload": f"{name} axis={dim} ({shape})",
-                "kcomp_ms": _time(torch, run),
+                "kcomp_ms": cuda_time_ms(torch, run, WARMUP, REPS),
                 "peer": peer,
-                "peer_ms": _time(torch, lambda: peer_fn(dim)),
+                "peer_ms": cuda_time_ms(torch, lambda: peer_fn(dim), WARMUP, REPS),
                 "bytes": float(nbytes + y.numel() * y.element_size()),
             })
 
@@ -127,9 +111,9 @@ def bench_reduce(torch, rows: list) -> None:
         del ref
         rows.append({
             "workload": f"softmax axis={dim} ({shape})",
-            "kcomp_ms": _time(torch, run_softmax),
+            "kcomp_ms": cuda_time_ms(torch, run_softmax, WARMUP, REPS),
             "peer": "torch.softmax",
-            "peer_ms": _time(torch, lambda: torch.softmax(x, dim)),
+            "peer_ms": cuda_time_ms(torch, lambda: torch.softmax(x, dim), WARMUP, REPS),
             "bytes": float(2 * nbytes),
         })
         del y

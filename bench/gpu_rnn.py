@@ -16,29 +16,14 @@ error < 1e-4). Times: CUDA events around one call, 5 warm-up calls, median of 30
 Importable without torch or a GPU: torch is passed in, kcomp.cuda.runtime imported on use.
 """
 import ctypes
-import statistics
+
+from gpu_timing import cuda_time_ms
 
 STEPS, INPUTS, UNITS = 100, 128, 256
 BATCHES = (32, 1)
 WARMUP, REPS = 5, 30
 TOLERANCE = 1e-4
 KC_ACT_SIGMOID = 2
-
-
-def _median_ms(torch, fn):
-    for _ in range(WARMUP):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(REPS):
-        start = torch.cuda.Event(enable_timing=True)
-        end = torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return statistics.median(times)
 
 
 def _lstm_args(cr, **fields):
@@ -94,8 +79,8 @@ def _bench_one(torch, cr, lib, batch):
         if not err < TOLERANCE:
             raise RuntimeError(f"kc_cuda_lstm differs from torch.nn.LSTM at batch {batch}: "
                                f"max abs error {err:.3g}")
-        kcomp_ms = _median_ms(torch, run_kcomp)
-        peer_ms = _median_ms(torch, run_torch)
+        kcomp_ms = cuda_time_ms(torch, run_kcomp, WARMUP, REPS)
+        peer_ms = cuda_time_ms(torch, run_torch, WARMUP, REPS)
     return {"workload": f"LSTM b{batch} T{STEPS} in{INPUTS} u{UNITS}", "kcomp_ms": kcomp_ms,
             "peer": "torch.nn.LSTM (cuDNN)", "peer_ms": peer_ms}
 

@@ -59,7 +59,8 @@ def test_info_text(cache_dir):
 def test_info_json(cache_dir):
     info = json.loads(kcomp_cli("info", "--json", cache_dir=cache_dir).stdout)
     assert set(info) == {"kcomp", "python", "numpy", "kernels", "toolchain", "tools", "cpu",
-                         "cuda", "gpu", "cache", "environment"}
+                         "cuda", "gpu", "device", "cache", "environment"}
+    assert info["device"] == "cpu"
     assert info["kernels"] == {"isa": _runtime.kernels_isa(), "threads": _runtime.num_threads()}
     assert os.access(info["toolchain"]["cxx"], os.X_OK)
     assert os.path.basename(info["tools"]["cmake"]) == "cmake"
@@ -70,8 +71,10 @@ def test_info_json(cache_dir):
 
 
 def test_info_without_cuda_tools(cache_dir, tmp_path):
-    # a PATH without nvcc or nvidia-smi; the C++ compiler's path is stored by the toolchain probe
-    env = {"PATH": str(tmp_path), "KCOMP_SPELLING_MISTAKE": "1"}
+    # a PATH without nvcc or nvidia-smi (and KCOMP_NVCC naming no program, so that the CUDA
+    # toolkit's usual place is not searched); the C++ compiler's path is stored by the probe
+    env = {"PATH": str(tmp_path), "KCOMP_SPELLING_MISTAKE": "1",
+           "KCOMP_NVCC": str(tmp_path / "nvcc")}
     info = json.loads(kcomp_cli("info", "--json", cache_dir=cache_dir, env=env).stdout)
     assert info["cuda"] == {"nvcc": "not found", "version": "not found"}
     assert info["gpu"] == "no GPU"

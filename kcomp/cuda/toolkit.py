@@ -20,7 +20,12 @@ class CudaUnavailableError(RuntimeError):
 
 def nvcc() -> str:
     """nvcc: $KCOMP_NVCC, $CUDACXX, PATH, then $CUDA_HOME/bin and /usr/local/cuda/bin."""
-    for cand in (os.environ.get("KCOMP_NVCC"), os.environ.get("CUDACXX"), shutil.which("nvcc")):
+    forced = os.environ.get("KCOMP_NVCC")
+    if forced:
+        if not os.access(forced, os.X_OK):
+            raise CudaUnavailableError(f"KCOMP_NVCC={forced!r} is not an executable")
+        return os.path.realpath(forced)
+    for cand in (os.environ.get("CUDACXX"), shutil.which("nvcc")):
         if cand and os.access(cand, os.X_OK):
             return os.path.realpath(cand)
     for home in (os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), "/usr/local/cuda"):

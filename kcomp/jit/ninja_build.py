@@ -40,23 +40,30 @@ def build_ninja_text(tc: Toolchain, source: str, lib: str) -> str:
 
 def build(tc: Toolchain, source_text: str, workdir: str, failed_dir: str) -> dict:
     """Write source.cpp and build.ninja into workdir and build lib.so there."""
-    src = os.path.join(workdir, "source.cpp")
-    with open(src, "w") as f:
+    run_ninja(tc.ninja, workdir, failed_dir, "source.cpp", source_text,
+              build_ninja_text(tc, "source.cpp", "lib.so"))
+    return {"compiler": tc.compiler, "flags": list(tc.flags)}
+
+
+def run_ninja(ninja: str, workdir: str, failed_dir: str, source_name: str, source_text: str,
+              ninja_text: str) -> None:
+    """Write the source and build.ninja into workdir and run Ninja there to make lib.so; on
+    failure, keep source, build.ninja and build.log in failed_dir and raise CompileError."""
+    with open(os.path.join(workdir, source_name), "w") as f:
         f.write(source_text)
     with open(os.path.join(workdir, "build.ninja"), "w") as f:
-        f.write(build_ninja_text(tc, "source.cpp", "lib.so"))
-    p = subprocess.run([tc.ninja, "-C", workdir, "--quiet"] if _quiet_ok(tc.ninja) else
-                       [tc.ninja, "-C", workdir], stdout=subprocess.PIPE,
+        f.write(ninja_text)
+    p = subprocess.run([ninja, "-C", workdir, "--quiet"] if _quiet_ok(ninja) else
+                       [ninja, "-C", workdir], stdout=subprocess.PIPE,
                        stderr=subprocess.STDOUT, text=True, errors="replace")
     with open(os.path.join(workdir, "build.log"), "w") as f:
         f.write(p.stdout)
     if p.returncode != 0 or not os.path.exists(os.path.join(workdir, "lib.so")):
         # keep the source where the user can read it: the build directory is about to go
         os.makedirs(failed_dir, mode=0o700, exist_ok=True)
-        for name in ("source.cpp", "build.log", "build.ninja"):
+        for name in (source_name, "build.log", "build.ninja"):
             shutil.copy(os.path.join(workdir, name), os.path.join(failed_dir, name))
-        raise CompileError(os.path.join(failed_dir, "source.cpp"), p.stdout)
-    return {"compiler": tc.compiler, "flags": list(tc.flags)}
+        raise CompileError(os.path.join(failed_dir, source_name), p.stdout)
 
 
 _QUIET = {}

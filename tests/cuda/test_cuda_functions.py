@@ -8,19 +8,11 @@ import kcomp
 import kcomp.backend as K
 from kcomp.ir.graph import Graph
 from kcomp.ir.interpret import evaluate
+from util import rand
 
 pytestmark = pytest.mark.cuda
 
 TOL = {"float16": 2e-3, "float32": 2e-5, "float64": 1e-12}
-
-
-def rand(rng, shape, dtype, lo=-3.0, hi=3.0):
-    dtype = np.dtype(dtype)
-    if dtype.kind == "f":
-        return rng.uniform(lo, hi, shape).astype(dtype)
-    if dtype.kind == "b":
-        return rng.integers(0, 2, shape).astype(bool)
-    return rng.integers(max(int(lo), np.iinfo(dtype).min), int(hi) + 1, shape).astype(dtype)
 
 
 def check(inputs, outputs, rtol=None):
