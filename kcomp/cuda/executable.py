@@ -126,7 +126,8 @@ class CudaExecutable:
         st = m.run(ctypes.byref(call))
         if st:
             _raise(st, f"{self.name}: {call.error.decode(errors='replace')}")
-        for i in ([] if self.copies else self.updated):  # keep the host copy current (CPU functions read it)
+        # keep the host copy of updated variables current (CPU functions and get_value read it)
+        for i in ([] if self.copies else self.updated):
             v = self.variables[i]
             rt.check(self.kernels.kc_cuda_memcpy(v._value.ctypes.data, variables[i].ptr,
                                                  variables[i].nbytes, rt.D2H), "variable update")

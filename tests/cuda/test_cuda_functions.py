@@ -115,9 +115,9 @@ def test_dot_and_epilogue(gpu, m, k, n, dtype):
           rtol={"float32": 1e-4, "float16": 2e-2}.get(dtype))
 
 
-@pytest.mark.parametrize("xs,ys,axes", [((4, 3, 5), (4, 5, 6), (2, 1)), ((4, 5, 3), (4, 5, 6), (1, 1)),
-                                        ((4, 3, 5), (4, 6, 5), (2, 2)), ((70, 2, 3), (70, 3, 4), None),
-                                        ((9, 17), (9, 17), 1), ((3, 4, 5, 6), (3, 6, 2), (3, 1))])
+@pytest.mark.parametrize("xs,ys,axes", [
+    ((4, 3, 5), (4, 5, 6), (2, 1)), ((4, 5, 3), (4, 5, 6), (1, 1)), ((4, 3, 5), (4, 6, 5), (2, 2)),
+    ((70, 2, 3), (70, 3, 4), None), ((9, 17), (9, 17), 1), ((3, 4, 5, 6), (3, 6, 2), (3, 1))])
 def test_batch_dot(gpu, xs, ys, axes):
     rng = np.random.default_rng(6)
     x, y = K.placeholder(xs), K.placeholder(ys)
@@ -220,7 +220,8 @@ def test_keras_models_predict_on_gpu(gpu):
         (Sequential([Dense(64, activation="relu", input_shape=(30,)), Dropout(0.3),
                      Dense(64, activation="relu"), BatchNormalization(),
                      Dense(10, activation="softmax")]), rand(rng, (17, 30), "float32")),
-        (Sequential([Embedding(500, 16, input_length=12), LSTM(24), Dense(1, activation="sigmoid")]),
+        (Sequential([Embedding(500, 16, input_length=12), LSTM(24),
+                     Dense(1, activation="sigmoid")]),
          rng.integers(0, 500, (9, 12)).astype(np.float32)),
         (Sequential([GRU(20, input_shape=(7, 5), reset_after=True, return_sequences=True)]),
          rand(rng, (3, 7, 5), "float32")),
