@@ -225,6 +225,12 @@ def test_keras_models_predict_on_gpu(gpu):
          rng.integers(0, 500, (9, 12)).astype(np.float32)),
         (Sequential([GRU(20, input_shape=(7, 5), reset_after=True, return_sequences=True)]),
          rand(rng, (3, 7, 5), "float32")),
+        # the fused LSTM kernel's variants (kcomp/lowering/rules/lstm.py), and one it declines
+        (Sequential([LSTM(33, input_shape=(6, 5), return_sequences=True, use_bias=False,
+                          recurrent_activation="hard_sigmoid")]), rand(rng, (4, 6, 5), "float32")),
+        (Sequential([LSTM(8, input_shape=(1, 3))]), rand(rng, (1, 1, 3), "float32")),
+        (Sequential([LSTM(8, input_shape=(6, 3), go_backwards=True)]),
+         rand(rng, (2, 6, 3), "float32")),
     ]
     for model, x in models:
         kcomp.set_device("cpu")
