@@ -16,8 +16,9 @@ from .names import Code, c_string, comment_text, int_lit, join
 from .plan import Plan
 
 TEMPLATES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "templates")
-KEY_SLOT = "@@KCOMP_KEY@@"
-CUDA_HEADERS = ("kcomp/array.h", "kcomp/random.h")  # host-and-device headers generated CUDA uses  # replaced by the cache key once the source is final
+KEY_SLOT = "@@KCOMP_KEY@@"  # replaced by the cache key once the source is final
+# the host-and-device headers generated CUDA includes
+CUDA_HEADERS = ("kcomp/array.h", "kcomp/random.h", "kcomp/ctc.h")
 
 _env = None
 

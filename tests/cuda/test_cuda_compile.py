@@ -70,9 +70,51 @@ def corpus():
         K.pool2d(img, (3, 3), padding="same", pool_mode="avg"),
         K.depthwise_conv2d(img, K.constant(np.ones((3, 3, 3, 2), np.float32))),
         K.pool2d(img, (2, 2), pool_mode="max", data_format="channels_first")]))
+    for dt in ("float32", "float64"):  # convolutions' other kernels: gradients and transposes
+        cf, cl = K.placeholder((None, 3, 9, 8), dtype=dt), K.placeholder((None, 9, 8, 3), dtype=dt)
+        w, tw = K.placeholder((3, 2, 3, 4), dtype=dt), K.placeholder((3, 3, 5, 3), dtype=dt)
+        dw, v = K.placeholder((3, 3, 3, 2), dtype=dt), K.placeholder((None, 2, 4, 5, 4), dtype=dt)
+        ys = [K.conv2d(cf, w, strides=(2, 1), padding="same", data_format="channels_first"),
+              K.conv2d(cl, w, dilation_rate=(2, 2), padding="same"),
+              K.pool2d(cl, (2, 2), strides=(2, 2), pool_mode="max"),
+              K.pool2d(cf, (3, 3), padding="same", pool_mode="avg", data_format="channels_first"),
+              K.depthwise_conv2d(cl, dw, padding="same"),
+              K.depthwise_conv2d(cf, dw, strides=(2, 2), data_format="channels_first"),
+              K.pool3d(v, (2, 2, 2), padding="same", pool_mode="max", data_format="channels_first")]
+        loss = sum(K.sum(y * y) for y in ys)
+        out.append((f"conv_grads_{dt}", [cf, cl, w, tw, dw, v], [
+            ys[0], K.conv2d_transpose(cf, tw, (2, 5, 18, 16), strides=(2, 2), padding="same",
+                                      data_format="channels_first"),
+            K.conv2d_transpose(cl, tw, (2, 11, 10, 5))] + K.gradients(loss, [cf, cl, w, dw, v])))
+    for dt in ("float16", "float32", "float64"):  # CTC
+        y = K.placeholder((None, 6, 4), dtype=dt)
+        labels = K.placeholder((None, 3), dtype="int32")
+        flabels = K.placeholder((None, 3))
+        lens = K.placeholder((None,), dtype="int32")
+        cost = K.ctc_batch_cost(labels, y, lens, lens)
+        greedy, greedy_lp = K.ctc_decode(y, lens)
+        beam, beam_lp = K.ctc_decode(y, lens, greedy=False, beam_width=3, top_paths=2)
+        out.append((f"ctc_{dt}", [y, labels, flabels, lens], [
+            cost, K.gradients(K.sum(cost), [y])[0], greedy[0], greedy_lp, *beam, beam_lp,
+            *K.ctc_label_dense_to_sparse(labels, lens),
+            *K.ctc_label_dense_to_sparse(flabels, lens)]))
     seq = K.placeholder((None, 6, 3))
     last, outputs, states = K.rnn(_lstm_step, seq, [K.zeros((2, 2)), K.zeros((2, 2))])
     out.append(("rnn", [seq], [last, outputs]))
+    # a Keras LSTM layer's loop: one fused kernel (kcomp/lowering/rules/lstm.py)
+    xw = K.placeholder((None, 6, 8))
+    w_rec, bias = K.variable(np.ones((2, 8), np.float32)), K.variable(np.ones(8, np.float32))
+
+    def keras_lstm_step(x, states):
+        h, c = states
+        z = x + K.dot(h, w_rec) + bias
+        i, f, g, o = (z[:, k * 2:(k + 1) * 2] for k in range(4))
+        c = K.sigmoid(f) * c + K.sigmoid(i) * K.tanh(g)
+        h = K.sigmoid(o) * K.tanh(c)
+        return h, [h, c]
+    zeros = K.zeros_like(xw[:, 0, :2])
+    last, outputs, _ = K.rnn(keras_lstm_step, xw, [zeros, zeros])
+    out.append(("lstm", [xw], [last, outputs]))
     return out
 
 

@@ -2,14 +2,23 @@
  * semantics; the blank is the last class.
  *
  * Each function handles one batch item (the kernels in kcomp/templates/cpu/ctc_*.j2 run items in
- * parallel) and is the native twin of a reference in kcomp/ir/ops/ctc.py: same operations in the
- * same order, in double. Bad lengths and labels come back as a Status, which the kernel reports
- * through kc_frame_fail (the call raises ValueError).
+ * parallel; those in kcomp/templates/cuda/ctc_*.j2 run one item per GPU thread) and is the native
+ * twin of a reference in kcomp/ir/ops/ctc.py: same operations in the same order, in double. Bad
+ * lengths and labels come back as a Status, which the kernel reports (the call raises
+ * ValueError).
  */
 #ifndef KCOMP_CTC_H
 #define KCOMP_CTC_H
 
 #include "rt.h"
+
+/* Under nvcc the per-item functions below are host and device functions (a CUDA kernel runs one
+ * item per thread); for the CPU this is empty. */
+#ifdef __CUDACC__
+#define KC_CTC_FN __host__ __device__
+#else
+#define KC_CTC_FN
+#endif
 
 namespace kc {
 namespace ctc {
@@ -22,7 +31,7 @@ struct Status {
 KC_INLINE Status ok() { return Status{nullptr, 0, 0}; }
 KC_INLINE Status error(const char *msg, int64_t a, int64_t b) { return Status{msg, a, b}; }
 
-static const double NEG_INF = -__builtin_inf(); /* log(0) */
+static constexpr double NEG_INF = -__builtin_inf(); /* log(0) */
 
 /* TensorFlow's LogSumExp of two log-probabilities. */
 KC_INLINE double log_sum_exp(double a, double b) {
@@ -105,8 +114,8 @@ KC_INLINE int64_t loss_work(int64_t C, int64_t L) { return C + 2 * (2 * L + 1); 
  * logits, the first `steps` of them used; labels is the item's row of L entries, of which
  * label_length (clamped to [0, L]) count. */
 template <class S>
-Status loss(const S *x, int64_t T, int64_t C, const int32_t *labels, int64_t L,
-            int64_t label_length, int64_t steps, double *work, double *out) {
+KC_CTC_FN Status loss(const S *x, int64_t T, int64_t C, const int32_t *labels, int64_t L,
+                      int64_t label_length, int64_t steps, double *work, double *out) {
   int64_t k;
   const Status st = check_label(labels, L, label_length, C, steps, T, &k);
   if (st.msg) return st;
@@ -136,8 +145,9 @@ KC_INLINE int64_t loss_grad_work(int64_t T, int64_t C, int64_t L) {
  * posterior at t, from the forward (alpha) and backward (beta) variables; rows past `steps`
  * are 0, and an item no path can produce gets softmax(x) (TensorFlow's choice). */
 template <class S>
-Status loss_grad(const S *x, int64_t T, int64_t C, const int32_t *labels, int64_t L,
-                 int64_t label_length, int64_t steps, double scale, double *work, S *out) {
+KC_CTC_FN Status loss_grad(const S *x, int64_t T, int64_t C, const int32_t *labels, int64_t L,
+                           int64_t label_length, int64_t steps, double scale, double *work,
+                           S *out) {
   int64_t k;
   const Status st = check_label(labels, L, label_length, C, steps, T, &k);
   if (st.msg) return st;
@@ -183,7 +193,8 @@ Status loss_grad(const S *x, int64_t T, int64_t C, const int32_t *labels, int64_
 /* Best path of one item: the first largest logit of each of the first `steps` rows, repeats
  * merged and blanks dropped, into out[0:T] padded with -1; neg_sum = -(sum of those logits). */
 template <class S>
-Status greedy(const S *x, int64_t T, int64_t C, int64_t steps, int64_t *out, double *neg_sum) {
+KC_CTC_FN Status greedy(const S *x, int64_t T, int64_t C, int64_t steps, int64_t *out,
+                        double *neg_sum) {
   if (C < 1) return error("ctc_greedy_decode: there must be at least one class (the blank)", C, 1);
   if (steps > T)
     return error("ctc_greedy_decode: sequence_length must not exceed the time steps", steps, T);
@@ -255,7 +266,7 @@ KC_INLINE int64_t beam_work_bytes(int64_t T, int64_t C, int64_t W) {
 
 class BeamSearch {
  public:
-  BeamSearch(void *work, int64_t T, int64_t C, int64_t W) : C_(C), W_(W) {
+  KC_CTC_FN BeamSearch(void *work, int64_t T, int64_t C, int64_t W) : C_(C), W_(W) {
     cur_ = (Beam *)work;
     next_ = cur_ + W;
     grown_ = (Grown *)(next_ + W);
@@ -281,7 +292,7 @@ class BeamSearch {
     n_ = 1;
   }
 
-  template <class S> void step(const S *x) {
+  template <class S> KC_CTC_FN void step(const S *x) {
     log_softmax(x, C_, lp_);
     const int32_t blank = (int32_t)(C_ - 1);
     for (int32_t i = 0; i < n_; ++i) {
@@ -339,8 +350,8 @@ class BeamSearch {
   /* The `top` best beams: labels into paths[p][at : at + T] padded with -1 (runs of a label
    * merged if `merge`), log-probabilities into log_probs[0 : top]. */
   template <class O>
-  Status write(int64_t T, int64_t top, bool merge, int64_t *const *paths, int64_t at,
-               O *log_probs) const {
+  KC_CTC_FN Status write(int64_t T, int64_t top, bool merge, int64_t *const *paths, int64_t at,
+                         O *log_probs) const {
     if (top > n_) return error("ctc_beam_decode: fewer beams than top_paths", n_, top);
     for (int64_t p = 0; p < top; ++p) {
       int64_t *out = paths[p] + at;
@@ -359,15 +370,15 @@ class BeamSearch {
   }
 
  private:
-  double total(int32_t r) const { return r >= 0 ? cur_[r].nt : grown_[~r].nl; }
-  int64_t stamp(int32_t r) const { return r >= 0 ? cur_[r].stamp : grown_[~r].stamp; }
+  KC_CTC_FN double total(int32_t r) const { return r >= 0 ? cur_[r].nt : grown_[~r].nl; }
+  KC_CTC_FN int64_t stamp(int32_t r) const { return r >= 0 ? cur_[r].stamp : grown_[~r].stamp; }
 
   /* The heap keeps the worst beam on top: lowest total, then youngest. */
-  bool worse(int32_t a, int32_t b) const {
+  KC_CTC_FN bool worse(int32_t a, int32_t b) const {
     const double ta = total(a), tb = total(b);
     return ta < tb || (ta == tb && stamp(a) > stamp(b));
   }
-  void sift_down(int32_t i) {
+  KC_CTC_FN void sift_down(int32_t i) {
     for (;;) {
       int32_t c = 2 * i + 1;
       if (c >= n_heap_) return;
@@ -379,7 +390,7 @@ class BeamSearch {
       i = c;
     }
   }
-  void sift_up(int32_t i) {
+  KC_CTC_FN void sift_up(int32_t i) {
     while (i > 0) {
       const int32_t p = (i - 1) / 2;
       if (!worse(heap_[i], heap_[p])) return;
@@ -390,13 +401,13 @@ class BeamSearch {
     }
   }
 
-  bool candidate(double t) const {
+  KC_CTC_FN bool candidate(double t) const {
     return t > NEG_INF && (n_heap_ < W_ || t > total(heap_[0]));
   }
 
   /* Add the prefix cur_[from] + label, displacing the worst beam when the beam is full. A
    * displaced grown prefix gives up its slot, so at most W slots are ever in use. */
-  void grow(int32_t from, int32_t label, double nl) {
+  KC_CTC_FN void grow(int32_t from, int32_t label, double nl) {
     int32_t slot;
     if (n_heap_ == W_) {
       const int32_t r = heap_[0];
@@ -418,7 +429,7 @@ class BeamSearch {
   }
 
   /* The beam referenced by r, as a beam of the next step (a grown prefix gets its tree node). */
-  void settle(int32_t r, Beam &out) {
+  KC_CTC_FN void settle(int32_t r, Beam &out) {
     if (r >= 0) {
       out = cur_[r];
       return;
@@ -438,13 +449,14 @@ class BeamSearch {
     out.alive = 1;
   }
 
-  bool same_sequence(int32_t a, int32_t b) const {  // nodes of sequences of equal length
+  /* whether two nodes of sequences of equal length hold the same sequence */
+  KC_CTC_FN bool same_sequence(int32_t a, int32_t b) const {
     for (; a != b; a = node_parent_[a], b = node_parent_[b])
       if (node_label_[a] != node_label_[b]) return false;
     return true;
   }
 
-  void link_parents() {
+  KC_CTC_FN void link_parents() {
     for (int64_t s = 0; s <= mask_; ++s) table_[s] = -1;
     for (int32_t i = 0; i < n_; ++i) {
       uint64_t s = cur_[i].hash & mask_;
@@ -482,8 +494,9 @@ class BeamSearch {
 /* Beam search over one item's first `steps` rows of x (T rows of C logits), writing its `top`
  * best paths (see BeamSearch::write). work: beam_work_bytes(T, C, W) bytes. */
 template <class S, class O>
-Status beam_search(const S *x, int64_t T, int64_t C, int64_t steps, int64_t W, int64_t top,
-                   bool merge, void *work, int64_t *const *paths, int64_t at, O *log_probs) {
+KC_CTC_FN Status beam_search(const S *x, int64_t T, int64_t C, int64_t steps, int64_t W,
+                             int64_t top, bool merge, void *work, int64_t *const *paths,
+                             int64_t at, O *log_probs) {
   if (C < 1) return error("ctc_beam_decode: there must be at least one class (the blank)", C, 1);
   if (steps > T)
     return error("ctc_beam_decode: sequence_length must not exceed the time steps", steps, T);
