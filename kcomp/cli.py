@@ -361,7 +361,7 @@ def _compile_rows(info: dict, seconds: float) -> list:
     elif info["cache_hit"]:
         how = "cache hit, loaded from disk"
     else:
-        how = "cache miss, the C++ compiler ran"
+        how = "cache miss, the compiler ran"
     return [("compile", f"{human_duration(sum(info['timings'].values()))}  first K.function "
                         f"call: {how} (wall {human_duration(seconds)})"),
             ("", ", ".join(phases))]
@@ -375,15 +375,24 @@ def run_demo(batch_rows: int, fresh: bool) -> int:
     from .ir.graph import Graph
     from .ir.interpret import evaluate
 
+    import kcomp
     n_in, n_hidden, n_out = DEMO_LAYERS
+    device = kcomp.get_device()
     print(f"kcomp demo: MLP {n_in}-{n_hidden}-{n_out} (relu, softmax), float32, "
-          f"batch {batch_rows}")
+          f"batch {batch_rows}, on the {device.upper()}")
     rows = [("cache", default_cache().root + ("  (fresh, removed at exit)" if fresh else ""))]
 
-    # resolve the toolchain first so that the compile time below is the function's own
+    # resolve the toolchain (and on a GPU the kernel library) first, so that the compile time
+    # below is the function's own
     t = time.perf_counter()
-    tc = toolchain()
-    rows.append(("toolchain", f"{tc.compiler}, ready in {human_duration(time.perf_counter() - t)}"))
+    if device == "cuda":
+        from .cuda import jit, runtime
+        tc = jit.toolchain()
+        runtime.library()
+        what = f"nvcc {tc.version} for sm_{tc.arch}, {runtime.device_info()['name']}"
+    else:
+        what = toolchain().compiler
+    rows.append(("toolchain", f"{what}, ready in {human_duration(time.perf_counter() - t)}"))
 
     x, y, w = demo_model()
     t = time.perf_counter()
@@ -428,8 +437,15 @@ def run_demo(batch_rows: int, fresh: bool) -> int:
 
 
 def cmd_demo(args) -> int:
-    with fresh_cache_dir(args.fresh):
-        return run_demo(args.batch, args.fresh)
+    from .cuda.toolkit import CudaUnavailableError
+    if args.device:
+        os.environ["KCOMP_DEVICE"] = args.device  # the new process of the disk-load check too
+    try:
+        with fresh_cache_dir(args.fresh):
+            return run_demo(args.batch, args.fresh)
+    except CudaUnavailableError as e:
+        print(f"kcomp demo: {e}", file=sys.stderr)
+        return 2
 
 
 # ---- kcomp check-backend -------------------------------------------------------------------
@@ -564,6 +580,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rows of the input batch (default 64)")
     p.add_argument("--fresh", action="store_true",
                    help="use a new temporary cache directory, so the compile is cold")
+    p.add_argument("--device", choices=("cpu", "cuda"),
+                   help="where the function runs (default: KCOMP_DEVICE, keras.json, else cpu)")
     p.set_defaults(run=cmd_demo)
 
     p = sub.add_parser("bench", parents=[common],

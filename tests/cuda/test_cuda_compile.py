@@ -186,3 +186,10 @@ def test_cuda_without_gpu_is_a_clear_error(monkeypatch):
         K.function([x], [x * 2.0], device="cuda")
     # the CPU never needs CUDA
     np.testing.assert_allclose(K.function([x], [x * 2.0])([np.ones(3, np.float32)])[0], 2.0)
+    # README's main job asked to run on a GPU says why it cannot, without a traceback
+    import subprocess
+    import sys
+    p = subprocess.run([sys.executable, "-m", "kcomp", "demo", "--device", "cuda"],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=600)
+    assert p.returncode == 2 and "asked for a CUDA device" in p.stderr, p.stderr
+    assert "Traceback" not in p.stderr
