@@ -33,12 +33,13 @@ def concrete(shape, fill=5):
     return tuple(fill if d is None else d for d in shape)
 
 
-def run(inputs, outputs, name="test"):
-    """Compile inputs -> outputs and run it on the arrays paired with the placeholders.
-    inputs: [(placeholder, array)]. Returns (native results, reference results, function)."""
+def run(inputs, outputs, name="test", device=None):
+    """Compile inputs -> outputs (for `device`, default kcomp's) and run it on the arrays paired
+    with the placeholders. inputs: [(placeholder, array)]. Returns (native results, reference
+    results, function)."""
     phs = [p for p, _ in inputs]
     arrays = [a for _, a in inputs]
-    f = K.function(phs, list(outputs), name=name)
+    f = K.function(phs, list(outputs), name=name, device=device)
     got = f(arrays)
     # bounded outputs (ctc_decode's) come trimmed from functions: trim the reference alike
     trims = [(i, *o._kcomp_trim) for i, o in enumerate(outputs) if hasattr(o, "_kcomp_trim")]
