@@ -49,18 +49,24 @@ def bench_functions(torch, rows) -> None:
     import kcomp.backend as K
     n = 1 << 28
     x = K.placeholder((None,))
-    chain = K.tanh(x * 1.5 + 0.5) * K.sigmoid(x) + 0.5 * x
-    f = K.function([x], [chain], device="cuda", device_outputs=True)
     t = torch.randn(n, device="cuda")
-    got = torch.as_tensor(f([t])[0], device="cuda")
-    want = torch.tanh(t * 1.5 + 0.5) * torch.sigmoid(t) + 0.5 * t
-    err = (got - want).abs().max().item()
-    if err > 1e-5:
-        raise AssertionError(f"fused chain: max abs error {err}")
-    kc = cuda_time_ms(torch, lambda: f([t]))
-    peer = cuda_time_ms(torch, lambda: torch.tanh(t * 1.5 + 0.5) * torch.sigmoid(t) + 0.5 * t)
-    rows.append({"workload": "fused chain tanh(1.5x+0.5)*sigmoid(x)+0.5x, 2^28 (K.function)",
-                 "kcomp_ms": kc, "peer": "torch eager", "peer_ms": peer, "bytes": 8 * n})
+    chains = {  # five ops each: with two transcendentals, and plain arithmetic
+        "tanh(1.5x+0.5)*sigmoid(x)+0.5x": (
+            K.tanh(x * 1.5 + 0.5) * K.sigmoid(x) + 0.5 * x,
+            lambda v: torch.tanh(v * 1.5 + 0.5) * torch.sigmoid(v) + 0.5 * v),
+        "max(1.5x+0.5, 0)*x-0.25": (
+            K.maximum(x * 1.5 + 0.5, 0.0) * x - 0.25,
+            lambda v: torch.clamp_min(v * 1.5 + 0.5, 0.0) * v - 0.25)}
+    for name, (chain, ref) in chains.items():
+        f = K.function([x], [chain], device="cuda", device_outputs=True)
+        got = torch.as_tensor(f([t])[0], device="cuda")
+        err = (got - ref(t)).abs().max().item()
+        if err > 1e-5:
+            raise AssertionError(f"fused chain {name}: max abs error {err}")
+        kc = cuda_time_ms(torch, lambda: f([t]))
+        peer = cuda_time_ms(torch, lambda: ref(t))
+        rows.append({"workload": f"fused chain {name}, 2^28 (K.function)", "kcomp_ms": kc,
+                     "peer": "torch eager", "peer_ms": peer, "bytes": 8 * n})
 
     m = K.placeholder((None, 16384))
     fns = {"sum -1": (K.sum(m, axis=-1), lambda a: a.sum(-1)),
@@ -79,6 +85,48 @@ def bench_functions(torch, rows) -> None:
         nbytes = a.numel() * 4 + res.numel() * 4
         rows.append({"workload": f"{name} of (16384,16384) (K.function)", "kcomp_ms": kc,
                      "peer": "torch", "peer_ms": peer, "bytes": nbytes})
+    bench_lstm_function(torch, rows)
+
+
+def bench_lstm_function(torch, rows) -> None:
+    """A Keras-style LSTM step under K.rnn, compiled for the GPU (its loop runs as the fused
+    kernel, kcomp/lowering/rules/lstm.py), against torch.nn.LSTM (cuDNN), TF32 off."""
+    import numpy as np
+    import kcomp.backend as K
+    steps, batch, inputs, units = 100, 32, 128, 256
+    lstm = torch.nn.LSTM(inputs, units).cuda().eval()
+    w_ih, w_hh = lstm.weight_ih_l0.detach(), lstm.weight_hh_l0.detach()
+    bias = (lstm.bias_ih_l0 + lstm.bias_hh_l0).detach()
+    kernel, rec = K.variable(w_ih.T.cpu().numpy()), K.variable(w_hh.T.cpu().numpy())
+    b = K.variable(bias.cpu().numpy())
+
+    def step(x_t, states):  # Keras 2.3.1's LSTMCell, implementation 2
+        h, c = states
+        z = K.dot(x_t, kernel) + K.dot(h, rec) + b
+        i, f, g, o = (z[:, k * units:(k + 1) * units] for k in range(4))
+        c = K.sigmoid(f) * c + K.sigmoid(i) * K.tanh(g)
+        h = K.sigmoid(o) * K.tanh(c)
+        return h, [h, c]
+    x = K.placeholder((None, steps, inputs))
+    zeros = K.zeros_like(K.dot(x[:, 0, :], K.constant(np.zeros((inputs, units), np.float32))))
+    last, _, _ = K.rnn(step, x, [zeros, zeros])
+    fn = K.function([x], [last], device="cuda", device_outputs=True)
+    xs = torch.randn(batch, steps, inputs, device="cuda")
+    tf32 = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        with torch.no_grad():
+            want = lstm(xs.transpose(0, 1).contiguous())[1][0][0]
+            got = torch.as_tensor(fn([xs])[0], device="cuda")
+            err = (got - want).abs().max().item()
+            if err > 1e-4:
+                raise AssertionError(f"LSTM through K.rnn: max abs error {err}")
+            kc = cuda_time_ms(torch, lambda: fn([xs]))
+            peer = cuda_time_ms(torch, lambda: lstm(xs.transpose(0, 1).contiguous()))
+    finally:
+        torch.backends.cudnn.allow_tf32 = tf32
+    rows.append({"workload": f"LSTM b{batch} T{steps} in{inputs} u{units}, K.rnn (K.function)",
+                 "kcomp_ms": kc, "peer": "torch.nn.LSTM (cuDNN)", "peer_ms": peer})
 
 
 def table(rows, copy_gbs) -> str:
