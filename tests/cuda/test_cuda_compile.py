@@ -193,3 +193,24 @@ def test_cuda_without_gpu_is_a_clear_error(monkeypatch):
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=600)
     assert p.returncode == 2 and "asked for a CUDA device" in p.stderr, p.stderr
     assert "Traceback" not in p.stderr
+
+
+def test_dense_epilogues_go_to_the_library_gemm():
+    """dot + bias row [+ relu / sigmoid / tanh / hard_sigmoid], stored once, is one library GEMM
+    call with its own epilogue on the GPU; anything else keeps a generated epilogue."""
+    x = K.placeholder((None, 16))
+    w = K.variable(np.ones((16, 8), np.float32))
+    b = K.variable(np.ones(8, np.float32))
+    z = K.dot(x, w) + b
+    cases = [([K.relu(z)], "KC_ACT_RELU", True),
+             ([K.sigmoid(b + K.dot(x, w))], "KC_ACT_SIGMOID", True),
+             ([K.tanh(z)], "KC_ACT_TANH", True), ([z], "KC_ACT_NONE", True),
+             ([K.relu(z, max_value=6.0)], "KC_ACT_NONE", False),
+             ([K.relu(K.dot(x, w) + 1.0)], "KC_ACT_NONE", False),
+             ([z, K.tanh(z)], "KC_ACT_NONE", False)]
+    for outputs, act, fused in cases:
+        plan = generate(prepare_function(Graph((x,), tuple(outputs), ())), "dense",
+                        target="cuda").plan
+        gemm = next(k for k in plan.kernels if k.template == "gemm")
+        assert (gemm.ctx["act"], gemm.ctx["bias_slot"] >= 0, not gemm.ctx["epi"]) == \
+            (act, fused, fused), (outputs, gemm.ctx["act"])

@@ -103,8 +103,9 @@ def test_dot_and_epilogue(gpu, m, k, n, dtype):
     x, w, b = (K.placeholder(s, dtype=dtype) for s in ((None, k), (k, n), (n,)))
     lo, hi = (-3, 3) if dtype != "float16" else (-1, 1)
     outs = [K.dot(x, w), K.relu(K.dot(x, w) + b)]
-    if dtype != "int32":
-        outs.append(K.softmax(K.dot(x, w) + b))
+    if dtype != "int32":  # (the library GEMM's own epilogues, and a generated one)
+        outs += [K.sigmoid(K.dot(x, w) + b), K.tanh(b + K.dot(x, w)),
+                 K.hard_sigmoid(K.dot(x, w) + b), K.softmax(K.dot(x, w) + b)]
     check([(x, rand(rng, (m, k), dtype, lo, hi)), (w, rand(rng, (k, n), dtype, lo, hi)),
            (b, rand(rng, (n,), dtype, lo, hi))], outs,
           rtol={"float32": 1e-4, "float16": 2e-2}.get(dtype))

@@ -44,6 +44,12 @@ def lower_gemm_epilogue(L, g: Group) -> None:
     dot = g.gemm
     rest = Group([m for m in g.members if m is not dot], g.stored)
     out = dot.outputs[0]
+    if L.target == "cuda":
+        fused = _bias_act(L, g, dot)
+        if fused is not None:  # the CUDA library GEMM's own epilogue: no pass of its own
+            L.storage[key(out)] = L.ref(g.stored[0])
+            emit_dot(L, dot, bias=fused[0], act=fused[1], label=label_of(g.members))
+            return
     it = list(out.dims)
     ptrs = Pointers()
     cval = Code("cv")
@@ -66,6 +72,38 @@ def lower_gemm_epilogue(L, g: Group) -> None:
     L.storage[key(out)] = c_ref
     epi = {"ptrs": ptrs.decls, "loads": loads, "body": body, "stores": store_lines}
     emit_dot(L, dot, epi=epi, label=label_of(g.members), reads=ptrs.reads, writes=ptrs.writes)
+
+
+# activations the CUDA GEMM applies itself (csrc/include/kcomp/cuda_api.h, kc_act)
+GEMM_ACTS = {"relu": "KC_ACT_RELU", "sigmoid": "KC_ACT_SIGMOID", "tanh": "KC_ACT_TANH",
+             "hard_sigmoid": "KC_ACT_HARD_SIGMOID"}
+
+
+def _bias_act(L, g: Group, dot):
+    """A Dense layer's epilogue, dot(x, W) + b then at most one plain activation, stored once as
+    the group's last value, float: (bias buffer, kc_act name) for the CUDA library GEMM, or
+    None."""
+    out = dot.outputs[0]
+    rest = [m for m in g.members if m is not dot]
+    if len(g.stored) != 1 or g.stored[0].node is not g.root or g.stored[0].type != out.type \
+            or dot.inputs[1].ndim != 2 or not out.type.dtype.is_float \
+            or not 1 <= len(rest) <= 2 or rest[0].op.name != "add":
+        return None
+    a, b = rest[0].inputs
+    bias = b if key(a) == key(out) else a if key(b) == key(out) else None
+    n = out.dims[-1]
+    if bias is None or tuple(bias.dims) != (n,) or bias.type.dtype != out.type.dtype \
+            or key(bias) not in L.storage:
+        return None
+    act = "KC_ACT_NONE"
+    if len(rest) == 2:
+        m = rest[1]
+        if key(m.inputs[0]) != key(rest[0].outputs[0]) or m.op.name not in GEMM_ACTS or (
+                m.op.name == "relu" and (m.attrs["alpha"] != 0 or m.attrs["threshold"] != 0 or
+                                         m.attrs["max_value"] is not None)):
+            return None
+        act = GEMM_ACTS[m.op.name]
+    return L.ref(bias), Code(act)
 
 
 def _loop_parts(L, g: Group, it, ptrs: Pointers, given=None, rows=False):

@@ -26,9 +26,10 @@ def _materialize_moved(L, x: Tensor, src_axis: int, dst_axis: int) -> Tuple[Ref,
 
 def emit_gemm(L, node: Node, a: Ref, b: Ref, c: Ref, *, trans_a, trans_b, m, n, k, batch, lda,
               ldb, ldc, stride_a, stride_b, stride_c, epi=None, label=None, reads=(),
-              writes=()) -> None:
+              writes=(), bias: Ref | None = None, act: Code = Code("KC_ACT_NONE")) -> None:
     """One GEMM kernel; epi: a fused epilogue's pointers, loads, body and stores over C's
-    (row i0, column i1), with the extra buffers it reads and writes."""
+    (row i0, column i1), with the extra buffers it reads and writes. bias, act (CUDA only): a
+    bias row and activation the library GEMM applies itself."""
     e = L.dims.expr
     dt = node.outputs[0].type.dtype
     ctx = {"dtype_code": int_lit(dt.code), "native": dt.name in ("float32", "float64"),
@@ -40,7 +41,10 @@ def emit_gemm(L, node: Node, a: Ref, b: Ref, c: Ref, *, trans_a, trans_b, m, n, 
     ptrs = Pointers()
     ctx.update(pa=ptrs.get(a.buf), pb=ptrs.get(b.buf), pc=ptrs.get(c.buf, write=True),
                ptrs=ptrs.decls, slot_a=a.buf.slot, slot_b=b.buf.slot, slot_c=c.buf.slot,
-               what=Code(node.op.name), prepack=False, epi=epi)
+               what=Code(node.op.name), prepack=False, epi=epi, act=act,
+               bias_slot=bias.buf.slot if bias is not None else -1)
+    if bias is not None:
+        reads = list(reads) + [bias.buf]
     rs = ptrs.reads + [r for r in reads if r not in ptrs.reads]
     ws = ptrs.writes + [w for w in writes if w not in ptrs.writes]
     L.add(Kernel(L.kernel_name(), "gemm", ctx, label or label_of([node]), rs, ws))
