@@ -69,9 +69,8 @@ class CudaExecutable:
     def _input(self, i: int, x) -> rt.DeviceArray:
         name, code, dims, dt = self.specs[i]
         what = f"{self.name}: input {name!r} (#{i})"
-        if isinstance(x, rt.DeviceArray) or hasattr(x, "__cuda_array_interface__") or \
-                (hasattr(x, "__dlpack_device__") and int(x.__dlpack_device__()[0]) == 2):
-            a = rt.as_device(x)
+        a = rt.gpu_array(x)
+        if a is not None:
             if a.dtype != dt:
                 raise ValueError(f"{what} is a GPU array of dtype {a.dtype}; this function takes "
                                  f"{dt} (GPU inputs are not converted)")

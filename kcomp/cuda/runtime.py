@@ -308,9 +308,10 @@ def poison(a: DeviceArray) -> None:
     check(library().kc_cuda_memset(a.ptr, 0xFF, a.nbytes), "memset")
 
 
-def as_device(x, dtype=None) -> DeviceArray:
+def gpu_array(x) -> Optional[DeviceArray]:
     """A DeviceArray over x without a copy when x is on the GPU (a DeviceArray, or anything with
-    __cuda_array_interface__ or DLPack: CuPy, PyTorch) and C-contiguous; else a copy of x."""
+    __cuda_array_interface__ or DLPack: CuPy, PyTorch) and C-contiguous; None when x is not a
+    GPU array."""
     if isinstance(x, DeviceArray):
         return x
     cai = getattr(x, "__cuda_array_interface__", None)
@@ -328,7 +329,7 @@ def as_device(x, dtype=None) -> DeviceArray:
         if int(dev_type) == 2:  # kDLCUDA
             from .dlpack import from_dlpack
             return from_dlpack(x)
-    return DeviceArray.from_numpy(np.asarray(x, dtype=dtype))
+    return None
 
 
 def _c_strides(shape, itemsize) -> tuple:
