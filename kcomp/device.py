@@ -8,6 +8,7 @@ CPU never needs CUDA.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 
@@ -35,8 +36,19 @@ def set_device(name: str | None) -> None:
 
 def _keras_json_device():
     from .backend.config import keras_dir
+    path = os.path.join(os.path.expanduser(keras_dir()), "keras.json")
     try:
-        with open(os.path.join(os.path.expanduser(keras_dir()), "keras.json")) as f:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return _read_device(path, st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _read_device(path: str, mtime_ns: int, size: int):
+    """keras.json's "kcomp_device", read again only when the file changes (every compile asks)."""
+    try:
+        with open(path) as f:
             cfg = json.load(f)
     except (OSError, ValueError):
         return None
