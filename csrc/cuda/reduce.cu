@@ -430,6 +430,18 @@ __device__ __forceinline__ void accumulate_row(typename Op::S &st, const float *
     Op::push(st, tr<Op>(__ldg(xr + k), sgn), k);
 }
 
+// y[4j .. 4j+3] = r: one 16-byte store when y is 16-byte aligned (vec), else four.
+__device__ __forceinline__ void store4(float *y, int64_t j, float4 r, bool vec) {
+  if (vec) {
+    reinterpret_cast<float4 *>(y)[j] = r;
+  } else {
+    y[4 * j + 0] = r.x;
+    y[4 * j + 1] = r.y;
+    y[4 * j + 2] = r.z;
+    y[4 * j + 3] = r.w;
+  }
+}
+
 __device__ __forceinline__ float softmax_value(float x, float m, float ls, float inv, bool lg) {
   return lg ? (x - m) - ls : expf(x - m) * inv;
 }
@@ -458,14 +470,7 @@ __device__ __forceinline__ void softmax_row_write(const float *xr, float *yr, in
         r.y = softmax_value(a[u].y, m, ls, inv, lg);
         r.z = softmax_value(a[u].z, m, ls, inv, lg);
         r.w = softmax_value(a[u].w, m, ls, inv, lg);
-        if (yvec) {
-          reinterpret_cast<float4 *>(yb)[j] = r;
-        } else {
-          yb[4 * j + 0] = r.x;
-          yb[4 * j + 1] = r.y;
-          yb[4 * j + 2] = r.z;
-          yb[4 * j + 3] = r.w;
-        }
+        store4(yb, j, r, yvec);
       }
     }
   }
@@ -582,14 +587,7 @@ __global__ void __launch_bounds__(512) softmax_rows_cached(const RowsParams p) {
           r = make_float4(v[k].x - ls, v[k].y - ls, v[k].z - ls, v[k].w - ls);
         else
           r = make_float4(v[k].x * inv, v[k].y * inv, v[k].z * inv, v[k].w * inv);
-        if (p.yvec) {
-          reinterpret_cast<float4 *>(yb)[j] = r;
-        } else {
-          yb[4 * j + 0] = r.x;
-          yb[4 * j + 1] = r.y;
-          yb[4 * j + 2] = r.z;
-          yb[4 * j + 3] = r.w;
-        }
+        store4(yb, j, r, p.yvec);
       }
     }
   }

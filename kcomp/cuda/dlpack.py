@@ -35,7 +35,7 @@ _get_pointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
 def from_dlpack(x):
     """A DeviceArray viewing x's GPU memory. The capsule is kept (unconsumed) as the array's
     owner, so its deleter runs when the array goes."""
-    from .runtime import DeviceArray
+    from .runtime import DeviceArray, check_c_contiguous
     capsule = x.__dlpack__(stream=1)  # ordered with the legacy default stream kcomp uses
     t = _Managed.from_address(_get_pointer(capsule, b"dltensor")).dl_tensor
     if t.device.device_type != 2:
@@ -46,11 +46,5 @@ def from_dlpack(x):
     dtype = np.dtype("?" if kind == "b" else f"{kind}{t.dtype.bits // 8}")
     shape = tuple(t.shape[i] for i in range(t.ndim))
     if t.strides:
-        expect, s = [], 1
-        for d in reversed(shape):
-            expect.append(s)
-            s *= max(d, 1)
-        if any(t.strides[i] != e and shape[i] != 1
-               for i, e in zip(range(t.ndim), reversed(expect))):
-            raise ValueError("a GPU array given to kcomp must be C-contiguous")
+        check_c_contiguous(shape, [t.strides[i] for i in range(t.ndim)])
     return DeviceArray(shape, dtype, ptr=(t.data or 0) + t.byte_offset, owner=(capsule, x))

@@ -16,11 +16,8 @@ from typing import List, Sequence
 
 import numpy as np
 
-from ..ir.dtypes import _TABLE, as_dtype
+from ..ir.dtypes import BY_CODE, as_dtype
 from . import runtime as rt
-
-
-_BY_CODE = {d.code: d.np for d in _TABLE}
 
 
 def device_value(var) -> rt.DeviceArray:
@@ -56,10 +53,14 @@ class CudaExecutable:
         self.lib = library
         self.kernels = rt.library()
         self.api = self.kernels.kc_cuda_get_api()
-        self.specs = [(n, code, list(dims), _BY_CODE[code]) for n, code, dims in input_specs]
+        self.specs = [(n, code, list(dims), BY_CODE[code].np) for n, code, dims in input_specs]
         self.output_codes = list(output_codes)
+        # constants: uploaded once, their tensor table built once (read-only, so calls from
+        # several threads can share it)
         self.consts = [rt.DeviceArray.from_numpy(v) for v in const_values]
-        self.const_codes = [as_dtype(v.dtype).code for v in const_values]
+        self.const_table = (rt.Tensor * max(1, len(self.consts)))()
+        for t, a, v in zip(self.const_table, self.consts, const_values):
+            _fill(t, a, as_dtype(v.dtype).code)
         self.variables = list(variables)
         self.updated = list(updated)
         self.name = name
@@ -100,16 +101,13 @@ class CudaExecutable:
         ins = (rt.Tensor * max(1, n))()
         for t, a, spec in zip(ins, held, self.specs):
             _fill(t, a, spec[1])
-        cs = (rt.Tensor * max(1, len(self.consts)))()
-        for t, a, code in zip(cs, self.consts, self.const_codes):
-            _fill(t, a, code)
         vs = (rt.Tensor * max(1, len(variables)))()
         for t, a, v in zip(vs, variables, self.variables):
             _fill(t, a, v.type.dtype.code)
         outs = (rt.Tensor * max(1, len(self.output_codes)))()
         call.api, call.stream = self.api, None
         call.inputs, call.n_inputs = ins, n
-        call.consts, call.n_consts = cs, len(self.consts)
+        call.consts, call.n_consts = self.const_table, len(self.consts)
         call.variables, call.n_variables = vs, len(variables)
         call.outputs, call.n_outputs = outs, len(self.output_codes)
         m = self.lib.module
@@ -119,7 +117,7 @@ class CudaExecutable:
         results = []
         for t, code in zip(outs, self.output_codes):
             shape = tuple(t.shape[i] for i in range(t.rank))
-            a = rt.DeviceArray.empty(shape, _BY_CODE[code])
+            a = rt.DeviceArray.empty(shape, BY_CODE[code].np)
             _fill(t, a, code)
             results.append(a)
         st = m.run(ctypes.byref(call))

@@ -14,12 +14,14 @@ import os
 import shutil
 import subprocess
 import threading
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
 
 from .. import _paths
 from ..jit.cache import default_cache
+from ..jit.fsutil import file_sha256
+from ..jit.toolchain import headers_digest
 from .toolkit import CudaUnavailableError, device_arch, gpu_present, nvcc, nvcc_version
 
 LIB_FORMAT = 1
@@ -98,15 +100,6 @@ _lock = threading.Lock()
 _lib: Optional[ctypes.CDLL] = None
 
 
-def _digest(paths: Sequence[str]) -> str:
-    h = hashlib.sha256()
-    for p in sorted(paths):
-        h.update(os.path.basename(p).encode())
-        with open(p, "rb") as f:
-            h.update(hashlib.sha256(f.read()).digest())
-    return h.hexdigest()
-
-
 def library_sources() -> list:
     src = _paths.cuda_source_dir()
     return sorted(os.path.join(src, n) for n in os.listdir(src)
@@ -114,12 +107,11 @@ def library_sources() -> list:
 
 
 def library_key(arch: str) -> str:
-    inc = os.path.join(_paths.include_dir(), "kcomp")
-    headers = [os.path.join(inc, n) for n in os.listdir(inc) if n.endswith(".h")]
     tool = nvcc()
     record = {"format": LIB_FORMAT, "what": "libkcomp_cuda", "arch": arch, "nvcc": tool,
-              "nvcc_version": nvcc_version(tool), "sources": _digest(library_sources()),
-              "headers": _digest(headers)}
+              "nvcc_version": nvcc_version(tool),
+              "sources": {os.path.basename(p): file_sha256(p) for p in library_sources()},
+              "headers": headers_digest(_paths.include_dir())}
     return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
 
 
@@ -319,9 +311,8 @@ def gpu_array(x) -> Optional[DeviceArray]:
         shape = tuple(cai["shape"])
         dt = np.dtype(cai["typestr"])
         strides = cai.get("strides")
-        if strides is not None and tuple(strides) != _c_strides(shape, dt.itemsize):
-            raise ValueError("a GPU array given to kcomp must be C-contiguous "
-                             "(call .contiguous() / cupy.ascontiguousarray first)")
+        if strides is not None:
+            check_c_contiguous(shape, [st // dt.itemsize for st in strides])
         _sync_stream(cai.get("stream"))
         return DeviceArray(shape, dt, ptr=cai["data"][0] or 0, owner=x)
     if hasattr(x, "__dlpack__") and hasattr(x, "__dlpack_device__"):
@@ -332,12 +323,15 @@ def gpu_array(x) -> Optional[DeviceArray]:
     return None
 
 
-def _c_strides(shape, itemsize) -> tuple:
-    out, s = [], itemsize
-    for d in reversed(shape):
-        out.append(s)
-        s *= max(int(d), 1)
-    return tuple(reversed(out))
+def check_c_contiguous(shape, strides) -> None:
+    """Raise unless a GPU array of `shape` with element `strides` is C-contiguous (the stride of
+    a size-1 axis does not matter)."""
+    expect = 1
+    for d, st in zip(reversed(shape), reversed(list(strides))):
+        if d != 1 and st != expect:
+            raise ValueError("a GPU array given to kcomp must be C-contiguous "
+                             "(call .contiguous() / cupy.ascontiguousarray first)")
+        expect *= max(int(d), 1)
 
 
 def _sync_stream(stream) -> None:

@@ -57,6 +57,7 @@ _TABLE = [
     DType("float64", 12, "double", "double", "f"),
 ]
 BY_NAME = {d.name: d for d in _TABLE}
+BY_CODE = {d.code: d for d in _TABLE}  # by kc_dtype value
 FLOATS = tuple(d for d in _TABLE if d.is_float)
 INTS = tuple(d for d in _TABLE if d.is_int)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from .. import config
 from .rules.common import PARALLEL_MIN
 from .names import Code, c_string, comment_text, int_lit, join
 from .plan import Plan
@@ -81,8 +80,6 @@ def _render_kernels(env, kernels, defines: list, target: str) -> list:
         ctx = dict(k.ctx)
         if "loop_body" in ctx:  # a loop: its body's launches go inside the loop's launch
             ctx["loop_body"] = _render_kernels(env, ctx["loop_body"], defines, target)
-        if target == "cuda" and k.template == "gemm":
-            ctx["precision"] = 1 if config.cuda_tf32() else 0
         _validate(ctx, f"kernel {k.template}")
         macros = _template(env, target, k)
         info = {"name": k.name, "comment": comment_text(k.label, 120)}

@@ -214,3 +214,14 @@ def test_dense_epilogues_go_to_the_library_gemm():
         gemm = next(k for k in plan.kernels if k.template == "gemm")
         assert (gemm.ctx["act"], gemm.ctx["bias_slot"] >= 0, not gemm.ctx["epi"]) == \
             (act, fused, fused), (outputs, gemm.ctx["act"])
+
+
+def test_tf32_only_for_float32_products(monkeypatch):
+    """KCOMP_CUDA_TF32=1 lets float32 products use TF32; other dtypes keep their own precision
+    (the library refuses TF32 for them)."""
+    monkeypatch.setenv("KCOMP_CUDA_TF32", "1")
+    for dtype, want in (("float32", 1), ("float64", 0), ("float16", 0)):
+        x = K.placeholder((None, 8), dtype=dtype)
+        plan = generate(prepare_function(Graph((x,), (K.dot(x, K.transpose(x)),), ())), "tf32",
+                        target="cuda").plan
+        assert next(k for k in plan.kernels if k.template == "gemm").ctx["precision"] == want

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Tuple
 
+from ... import config
 from ...ir import shapes as S
 from ...ir.graph import Node, Tensor
 from ..names import Code, int_lit
@@ -42,7 +43,10 @@ def emit_gemm(L, node: Node, a: Ref, b: Ref, c: Ref, *, trans_a, trans_b, m, n, 
     ctx.update(pa=ptrs.get(a.buf), pb=ptrs.get(b.buf), pc=ptrs.get(c.buf, write=True),
                ptrs=ptrs.decls, slot_a=a.buf.slot, slot_b=b.buf.slot, slot_c=c.buf.slot,
                what=Code(node.op.name), prepack=False, epi=epi, act=act,
-               bias_slot=bias.buf.slot if bias is not None else -1)
+               bias_slot=bias.buf.slot if bias is not None else -1,
+               # CUDA float32: TF32 tensor cores only when the user allows them
+               precision=int(L.target == "cuda" and dt.name == "float32" and
+                             config.cuda_tf32()))
     if bias is not None:
         reads = list(reads) + [bias.buf]
     rs = ptrs.reads + [r for r in reads if r not in ptrs.reads]
