@@ -1,5 +1,5 @@
-"""RNN loops on the tuned kernels: recurrent weights packed once before the loop (batch above
-the unpacked GEMM paths' 4 rows), the unpacked matrix-vector path (batch 1), gate slices read
+"""RNN loops on the tuned kernels: recurrent weights packed once before the loop (as panels
+above 4 rows of batch, as column blocks for the few-row path at batch 1 to 4), gate slices read
 in place by the fused gate loop; every instruction set of the kernel library, in fresh
 processes."""
 import os
@@ -27,7 +27,7 @@ def step(x_t, states):
     return h, [h, c]
 
 sig = lambda v: 1 / (1 + np.exp(-v))
-for batch in (1, 3, 9, 40):
+for batch in (1, 2, 3, 4, 9, 40):
     x = K.placeholder((None, T, i))
     h0 = K.placeholder((None, u))
     last, seq, _ = K.rnn(step, x, [h0, h0 * 0.5])
@@ -48,6 +48,26 @@ for batch in (1, 3, 9, 40):
     assert "gemm_pack(" in open(path.strip()).read()  # recurrent weights packed once
     body = [ln for ln in plan.splitlines() if ln.startswith("      k")]  # the loop's kernels
     assert body and not any("] slice ->" in ln for ln in body), body  # no slice copies
+
+# float64: units that make one ragged column block (wide enough for the few-row packing) or
+# several
+for units in (11, 70):
+    R64 = rng.standard_normal((units, units)) * 0.3
+    rec64 = K.variable(R64, dtype="float64")
+
+    def step64(x_t, states):
+        h = K.tanh(x_t + K.dot(states[0], rec64))
+        return h, [h]
+    for batch in (1, 4, 6):
+        x = K.placeholder((None, T, units), dtype="float64")
+        last, _, _ = K.rnn(step64, x, [K.zeros((batch, units), dtype="float64")])
+        f = K.function([x], [last])
+        assert "gemm_pack(" in open(f.source_path).read()
+        a = rng.standard_normal((batch, T, units))
+        h = np.zeros((batch, units))
+        for t in range(T):
+            h = np.tanh(a[:, t] + h @ R64)
+        np.testing.assert_allclose(f([a])[0], h, rtol=1e-11, atol=1e-12)
 print("ok")
 """
 
