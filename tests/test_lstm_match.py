@@ -1,7 +1,9 @@
 """The LSTM matcher (kcomp/lowering/rules/lstm.py): it recognises exactly Keras 2.3.1's LSTM time
 loop, and its reading of the loop (gate order i, f, g, o; bias; recurrent activation) computes
-what the loop computes, checked against the numpy reference interpreter. The CUDA target runs
-a matched loop as one persistent kernel (tests/cuda for the kernel itself)."""
+what the loop computes, checked against the numpy reference interpreter. A matched loop runs as
+one fused kernel: on the CPU kc_api.lstm, checked here against the layer computed from its
+weights in float64 (tests/test_rnn_kernels.py: every instruction set); on a GPU kc_cuda_lstm
+(tests/cuda)."""
 import os
 
 import numpy as np
@@ -75,3 +77,32 @@ def test_keras_lstm_is_matched_and_means_what_the_loop_computes(kw):
 def test_other_loops_are_not_matched(layers):
     _, loop = _loop(Sequential(layers()))
     assert match_lstm(loop, optimize(loop.attrs["body"])) is None
+
+
+@pytest.mark.parametrize("kw", [{}, {"recurrent_activation": "hard_sigmoid"},
+                                {"use_bias": False}, {"return_sequences": True}])
+@pytest.mark.parametrize("batch", [1, 6])
+def test_keras_lstm_runs_as_the_fused_cpu_kernel(kw, batch):
+    from keras import backend as K
+    units, steps, inputs = 19, 7, 5
+    model = Sequential([LSTM(units, input_shape=(steps, inputs), **kw)])
+    rng = np.random.default_rng(batch)
+    model.set_weights([rng.normal(size=w.shape).astype(np.float32) * 0.5
+                       for w in model.get_weights()])
+    f = K.function([model.input], [model.output])
+    assert "c->api->lstm(" in open(f.source_path).read()
+    x = rng.normal(size=(batch, steps, inputs)).astype(np.float32)
+    weights = [w.astype(np.float64) for w in model.get_weights()]
+    kernel, recurrent = weights[:2]
+    bias = weights[2] if len(weights) == 3 else 0.0
+    hard = kw.get("recurrent_activation") == "hard_sigmoid"
+    h = c = np.zeros((batch, units))
+    seq = []
+    for t in range(steps):
+        z = x[:, t].astype(np.float64) @ kernel + h @ recurrent + bias
+        i, fg, g, o = (z[:, k * units:(k + 1) * units] for k in range(4))
+        c = _sig(fg, hard) * c + _sig(i, hard) * np.tanh(g)
+        h = _sig(o, hard) * np.tanh(c)
+        seq.append(h)
+    want = np.stack(seq, 1) if kw.get("return_sequences") else h
+    np.testing.assert_allclose(f([x])[0], want, rtol=1e-5, atol=2e-6)

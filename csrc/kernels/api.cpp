@@ -158,6 +158,7 @@ int32_t gemm_pack(const kc_gemm_args *args, void *packed) { KC_DISPATCH(gemm_pac
 int32_t gemm_ex(const kc_gemm_args *args, const void *packed, kc_epilogue_fn epi, void *ctx) {
   KC_DISPATCH(gemm_ex(args, packed, epi, ctx))
 }
+int32_t lstm(const kc_lstm_args *args) { KC_DISPATCH(lstm(args)) }
 #undef KC_DISPATCH
 
 }  // namespace kcomp
@@ -168,7 +169,7 @@ KC_EXPORT const kc_api *kcomp_kernels_api(void) {
   static const kc_api api = {
       KC_ABI_VERSION, sizeof(kc_api), kcomp::num_threads, kcomp::parallel_for,
       kcomp::aligned_alloc64, kcomp::free_, kcomp::gemm, kcomp::print_stderr,
-      kcomp::gemm_packed_size, kcomp::gemm_pack, kcomp::gemm_ex,
+      kcomp::gemm_packed_size, kcomp::gemm_pack, kcomp::gemm_ex, kcomp::lstm,
   };
   return &api;
 }

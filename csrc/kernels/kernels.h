@@ -9,7 +9,8 @@ namespace kcomp {
 int32_t num_threads();
 void parallel_for(int64_t n, int64_t grain, kc_task_fn fn, void *ctx);
 
-// GEMM, one implementation per instruction set; gemm() dispatches on the CPU found at run time.
+// GEMM and LSTM, one implementation per instruction set (isa_<name>.cpp); the entries below
+// dispatch on the CPU found at run time.
 enum class Isa { generic = 0, avx2 = 1, avx512 = 2 };
 Isa active_isa();
 const char *isa_name(Isa isa);
@@ -17,12 +18,14 @@ int32_t gemm(const kc_gemm_args *args);
 int64_t gemm_packed_size(const kc_gemm_args *args);
 int32_t gemm_pack(const kc_gemm_args *args, void *packed);
 int32_t gemm_ex(const kc_gemm_args *args, const void *packed, kc_epilogue_fn epi, void *ctx);
+int32_t lstm(const kc_lstm_args *args);
 
 #define KC_GEMM_DECLS                                                   \
   int32_t gemm(const kc_gemm_args *args);                               \
   int64_t gemm_packed_size(const kc_gemm_args *args);                   \
   int32_t gemm_pack(const kc_gemm_args *args, void *packed);            \
-  int32_t gemm_ex(const kc_gemm_args *args, const void *packed, kc_epilogue_fn epi, void *ctx);
+  int32_t gemm_ex(const kc_gemm_args *args, const void *packed, kc_epilogue_fn epi, void *ctx); \
+  int32_t lstm(const kc_lstm_args *args);
 namespace generic { KC_GEMM_DECLS }
 namespace avx2 { KC_GEMM_DECLS }
 namespace avx512 { KC_GEMM_DECLS }

@@ -62,6 +62,19 @@ typedef struct kc_tensor {
 /* A range task: process items [begin, end). */
 typedef void (*kc_task_fn)(void *ctx, int64_t begin, int64_t end);
 
+/* A Keras LSTM layer's time loop, float32: for t in 0..steps-1
+ *   z = xproj[t] + bias + h W_rec      (batch, 4 units), Keras's gate order i, f, c, o
+ *   i, f, o = rec(z_i), rec(z_f), rec(z_o);  c = f c + i tanh(z_c);  h = o tanh(c)
+ * xproj (steps, batch, 4 units) holds x_t W (the input projection, one GEMM before the loop);
+ * bias (4 units) may be NULL; w_rec is Keras's recurrent_kernel, (units, 4 units) row-major;
+ * h_seq (steps, batch, units) may be NULL; c_out may be c0 and h_out h0. */
+typedef struct kc_lstm_args {
+  int64_t steps, batch, units;
+  const float *xproj, *bias, *w_rec, *h0, *c0;
+  float *h_seq, *h_out, *c_out;
+  int32_t hard_sigmoid; /* rec: 0 sigmoid, 1 Keras's hard_sigmoid clip(0.2 x + 0.5, 0, 1) */
+} kc_lstm_args;
+
 /* A GEMM epilogue: called on the block C[item][i0:i1, j0:j1] of a finished product. */
 typedef void (*kc_epilogue_fn)(void *ctx, int64_t item, int64_t i0, int64_t i1, int64_t j0,
                                int64_t j1);
@@ -107,6 +120,8 @@ typedef struct kc_api {
    * cache), and may rewrite them in place (bias, activation, scaling, residual add). */
   int32_t (*gemm_ex)(const kc_gemm_args *args, const void *packed, kc_epilogue_fn epilogue,
                      void *ctx);
+  /* A Keras LSTM layer's whole time loop (kc_lstm_args). */
+  int32_t (*lstm)(const struct kc_lstm_args *args);
 } kc_api;
 
 /* Whether the kc_api table `api` provides member `field`. */

@@ -37,11 +37,10 @@ def _buffers_of(kernels: List[Kernel]):
 def _loop(L, node: Node):
     a = node.attrs
     body = optimize(a["body"])
-    if L.target == "cuda":  # a Keras LSTM layer: one persistent kernel for the whole loop
-        m = match_lstm(node, body)
-        if m is not None:
-            emit_lstm(L, node, m)
-            return
+    m = match_lstm(node, body)  # a Keras LSTM layer: one fused kernel for the whole loop
+    if m is not None:
+        emit_lstm(L, node, m)
+        return
     n_seq, n_state = a["n_seq"], a["n_state"]
     seqs = node.inputs[:n_seq]
     inits = node.inputs[n_seq:n_seq + n_state]

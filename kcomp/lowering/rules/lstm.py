@@ -1,5 +1,6 @@
-"""A Keras LSTM layer's time loop recognised as one op, for targets with a fused LSTM kernel
-(CUDA: kc_cuda_lstm, the persistent kernel of csrc/cuda/rnn.cu).
+"""A Keras LSTM layer's time loop recognised as one op, run by a fused LSTM kernel: on the CPU
+kc_api.lstm (csrc/kernels/lstm_impl.h: gate math in the recurrent product's registers), on a
+GPU kc_cuda_lstm (the persistent kernel of csrc/cuda/rnn.cu).
 
 Keras 2.3.1's LSTMCell (implementation 2, the default) steps with, after kcomp's passes hoisted
 the input projection x_t W out of the loop:
@@ -141,7 +142,7 @@ def _projection(zt: Tensor, body: Graph, x_t: Tensor, h: Tensor, units: int):
 
 
 def emit_lstm(L, node, m: LstmMatch) -> None:
-    """The whole loop as one kc_cuda_lstm call (template lstm.j2, CUDA only)."""
+    """The whole loop as one fused LSTM call (template lstm.j2 of the target)."""
     seq, h0, c0 = node.inputs[:3]
     inits = []
     for t in (h0, c0):  # the kernel reads its initial states from buffers of their own
@@ -152,13 +153,15 @@ def emit_lstm(L, node, m: LstmMatch) -> None:
     xw = L.ref(seq).buf
     w = L.ref(node.inputs[m.w_rec]).buf
     bias = L.ref(node.inputs[m.bias]).buf if m.bias is not None else None
-    # x W + b for every step: scratch of the sequence's shape (the kernel adds no bias)
-    xb = L.buffer(seq.type.dtype, seq.dims, "scratch") if bias is not None else xw
+    # kc_cuda_lstm adds no bias: x W + b for every step first, into scratch of the sequence's
+    # shape; the CPU kernel adds it in its gate math
+    own_pass = bias is not None and L.target == "cuda"
+    xb = L.buffer(seq.type.dtype, seq.dims, "scratch") if own_pass else xw
     e = L.dims.expr
     ctx = {"T": e(seq.dims[0]), "B": e(seq.dims[1]), "U": m.units,
            "xw": xw.slot, "xb": xb.slot, "bias": bias.slot if bias is not None else -1,
            "w": w.slot, "h0": inits[0].slot, "c0": inits[1].slot, "h_seq": h_seq.slot,
            "h_out": h_out.slot, "c_out": c_out.slot, "hard": m.rec == "hard_sigmoid"}
-    reads = [xw, w] + inits + ([bias, xb] if bias is not None else [])
-    writes = [h_seq, h_out, c_out] + ([xb] if bias is not None else [])
+    reads = [xw, w] + inits + ([bias] if bias is not None else []) + ([xb] if own_pass else [])
+    writes = [h_seq, h_out, c_out] + ([xb] if own_pass else [])
     L.add(Kernel(L.kernel_name(), "lstm", ctx, "fused LSTM: " + label_of([node]), reads, writes))
