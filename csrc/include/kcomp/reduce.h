@@ -391,7 +391,18 @@ KC_INLINE void extreme_cols_f32(const float *KC_RESTRICT x, int64_t N, int64_t I
 /* The column kernels below walk a tile block by block (COL_BLOCK rows) and, within a block,
  * strip by strip (L columns): a strip's running state is loaded into registers once per block
  * (the strip functions are inlined with wl == L a constant), and the block's rows are re-read
- * from L1. */
+ * from L1. A strip's rows are runs of 256 bytes a row apart, which no hardware prefetcher
+ * follows: each step asks for the strip STRIPS_AHEAD steps on (in this block, else in a next
+ * one), which arrives while the steps between run (a variance over the first axis of a
+ * 4096 x 4096 matrix on one thread: 5.3 -> 3.3 ms). */
+enum { STRIPS_AHEAD = 8 };
+KC_INLINE void prefetch_strip_ahead(const float *x, int64_t r0, int64_t j0, int64_t N, int64_t I,
+                                    int64_t w) {
+  const int64_t strips = (w + L - 1) / L, ahead = j0 / L + STRIPS_AHEAD;
+  const int64_t pr0 = r0 + ahead / strips * COL_BLOCK, pj = ahead % strips * L;
+  for (int64_t r = pr0; r < pr0 + COL_BLOCK && r < N; ++r)
+    for (int64_t j = pj; j < pj + L && j < w; j += 16) __builtin_prefetch(x + r * I + j);
+}
 
 /* column moments, one strip of one block: deviations from the block's first row, then M2
  * around the float mean (corrected), merged into (mean, m2) with Chan's update */
@@ -427,8 +438,8 @@ KC_INLINE void moments_cols_f32(const float *KC_RESTRICT x, int64_t N, int64_t I
   for (int64_t j = 0; j < w; ++j) mean[j] = m2[j] = 0;
   for (int64_t r0 = 0; r0 < N; r0 += COL_BLOCK) {
     const int64_t r1 = r0 + COL_BLOCK < N ? r0 + COL_BLOCK : N;
-    for (int64_t r = r0; r < r1; ++r) prefetch_row(x, r + COL_BLOCK, N, I, w); /* next block */
     for (int64_t j0 = 0; j0 < w; j0 += L) {
+      prefetch_strip_ahead(x, r0, j0, N, I, w);
       if (w - j0 >= L)
         moments_strip(x + j0, r0, r1, I, L, mean + j0, m2 + j0);
       else
@@ -484,8 +495,8 @@ KC_INLINE void lse_cols_f32(const float *KC_RESTRICT x, int64_t N, int64_t I, in
   }
   for (int64_t r0 = 0; r0 < N; r0 += COL_BLOCK) {
     const int64_t r1 = r0 + COL_BLOCK < N ? r0 + COL_BLOCK : N;
-    for (int64_t r = r0; r < r1; ++r) prefetch_row(x, r + COL_BLOCK, N, I, w); /* next block */
     for (int64_t j0 = 0; j0 < w; j0 += L) {
+      prefetch_strip_ahead(x, r0, j0, N, I, w);
       if (w - j0 >= L)
         lse_strip(x + j0, r0, r1, I, L, m + j0, s + j0, bad + j0);
       else
