@@ -318,7 +318,8 @@ void skinny_packed_rows(int64_t k, const T *a, int64_t ai, int64_t ap, const T *
     const int64_t cols = n - j < W ? n - j : W;
     for (int i = 0; i < M; ++i) {
       if (cols == W) {
-        for (int q = 0; q < SW; ++q) std::memcpy(c + i * ci + j + q * K::V, &acc[i][q], sizeof(vec));
+        for (int q = 0; q < SW; ++q)
+          std::memcpy(c + i * ci + j + q * K::V, &acc[i][q], sizeof(vec));
       } else {  // the last block of a ragged n
         alignas(64) T row[W];
         std::memcpy(row, acc[i], sizeof(row));
@@ -443,7 +444,8 @@ struct PlainSplit {
 template <class T>
 PlainSplit plain_split(const kc_gemm_args &g, Plain kind) {
   PlainSplit sp;
-  sp.extent = kind == Plain::rows || kind == Plain::dots_j || kind == Plain::packed_rows ? g.n : g.m;
+  const bool by_cols = kind == Plain::rows || kind == Plain::dots_j || kind == Plain::packed_rows;
+  sp.extent = by_cols ? g.n : g.m;
   const double flops = 2.0 * g.m * g.n * g.k * g.batch;
   const int64_t threads = flops < 1.0e5 ? 1 : num_threads();
   // split the outputs of an item only when the batch alone does not give every thread work;

@@ -93,8 +93,10 @@ class Pool {
     uint64_t seen = 0;
     for (;;) {
       // Spin a little first: kernels of one call follow each other within microseconds.
-      for (int spin = 0; spin < 20000 && generation_.load(std::memory_order_acquire) == seen; ++spin)
+      for (int spin = 0; spin < 20000; ++spin) {
+        if (generation_.load(std::memory_order_acquire) != seen) break;
         pause();
+      }
       if (generation_.load(std::memory_order_acquire) == seen) {
         std::unique_lock<std::mutex> lk(mu_);
         cv_.wait(lk, [&] { return generation_.load() != seen; });
