@@ -13,16 +13,12 @@ import pytest
 SCRIPT = r"""
 import numpy as np, kcomp.backend as K
 rng = np.random.default_rng(5)
-u, i, T = 37, 11, 6          # ragged against every register tile and unit block
-W = rng.standard_normal((i, 4 * u)).astype(np.float32) * 0.3
-R = rng.standard_normal((u, 4 * u)).astype(np.float32) * 0.3
-b = rng.standard_normal(4 * u).astype(np.float32) * 0.1
-kernel, rec, bias = K.variable(W), K.variable(R), K.variable(b)
+i, T = 11, 6
 sig = lambda v: 1 / (1 + np.exp(-v))
 hard = lambda v: np.clip(0.2 * v + 0.5, 0, 1)
 relu = lambda v: np.maximum(v, 0)
 
-def make_step(act, cand, with_bias):
+def make_step(u, kernel, rec, bias, act, cand, with_bias):
     def step(x_t, states):
         h, c = states
         z = K.dot(x_t, kernel) + K.dot(h, rec)
@@ -39,31 +35,40 @@ def make_step(act, cand, with_bias):
 variants = [((K.sigmoid, K.tanh), (sig, np.tanh), True, True),
             ((K.hard_sigmoid, K.tanh), (hard, np.tanh), False, True),
             ((K.sigmoid, K.relu), (sig, relu), True, False)]
-for (act, cand), (nact, ncand), with_bias, fused in variants:
-    for batch in (1, 2, 3, 4, 5, 9, 40):
-        x = K.placeholder((None, T, i))
-        h0 = K.placeholder((None, u))
-        last, seq, _ = K.rnn(make_step(act, cand, with_bias), x, [h0, h0 * 0.5])
-        f = K.function([x, h0], [last, seq])
-        a = rng.standard_normal((batch, T, i)).astype(np.float32)
-        s0 = rng.standard_normal((batch, u)).astype(np.float32)
-        got_last, got_seq = f([a, s0])
-        h, c = s0.astype(np.float64), s0.astype(np.float64) * 0.5
-        outs = []
-        for t in range(T):
-            z = a[:, t] @ W.astype(np.float64) + h @ R.astype(np.float64) + (b if with_bias else 0)
-            c = nact(z[:, u:2 * u]) * c + nact(z[:, :u]) * ncand(z[:, 2 * u:3 * u])
-            h = nact(z[:, 3 * u:]) * np.tanh(c)
-            outs.append(h)
-        np.testing.assert_allclose(got_last, h, rtol=1e-4, atol=1e-5)
-        np.testing.assert_allclose(got_seq, np.stack(outs, 1), rtol=1e-4, atol=1e-5)
-        plan, path = f.explain().split("-- generated source --")
-        source = open(path.strip()).read()
-        assert ("c->api->lstm(" in source) == fused, (fused, batch)
-        if not fused:
-            assert "gemm_pack(" in source  # recurrent weights packed once
-            body = [ln for ln in plan.splitlines() if ln.startswith("      k")]  # loop kernels
-            assert body and not any("] slice ->" in ln for ln in body), body  # no slice copies
+# 37 units: ragged against every register tile and unit block; 5: fewer than one block of
+# units, so the threads split the batch
+for u, cases, batches in ((37, variants, (1, 2, 3, 4, 5, 9, 40)), (5, variants[:1], (9, 40))):
+    W = rng.standard_normal((i, 4 * u)).astype(np.float32) * 0.3
+    R = rng.standard_normal((u, 4 * u)).astype(np.float32) * 0.3
+    b = rng.standard_normal(4 * u).astype(np.float32) * 0.1
+    kernel, rec, bias = K.variable(W), K.variable(R), K.variable(b)
+    for (act, cand), (nact, ncand), with_bias, fused in cases:
+        for batch in batches:
+            x = K.placeholder((None, T, i))
+            h0 = K.placeholder((None, u))
+            step = make_step(u, kernel, rec, bias, act, cand, with_bias)
+            last, seq, _ = K.rnn(step, x, [h0, h0 * 0.5])
+            f = K.function([x, h0], [last, seq])
+            a = rng.standard_normal((batch, T, i)).astype(np.float32)
+            s0 = rng.standard_normal((batch, u)).astype(np.float32)
+            got_last, got_seq = f([a, s0])
+            h, c = s0.astype(np.float64), s0.astype(np.float64) * 0.5
+            outs = []
+            for t in range(T):
+                z = a[:, t] @ W.astype(np.float64) + h @ R.astype(np.float64)
+                z += b if with_bias else 0
+                c = nact(z[:, u:2 * u]) * c + nact(z[:, :u]) * ncand(z[:, 2 * u:3 * u])
+                h = nact(z[:, 3 * u:]) * np.tanh(c)
+                outs.append(h)
+            np.testing.assert_allclose(got_last, h, rtol=1e-4, atol=1e-5)
+            np.testing.assert_allclose(got_seq, np.stack(outs, 1), rtol=1e-4, atol=1e-5)
+            plan, path = f.explain().split("-- generated source --")
+            source = open(path.strip()).read()
+            assert ("c->api->lstm(" in source) == fused, (fused, batch)
+            if not fused:
+                assert "gemm_pack(" in source  # recurrent weights packed once
+                body = [ln for ln in plan.splitlines() if ln.startswith("      k")]  # loop
+                assert body and not any("] slice ->" in ln for ln in body), body  # no copies
 
 # float64: units that make one ragged column block (wide enough for the few-row packing) or
 # several
