@@ -129,6 +129,12 @@ void lstm_step(void *ctx, int64_t lo, int64_t hi) {
   }
 }
 
+// Where step t writes h: h_seq[t], else the one of the two state buffers that step t - 1 did not
+// write (h0 holds the initial state, which step 0 reads).
+inline float *lstm_h_out(const kc_lstm_args *a, int64_t t, float *h0, float *h1) {
+  return a->h_seq ? a->h_seq + t * a->batch * a->units : (t % 2 ? h0 : h1);
+}
+
 // With AVX2 (16 registers) a tile of all four gates of a block of units holds too few
 // accumulators; above the few-row path a step is the GEMM (its 6 x 2 vector register tile,
 // panels packed once) into z, then the gate math by rows (batch 32, 100 steps, 256 units, the
@@ -172,13 +178,42 @@ int32_t lstm_two_pass(const kc_lstm_args *a, const float *bias, float *h0, float
   for (int64_t t = 0; t < T && st == KC_OK; ++t) {
     g.a = t ? r.hn : h0;
     r.t = t;
-    r.hn = a->h_seq ? a->h_seq + t * B * U : (t % 2 ? h0 : h1);
+    r.hn = lstm_h_out(a, t, h0, h1);
     st = gemm_t<float>(g, packed, Epi{});
     if (st == KC_OK) parallel_for(B, grain, lstm_rows, &r);
   }
-  if (st == KC_OK) std::memcpy(a->h_out, r.hn, sizeof(float) * B * U);
   std::free(mem);
   return st;
+}
+
+// The fused tile (lstm_step), one parallel_for per step.
+int32_t lstm_fused(const kc_lstm_args *a, const float *bias, float *h0, float *h1) {
+  const int64_t T = a->steps, B = a->batch, U = a->units;
+  LstmRun r{};
+  r.a = a;
+  r.bias = bias;
+  r.blocks = (U + UB - 1) / UB;
+  // split the batch too when there are fewer blocks than threads
+  const int64_t threads = num_threads();
+  r.parts = r.blocks >= threads ? 1 : (threads + r.blocks - 1) / r.blocks;
+  r.rows = ((B + r.parts - 1) / r.parts + LM - 1) / LM * LM;
+  r.parts = (B + r.rows - 1) / r.rows;
+  const size_t wbytes = sizeof(float) * r.blocks * U * 4 * UB;
+  r.packed = static_cast<float *>(std::aligned_alloc(64, (wbytes + 63) / 64 * 64));
+  if (!r.packed) return KC_ENOMEM;
+  // a thread's share of one step, in flops: enough to be worth a thread of its own
+  const int64_t tasks = r.blocks * r.parts;
+  const double per_task = 8.0 * UB * U * r.rows + 1.0;
+  const int64_t grain = (int64_t)(1.0e5 / per_task) + 1;
+  parallel_for(tasks, grain, lstm_pack, &r);  // the same split as the steps: packed where used
+  for (int64_t t = 0; t < T; ++t) {
+    r.t = t;
+    r.hp = t ? r.hn : h0;
+    r.hn = lstm_h_out(a, t, h0, h1);
+    parallel_for(tasks, grain, lstm_step, &r);
+  }
+  std::free(r.packed);
+  return KC_OK;
 }
 
 }  // namespace
@@ -194,49 +229,20 @@ int32_t lstm(const kc_lstm_args *a) {
     if (a->h_out != a->h0) std::memmove(a->h_out, a->h0, state);
     return KC_OK;
   }
-  LstmRun r{};
-  r.a = a;
-  r.blocks = (U + UB - 1) / UB;
-  // split the batch too when there are fewer blocks than threads
-  const int64_t threads = num_threads();
-  r.parts = r.blocks >= threads ? 1 : (threads + r.blocks - 1) / r.blocks;
-  r.rows = ((B + r.parts - 1) / r.parts + LM - 1) / LM * LM;
-  r.parts = (B + r.rows - 1) / r.rows;
-  const size_t wbytes = sizeof(float) * r.blocks * U * 4 * UB;
-  const size_t bytes = wbytes + 2 * state + sizeof(float) * 4 * U + 64 * 4;
-  char *mem = static_cast<char *>(std::aligned_alloc(64, (bytes + 63) / 64 * 64));
+  // the two state buffers (h0 holding the initial state) and zeros for a missing bias
+  const size_t sb = (state + 63) / 64 * 64, zb = sizeof(float) * 4 * U;
+  char *mem = static_cast<char *>(std::aligned_alloc(64, (2 * sb + zb + 63) / 64 * 64));
   if (!mem) return KC_ENOMEM;
-  char *q = mem;
-  auto take = [&q](size_t n) {
-    float *p = reinterpret_cast<float *>(q);
-    q += (n + 63) / 64 * 64;
-    return p;
-  };
-  r.packed = take(wbytes);
-  float *h[2] = {take(state), take(state)};
-  float *zeros = take(sizeof(float) * 4 * U);
-  std::memset(zeros, 0, sizeof(float) * 4 * U);
-  r.bias = a->bias ? a->bias : zeros;
-  std::memcpy(h[0], a->h0, state);
-  if (KC_VBYTES == 32 && B > SK) {
-    const int32_t st = lstm_two_pass(a, r.bias, h[0], h[1]);
-    std::free(mem);
-    return st;
-  }
-  // a thread's share of one step, in flops: enough to be worth a thread of its own
-  const int64_t tasks = r.blocks * r.parts;
-  const double per_task = 8.0 * UB * U * r.rows + 1.0;
-  const int64_t grain = (int64_t)(1.0e5 / per_task) + 1;
-  parallel_for(tasks, grain, lstm_pack, &r);  // the same split as the steps: packed where used
-  for (int64_t t = 0; t < T; ++t) {
-    r.t = t;
-    r.hp = r.hn ? r.hn : h[0];
-    r.hn = a->h_seq ? a->h_seq + t * B * U : h[(t + 1) % 2];
-    parallel_for(tasks, grain, lstm_step, &r);
-  }
-  std::memcpy(a->h_out, r.hn, state);
+  float *h0 = reinterpret_cast<float *>(mem), *h1 = reinterpret_cast<float *>(mem + sb);
+  float *zeros = reinterpret_cast<float *>(mem + 2 * sb);
+  std::memset(zeros, 0, zb);
+  std::memcpy(h0, a->h0, state);
+  const float *bias = a->bias ? a->bias : zeros;
+  const int32_t st = KC_VBYTES == 32 && B > SK ? lstm_two_pass(a, bias, h0, h1)
+                                               : lstm_fused(a, bias, h0, h1);
+  if (st == KC_OK) std::memcpy(a->h_out, lstm_h_out(a, T - 1, h0, h1), state);
   std::free(mem);
-  return KC_OK;
+  return st;
 }
 
 }  // namespace KC_GEMM_NS
