@@ -20,16 +20,16 @@ int32_t gemm_pack(const kc_gemm_args *args, void *packed);
 int32_t gemm_ex(const kc_gemm_args *args, const void *packed, kc_epilogue_fn epi, void *ctx);
 int32_t lstm(const kc_lstm_args *args);
 
-#define KC_GEMM_DECLS                                                   \
+#define KC_ISA_DECLS                                                    \
   int32_t gemm(const kc_gemm_args *args);                               \
   int64_t gemm_packed_size(const kc_gemm_args *args);                   \
   int32_t gemm_pack(const kc_gemm_args *args, void *packed);            \
   int32_t gemm_ex(const kc_gemm_args *args, const void *packed, kc_epilogue_fn epi, void *ctx); \
   int32_t lstm(const kc_lstm_args *args);
-namespace generic { KC_GEMM_DECLS }
-namespace avx2 { KC_GEMM_DECLS }
-namespace avx512 { KC_GEMM_DECLS }
-#undef KC_GEMM_DECLS
+namespace generic { KC_ISA_DECLS }
+namespace avx2 { KC_ISA_DECLS }
+namespace avx512 { KC_ISA_DECLS }
+#undef KC_ISA_DECLS
 
 }  // namespace kcomp
 
