@@ -368,24 +368,20 @@ KC_INLINE void sum_cols_f32(const float *KC_RESTRICT x, int64_t N, int64_t I, in
   for (int64_t j = 0; j < w; ++j) out[j] = (float)(MEAN ? tot[j] / (double)N : tot[j]);
 }
 
+/* out[j] = max (MIN: min) over rows of column j; a NaN sticks once taken (v > NaN is false) */
 template <int TILE, bool MIN>
 KC_INLINE void extreme_cols_f32(const float *KC_RESTRICT x, int64_t N, int64_t I, int64_t w,
                                 float *KC_RESTRICT out) {
   float m[TILE];
-  int32_t nan[TILE];
-  for (int64_t j = 0; j < w; ++j) {
-    m[j] = MIN ? __builtin_inff() : -__builtin_inff();
-    nan[j] = 0;
-  }
+  for (int64_t j = 0; j < w; ++j) m[j] = MIN ? __builtin_inff() : -__builtin_inff();
   for (int64_t r = 0; r < N; ++r) {
     prefetch_row(x, r + PREFETCH_ROWS, N, I, w);
     for (int64_t j = 0; j < w; ++j) {
       const float v = x[r * I + j];
-      m[j] = (MIN ? v < m[j] : v > m[j]) ? v : m[j];
-      nan[j] |= v != v;
+      m[j] = ((MIN ? v < m[j] : v > m[j]) | (v != v)) ? v : m[j];
     }
   }
-  for (int64_t j = 0; j < w; ++j) out[j] = nan[j] ? __builtin_nanf("") : m[j];
+  for (int64_t j = 0; j < w; ++j) out[j] = m[j];
 }
 
 /* The column kernels below walk a tile block by block (COL_BLOCK rows) and, within a block,
