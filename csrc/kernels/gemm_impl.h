@@ -49,7 +49,7 @@ struct Scratch {
 };
 thread_local Scratch tl_a, tl_b;
 
-template <class T>
+template <class T, bool AROWS>
 inline __attribute__((always_inline)) void micro(int64_t kc, const T *__restrict A,
                                                  const T *__restrict B, T *__restrict C,
                                                  int64_t ldc, int mr, int nr, bool accumulate) {
@@ -66,7 +66,7 @@ inline __attribute__((always_inline)) void micro(int64_t kc, const T *__restrict
     for (int j = 0; j < K::NRV; ++j) b[j] = *reinterpret_cast<const vec *>(B + p * K::NR + j * K::V);
 #pragma GCC unroll 16
     for (int i = 0; i < K::MR; ++i) {
-      const T a = A[p * K::MR + i];
+      const T a = AROWS ? A[i * kc + p] : A[p * K::MR + i];
 #pragma GCC unroll 4
       for (int j = 0; j < K::NRV; ++j) c[i][j] += b[j] * a;
     }
@@ -94,19 +94,26 @@ inline __attribute__((always_inline)) void micro(int64_t kc, const T *__restrict
     for (int j = 0; j < nr; ++j) C[i * ldc + j] = accumulate ? C[i * ldc + j] + tile[i * K::NR + j] : tile[i * K::NR + j];
 }
 
-// Packs rows [i0, i0+mc) x depth [p0, p0+kc) of op(A) into MR-row panels, zero-padded.
+// Packs rows [i0, i0+mc) x depth [p0, p0+kc) of op(A) into MR-row panels, zero-padded. A
+// panel is depth-major (MR values of one depth together) when A is transposed, so that both
+// read contiguous runs of A; else row-major (each row's kc values together), which packs with
+// vector copies where the depth-major layout takes one scalar move per element (the
+// micro-kernel broadcasts single values either way; AROWS names the layout).
 template <class T>
 void pack_a(const T *a, int64_t lda, bool trans, int64_t i0, int64_t mc, int64_t p0, int64_t kc,
             T *out) {
   constexpr int MR = Cfg<T>::MR;
   for (int64_t r = 0; r < mc; r += MR) {
     const int rows = static_cast<int>(mc - r < MR ? mc - r : MR);
+    T *panel = out + r * kc;
+    if (!trans) {
+      for (int i = 0; i < rows; ++i) std::memcpy(panel + i * kc, a + (i0 + r + i) * lda + p0, kc * sizeof(T));
+      for (int i = rows; i < MR; ++i) std::memset(panel + i * kc, 0, kc * sizeof(T));
+      continue;
+    }
     for (int64_t p = 0; p < kc; ++p) {
-      T *dst = out + (r * kc) + p * MR;
-      for (int i = 0; i < rows; ++i) {
-        const int64_t row = i0 + r + i, col = p0 + p;
-        dst[i] = trans ? a[col * lda + row] : a[row * lda + col];
-      }
+      T *dst = panel + p * MR;
+      for (int i = 0; i < rows; ++i) dst[i] = a[(p0 + p) * lda + i0 + r + i];
       for (int i = rows; i < MR; ++i) dst[i] = T(0);
     }
   }
@@ -169,8 +176,12 @@ bool gemm_block(const kc_gemm_args &g, const T *a, const T *b, const T *packed, 
                 for (int q = 0; q < K::NR; q += 64 / static_cast<int>(sizeof(T)))
                   __builtin_prefetch(next + r * g.ldc + q, 1, 3);
             }
-            micro<T>(kc, ap + ir * kc, panel, c + (ic + ir) * g.ldc + jc + jr, g.ldc, mr, nr,
-                     pc > 0);
+            if (g.trans_a)
+              micro<T, false>(kc, ap + ir * kc, panel, c + (ic + ir) * g.ldc + jc + jr, g.ldc, mr,
+                              nr, pc > 0);
+            else
+              micro<T, true>(kc, ap + ir * kc, panel, c + (ic + ir) * g.ldc + jc + jr, g.ldc, mr,
+                             nr, pc > 0);
           }
         }
         // the (mc x nc) block is final after the last panel of k: its epilogue reads it from
