@@ -192,6 +192,11 @@ for k in (1, 17, 64, 300):
               ((3, k, 90), (3, k), (1, 1)),                  # A^T b: C^T = b^T A
               ((3, 90, k), (3, k), (2, 1))]                  # A b: dot products per row
 cases += [((1000, 77), (77,), None), ((2, 3, 4), (2, 4, 1), None), ((5, 0), (0, 40), None)]
+# one row of C from a B of 1 MiB or more: parts of k (2, 4, 8; ragged groups of 4 rows) over
+# chunks of columns (ragged vector tails, two chunks), a strided row of A^T, batched items
+cases += [((1, 512), (512, 517), None), ((1, 1031), (1031, 300), None),
+          ((1, 2050), (2050, 2100), None), ((3, 700, 1), (3, 700, 400), (1, 1)),
+          ((2, 1, 600), (2, 600, 450), (2, 1))]
 outs, feeds, refs = [], [], []
 for sx, sy, axes in cases:
     a = rng.standard_normal(sx).astype(np.float32)
@@ -216,7 +221,8 @@ f = K.function([p for p, _ in feeds], outs)
 got = f([v for _, v in feeds])
 for g, (r, s), c in zip(got, refs, cases):
     assert g.shape == r.shape, (c, g.shape, r.shape)
-    k = max(1, c[0][-1] if c[2] is None else 300)
+    ax0 = None if c[2] is None else (c[2] if isinstance(c[2], int) else c[2][0])
+    k = max(1, c[0][-1] if ax0 is None else c[0][ax0])  # the contracted length
     assert np.all(np.abs(g - r) <= 2 * k * 1.2e-7 * s + 1e-30), (c, np.abs(g - r).max())
 print("ok")
 """
@@ -224,9 +230,9 @@ print("ok")
 
 @pytest.mark.parametrize("isa,threads", [("generic", "2"), ("avx2", "1"), ("", "2")])
 def test_gemm_unpacked_paths(isa, threads):
-    """The paths that skip packing (few rows of C, dot products, A^T b) at every instruction
-    set, with ragged column tails and split columns, against float64 within the error bound of
-    a sum of k products."""
+    """The paths that skip packing (few rows of C, dot products, A^T b, one row of C split
+    along k) at every instruction set, with ragged column tails and split columns, against
+    float64 within the error bound of a sum of k products."""
     env = dict(os.environ, KCOMP_ISA=isa, KCOMP_NUM_THREADS=threads)
     out = subprocess.run([sys.executable, "-c", UNPACKED_SCRIPT], env=env, capture_output=True,
                          text=True)
