@@ -192,11 +192,14 @@ for k in (1, 17, 64, 300):
               ((3, k, 90), (3, k), (1, 1)),                  # A^T b: C^T = b^T A
               ((3, 90, k), (3, k), (2, 1))]                  # A b: dot products per row
 cases += [((1000, 77), (77,), None), ((2, 3, 4), (2, 4, 1), None), ((5, 0), (0, 40), None)]
-# one row of C from a B of 1 MiB or more: parts of k (2, 4, 8; ragged groups of 4 rows) over
-# chunks of columns (ragged vector tails, two chunks), a strided row of A^T, batched items
+# up to 8 rows of C from a B of 1 MiB or more: parts of k (2, 4, 8; ragged groups of 4 rows)
+# over chunks of columns (ragged vector tails, several chunks), strided rows of A^T, batched
+# items (8 or more: no parts); 9 rows take the packed path
 cases += [((1, 512), (512, 517), None), ((1, 1031), (1031, 300), None),
-          ((1, 2050), (2050, 2100), None), ((3, 700, 1), (3, 700, 400), (1, 1)),
-          ((2, 1, 600), (2, 600, 450), (2, 1))]
+          ((1, 2050), (2050, 4100), None), ((3, 700, 1), (3, 700, 400), (1, 1)),
+          ((2, 1, 600), (2, 600, 450), (2, 1)), ((2, 1031), (1031, 2100), None),
+          ((5, 1030), (1030, 333), None), ((2, 600, 8), (2, 600, 450), (1, 1)),
+          ((8, 2, 512), (8, 512, 520), (2, 1)), ((9, 600), (600, 450), None)]
 outs, feeds, refs = [], [], []
 for sx, sy, axes in cases:
     a = rng.standard_normal(sx).astype(np.float32)
@@ -230,7 +233,7 @@ print("ok")
 
 @pytest.mark.parametrize("isa,threads", [("generic", "2"), ("avx2", "1"), ("", "2")])
 def test_gemm_unpacked_paths(isa, threads):
-    """The paths that skip packing (few rows of C, dot products, A^T b, one row of C split
+    """The paths that skip packing (few rows of C, dot products, A^T b, a few rows of C split
     along k) at every instruction set, with ragged column tails and split columns, against
     float64 within the error bound of a sum of k products."""
     env = dict(os.environ, KCOMP_ISA=isa, KCOMP_NUM_THREADS=threads)

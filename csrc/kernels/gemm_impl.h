@@ -493,60 +493,58 @@ void run_plain(void *ctx, int64_t begin, int64_t end) {
   }
 }
 
-// ---- one row of C from a large B: split along k ---------------------------------------------
-// C (1 x n) = a B, B row-major and too large for the threads' L2: column blocks over all of k
-// read B as short runs a row apart, which the prefetchers follow poorly. Here a task takes a
-// part of k (whole rows of B: one contiguous stream) and a chunk of columns, and adds 4 rows
-// of B at a time into a partial row that stays in L1; the parts' rows are then added in order.
-// The number of parts follows from k alone (a power of two), so results do not depend on the
-// thread count. Measured on two threads, B from L3: 1024 x 1024 float32 22 vs 28 us, 1024 x
-// 4096 93 vs 165 us.
-constexpr int64_t KPART = 256, KPARTS_MAX = 8, KCHUNK = 2048;  // k >= 2 KPART: 2 parts or more
+// ---- a few rows of C from a large B: split along k -------------------------------------------
+// C (m x n) = A B for m <= KROWS, B row-major and too large for the threads' L2: column blocks
+// over all of k read B as short runs a row apart, which the prefetchers follow poorly, and
+// packed panels cost a copy of B per call. Here a task takes a part of k (whole rows of B: one
+// contiguous stream) and a chunk of columns, and adds 4 rows of B at a time into the m partial
+// rows of the chunk, which stay in L1; the parts' rows are then added in order. The number of
+// parts follows from k alone (a power of two), so results do not depend on the thread count.
+// Measured on two threads, B from L3, float32: (1,1024)x(1024,1024) 26-29 vs 33-36 us (column
+// blocks), (5,1024)x(1024,1024) 45 vs 111 us and (8,1024)x(1024,1024) 55-62 vs 135 us (packed).
+constexpr int64_t KROWS = 8, KPART = 256, KPARTS_MAX = 8;
+constexpr int64_t KCHUNK = 4096;  // partial-row elements of a task: m rows of KCHUNK / m
 
 template <class T>
 bool use_ksplit(const kc_gemm_args &g) {
   const int64_t sb_j = g.trans_b ? g.ldb : 1;
-  return g.m == 1 && sb_j == 1 && g.k >= 2 * KPART && g.n >= Cfg<T>::V &&
+  return g.m <= KROWS && sb_j == 1 && g.k >= 2 * KPART && g.n >= Cfg<T>::V &&
          g.k * g.n * (int64_t)sizeof(T) >= (int64_t)1 << 20;
 }
 
-// out[j0:j1) += sum over r < R of a[r * ap] B(r, j), B's rows bp apart
+// out(i, j) += sum over r < R of A(i, r) B(r, j) for i < m, j in [j0, j1); A(i, r) =
+// a[i * ai + r * ap], B's rows bp apart, out's rows ld apart
 template <class T, int R>
-void add_rows(const T *a, int64_t ap, const T *b, int64_t bp, T *out, int64_t j0, int64_t j1) {
+void add_rows(int64_t m, const T *a, int64_t ai, int64_t ap, const T *b, int64_t bp, T *out,
+              int64_t ld, int64_t j0, int64_t j1) {
   typedef Cfg<T> K;
   typedef T vec __attribute__((vector_size(K::V * sizeof(T))));
-  T av[R];
-  for (int r = 0; r < R; ++r) av[r] = a[r * ap];
+  T av[KROWS][R];
+  for (int64_t i = 0; i < m; ++i)
+    for (int r = 0; r < R; ++r) av[i][r] = a[i * ai + r * ap];
   int64_t j = j0;
   for (; j + K::V <= j1; j += K::V) {
-    vec acc, x;
-    std::memcpy(&acc, out + j, sizeof(vec));
+    vec x[R];
 #pragma GCC unroll 4
-    for (int r = 0; r < R; ++r) {
-      std::memcpy(&x, b + r * bp + j, sizeof(vec));
-      acc += x * av[r];
+    for (int r = 0; r < R; ++r) std::memcpy(&x[r], b + r * bp + j, sizeof(vec));
+    for (int64_t i = 0; i < m; ++i) {
+      vec acc;
+      std::memcpy(&acc, out + i * ld + j, sizeof(vec));
+#pragma GCC unroll 4
+      for (int r = 0; r < R; ++r) acc += x[r] * av[i][r];
+      std::memcpy(out + i * ld + j, &acc, sizeof(vec));
     }
-    std::memcpy(out + j, &acc, sizeof(vec));
   }
   for (; j < j1; ++j)
-    for (int r = 0; r < R; ++r) out[j] += b[r * bp + j] * av[r];
-}
-
-// out[j0:j1) = sum over p in [p0, p1) of A(0, p) B(p, j)
-template <class T>
-void ksplit_rows(int64_t p0, int64_t p1, const T *a, int64_t ap, const T *b, int64_t bp, T *out,
-                 int64_t j0, int64_t j1) {
-  for (int64_t j = j0; j < j1; ++j) out[j] = T(0);
-  int64_t p = p0;
-  for (; p + 4 <= p1; p += 4) add_rows<T, 4>(a + p * ap, ap, b + p * bp, bp, out, j0, j1);
-  for (; p < p1; ++p) add_rows<T, 1>(a + p * ap, ap, b + p * bp, bp, out, j0, j1);
+    for (int64_t i = 0; i < m; ++i)
+      for (int r = 0; r < R; ++r) out[i * ld + j] += b[r * bp + j] * av[i][r];
 }
 
 template <class T>
 struct KSplitTask {
   const kc_gemm_args *g;
-  int64_t parts, chunks;  // of k and of n
-  T *partial;             // per item, parts 1.. : (parts - 1) rows of n (part 0 writes C)
+  int64_t parts, chunk, chunks;  // parts of k; columns per chunk, chunks of n
+  T *partial;  // per item, parts 1.. : (parts - 1) blocks of m rows of n (part 0 writes C)
   Epi epi;
 };
 
@@ -554,15 +552,23 @@ template <class T>
 void run_ksplit(void *ctx, int64_t begin, int64_t end) {
   const KSplitTask<T> &t = *static_cast<KSplitTask<T> *>(ctx);
   const kc_gemm_args &g = *t.g;
-  const int64_t sa_p = g.trans_a ? g.lda : 1;
+  const int64_t sa_i = g.trans_a ? 1 : g.lda, sa_p = g.trans_a ? g.lda : 1;
   for (int64_t task = begin; task < end; ++task) {
     const int64_t bi = task / (t.parts * t.chunks), part = task / t.chunks % t.parts;
-    const int64_t j0 = task % t.chunks * KCHUNK, j1 = j0 + KCHUNK < g.n ? j0 + KCHUNK : g.n;
+    const int64_t j0 = task % t.chunks * t.chunk, j1 = j0 + t.chunk < g.n ? j0 + t.chunk : g.n;
     T *out = part == 0 ? static_cast<T *>(g.c) + bi * g.stride_c
-                       : t.partial + (bi * (t.parts - 1) + part - 1) * g.n;
-    ksplit_rows<T>(g.k * part / t.parts, g.k * (part + 1) / t.parts,
-                   static_cast<const T *>(g.a) + bi * g.stride_a, sa_p,
-                   static_cast<const T *>(g.b) + bi * g.stride_b, g.ldb, out, j0, j1);
+                       : t.partial + ((bi * (t.parts - 1) + part - 1) * g.m) * g.n;
+    const int64_t ld = part == 0 ? g.ldc : g.n;
+    for (int64_t i = 0; i < g.m; ++i)
+      for (int64_t j = j0; j < j1; ++j) out[i * ld + j] = T(0);
+    const T *a = static_cast<const T *>(g.a) + bi * g.stride_a;
+    const T *b = static_cast<const T *>(g.b) + bi * g.stride_b;
+    const int64_t p1 = g.k * (part + 1) / t.parts;
+    int64_t p = g.k * part / t.parts;
+    for (; p + 4 <= p1; p += 4)
+      add_rows<T, 4>(g.m, a + p * sa_p, sa_i, sa_p, b + p * g.ldb, g.ldb, out, ld, j0, j1);
+    for (; p < p1; ++p)
+      add_rows<T, 1>(g.m, a + p * sa_p, sa_i, sa_p, b + p * g.ldb, g.ldb, out, ld, j0, j1);
   }
 }
 
@@ -571,14 +577,15 @@ void run_ksplit_merge(void *ctx, int64_t begin, int64_t end) {
   const KSplitTask<T> &t = *static_cast<KSplitTask<T> *>(ctx);
   const kc_gemm_args &g = *t.g;
   for (int64_t task = begin; task < end; ++task) {
-    const int64_t bi = task / t.chunks, j0 = task % t.chunks * KCHUNK;
-    const int64_t j1 = j0 + KCHUNK < g.n ? j0 + KCHUNK : g.n;
+    const int64_t bi = task / t.chunks, j0 = task % t.chunks * t.chunk;
+    const int64_t j1 = j0 + t.chunk < g.n ? j0 + t.chunk : g.n;
     T *c = static_cast<T *>(g.c) + bi * g.stride_c;
     for (int64_t part = 1; part < t.parts; ++part) {
-      const T *row = t.partial + (bi * (t.parts - 1) + part - 1) * g.n;
-      for (int64_t j = j0; j < j1; ++j) c[j] += row[j];
+      const T *rows = t.partial + ((bi * (t.parts - 1) + part - 1) * g.m) * g.n;
+      for (int64_t i = 0; i < g.m; ++i)
+        for (int64_t j = j0; j < j1; ++j) c[i * g.ldc + j] += rows[i * g.n + j];
     }
-    t.epi(bi, 0, 1, j0, j1);
+    t.epi(bi, 0, g.m, j0, j1);
   }
 }
 
@@ -587,12 +594,17 @@ thread_local Scratch tl_k;
 // false when the partial rows cannot be allocated (the caller takes another path)
 template <class T>
 bool gemm_ksplit(const kc_gemm_args &g, const Epi &epi) {
-  int64_t parts = KPARTS_MAX;  // a power of two: as many for each of an even number of threads
+  // a power of two (as many for each of an even number of threads); none with many items
+  int64_t parts = g.batch >= KPARTS_MAX ? 1 : KPARTS_MAX;
   while (parts * KPART > g.k) parts /= 2;
-  T *partial = static_cast<T *>(tl_k.get(sizeof(T) * g.batch * (parts - 1) * g.n));
-  if (!partial) return false;
-  KSplitTask<T> t{&g, parts, (g.n + KCHUNK - 1) / KCHUNK, partial, epi};
-  const int64_t grain = (int64_t)(1.0e5 / (2.0 * g.k / parts * KCHUNK)) + 1;
+  T *partial = nullptr;
+  if (parts > 1) {
+    partial = static_cast<T *>(tl_k.get(sizeof(T) * g.batch * (parts - 1) * g.m * g.n));
+    if (!partial) return false;
+  }
+  const int64_t chunk = (KCHUNK / g.m + Cfg<T>::V - 1) / Cfg<T>::V * Cfg<T>::V;
+  KSplitTask<T> t{&g, parts, chunk, (g.n + chunk - 1) / chunk, partial, epi};
+  const int64_t grain = (int64_t)(1.0e5 / (2.0 * g.m * g.k / parts * chunk)) + 1;
   parallel_for(g.batch * parts * t.chunks, grain, run_ksplit<T>, &t);
   parallel_for(g.batch * t.chunks, grain, run_ksplit_merge<T>, &t);
   return true;
@@ -602,10 +614,10 @@ bool gemm_ksplit(const kc_gemm_args &g, const Epi &epi) {
 // blocks (gemm_pack packs a shape for one or the other).
 template <class T>
 bool gemm_plain(const kc_gemm_args &g, const T *packed, const Epi &epi) {
+  if (!packed && use_ksplit<T>(g) && gemm_ksplit<T>(g, epi)) return true;
   Plain kind = plain_kind<T>(g);
   if (kind == Plain::none) return false;
   if (packed) kind = Plain::packed_rows;
-  else if (kind == Plain::rows && use_ksplit<T>(g) && gemm_ksplit<T>(g, epi)) return true;
   const PlainSplit sp = plain_split<T>(g, kind);
   PlainTask<T> t{&g, kind, sp.extent, sp.width, sp.parts, packed,
                  packed && g.stride_b != 0 ? skinny_item<T>(g) : 0, epi};
