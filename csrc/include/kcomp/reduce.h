@@ -148,7 +148,11 @@ template <class T> KC_INLINE bool better_min(T x, T best) {
  * sums as above. A row or column whose max is not finite (NaN, +inf, all -inf) is recomputed by
  * the plain reference formula, which defines those cases.
  */
-enum { L = 64, SUM_BLOCK = 16 };
+enum { L = 64, SUM_BLOCK = 16, STREAM_AHEAD = 512 };
+/* The one-pass row loops (sum, max/min) ask for the lines STREAM_AHEAD floats (2 KiB) on: the
+ * hardware prefetchers stop at every 4 KiB page and ramp up again. Rows of a 4096 x 4096 matrix
+ * on two threads, alternating builds: max 1.28 -> 1.03-1.11 ms, sum and mean 3-5% faster;
+ * 1 KiB ahead measured slower than no prefetch, 4 KiB no better than 2. */
 
 /* The block loops read a block twice (the second time from L1); while they do, no load goes to
  * memory, so they ask for the next block's lines themselves (one L-float chunk = 4 lines). */
@@ -180,8 +184,10 @@ KC_INLINE double sum_f32(const float *KC_RESTRICT x, int64_t n) {
     float acc[L];
     for (int j = 0; j < L; ++j) acc[j] = 0;
     const int64_t end = i + (int64_t)L * SUM_BLOCK < n ? i + (int64_t)L * SUM_BLOCK : n;
-    for (; i + L <= end; i += L)
+    for (; i + L <= end; i += L) {
+      for (int j = 0; j < L; j += 16) __builtin_prefetch(x + i + STREAM_AHEAD + j);
       for (int j = 0; j < L; ++j) acc[j] += x[i + j];
+    }
     for (int j = 0; j < L; ++j) tot[j] += (double)acc[j];
   }
   double tail = 0;
@@ -200,12 +206,14 @@ template <bool MIN> KC_INLINE float extreme_f32(const float *KC_RESTRICT x, int6
     nan[j] = 0;
   }
   int64_t i = 0;
-  for (; i + L <= n; i += L)
+  for (; i + L <= n; i += L) {
+    for (int j = 0; j < L; j += 16) __builtin_prefetch(x + i + STREAM_AHEAD + j);
     for (int j = 0; j < L; ++j) {
       const float v = x[i + j];
       m[j] = (MIN ? v < m[j] : v > m[j]) ? v : m[j];
       nan[j] |= v != v;
     }
+  }
   for (int w = L / 2; w >= 1; w /= 2)
     for (int j = 0; j < w; ++j) {
       m[j] = (MIN ? m[j + w] < m[j] : m[j + w] > m[j]) ? m[j + w] : m[j];
