@@ -200,6 +200,11 @@ cases += [((1, 512), (512, 517), None), ((1, 1031), (1031, 300), None),
           ((2, 1, 600), (2, 600, 450), (2, 1)), ((2, 1031), (1031, 2100), None),
           ((5, 1030), (1030, 333), None), ((2, 600, 8), (2, 600, 450), (1, 1)),
           ((8, 2, 512), (8, 512, 520), (2, 1)), ((9, 600), (600, 450), None)]
+# up to 32 rows of C read B's whole panels in place (the ragged last panel packed), over
+# several depth panels and column blocks
+cases += [((9, 300), (300, 45), None), ((17, 600), (600, 2100), None),
+          ((32, 257), (257, 100), None), ((3, 20, 300), (3, 300, 70), (2, 1)),
+          ((33, 64), (64, 40), None)]
 outs, feeds, refs = [], [], []
 for sx, sy, axes in cases:
     a = rng.standard_normal(sx).astype(np.float32)
@@ -234,7 +239,7 @@ print("ok")
 @pytest.mark.parametrize("isa,threads", [("generic", "2"), ("avx2", "1"), ("", "2")])
 def test_gemm_unpacked_paths(isa, threads):
     """The paths that skip packing (few rows of C, dot products, A^T b, a few rows of C split
-    along k) at every instruction set, with ragged column tails and split columns, against
+    along k, B's panels read in place) at every instruction set, with ragged column tails and split columns, against
     float64 within the error bound of a sum of k products."""
     env = dict(os.environ, KCOMP_ISA=isa, KCOMP_NUM_THREADS=threads)
     out = subprocess.run([sys.executable, "-c", UNPACKED_SCRIPT], env=env, capture_output=True,
