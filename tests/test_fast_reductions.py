@@ -8,11 +8,11 @@ import pytest
 import kcomp.backend as K
 from util import assert_numpy, assert_same, run
 
-# (shape, axis): rows of 1..3000 elements (tails, one and several blocks), columns below and
+# (shape, axis): rows of 1..8257 elements (tails, one and several blocks), columns below and
 # above the column block with a ragged tile, a middle axis
 CASES = [((3, 1), -1), ((3, 63), -1), ((3, 64), -1), ((3, 65), -1), ((2, 1023), -1),
-         ((2, 1025), -1), ((4, 3000), -1), ((5, 300), 0), ((40, 300), 0), ((1, 7), 0),
-         ((3, 37, 70), 1), ((2, 17, 5), 1)]
+         ((2, 1025), -1), ((4, 3000), -1), ((2, 8257), -1), ((5, 300), 0), ((40, 300), 0),
+         ((1, 7), 0), ((3, 37, 70), 1), ((2, 17, 5), 1)]
 
 OPS = {"sum": (K.sum, np.sum), "mean": (K.mean, np.mean), "max": (K.max, np.max),
        "min": (K.min, np.min), "var": (K.var, np.var), "std": (K.std, np.std),
@@ -62,14 +62,14 @@ def test_float32_reductions_special_values(march, monkeypatch):
     softmax of -inf entries is exactly 0)."""
     monkeypatch.setenv("KCOMP_MARCH", march)
     rng = np.random.default_rng(41)
-    n = 2100  # three float32 blocks of 1024
+    n = 9000  # float32 blocks of 1024; logsumexp's blocks of 4096: two and a ragged one
     a = rng.standard_normal((6, n)).astype(np.float32)
-    a[0, 1500] = np.nan              # NaN in a later block
+    a[0, 5000] = np.nan              # NaN in a later block
     a[1, 3] = np.inf                 # +inf in the first block
     a[2, :] = -np.inf                # all -inf
-    a[3, :1100] = -np.inf            # first block all -inf, then finite values
+    a[3, :4500] = -np.inf            # first blocks all -inf, then finite values
     a[4, ::7] = -np.inf              # masked entries: softmax gives exact zeros
-    a[5, 2000] = 80.0                # the max grows in the last block: rescaled sums
+    a[5, 8500] = 80.0                # the max grows in the last block: rescaled sums
     x = K.placeholder((None, n))
     xt = K.placeholder((n, None))    # the same data as columns
     outs = [K.max(x, 1), K.min(x, 1), K.sum(x, 1), K.logsumexp(x, 1), K.softmax(x, -1),
