@@ -514,6 +514,7 @@ void run_plain(void *ctx, int64_t begin, int64_t end) {
 // blocks), (5,1024)x(1024,1024) 45 vs 111 us and (8,1024)x(1024,1024) 55-62 vs 135 us (packed).
 constexpr int64_t KROWS = 8, KPART = 256, KPARTS_MAX = 8;
 constexpr int64_t KCHUNK = 4096;  // partial-row elements of a task: m rows of KCHUNK / m
+constexpr int64_t KPARTIAL_BYTES = (int64_t)4 << 20;
 
 template <class T>
 bool use_ksplit(const kc_gemm_args &g) {
@@ -604,9 +605,13 @@ thread_local Scratch tl_k;
 // false when the partial rows cannot be allocated (the caller takes another path)
 template <class T>
 bool gemm_ksplit(const kc_gemm_args &g, const Epi &epi) {
-  // a power of two (as many for each of an even number of threads); none with many items
+  // a power of two (as many for each of an even number of threads); none with many items, and
+  // fewer when the partial rows (kept by the calling thread for its next calls) would pass
+  // KPARTIAL_BYTES: C then has many columns, whose chunks give the threads their work
   int64_t parts = g.batch >= KPARTS_MAX ? 1 : KPARTS_MAX;
-  while (parts * KPART > g.k) parts /= 2;
+  while (parts > 1 && (parts * KPART > g.k ||
+                       (parts - 1) * g.batch * g.m * g.n * (int64_t)sizeof(T) > KPARTIAL_BYTES))
+    parts /= 2;
   T *partial = nullptr;
   if (parts > 1) {
     partial = static_cast<T *>(tl_k.get(sizeof(T) * g.batch * (parts - 1) * g.m * g.n));
