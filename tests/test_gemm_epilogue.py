@@ -16,7 +16,8 @@ cases = []
 for dtype in ("float32", "float64"):
     for m, k, n in ((1, 30, 70), (3, 17, 5), (9, 40, 33), (130, 70, 45), (5, 0, 7),
                     (1, 1100, 300), (7, 1100, 300),  # B >= 1 MiB: split along k
-                    (20, 300, 77)):  # B's panels in place
+                    (20, 300, 77),  # B's panels in place
+                    (40, 200, 6)):  # fewer columns than a vector: dot products with B^T
         x = K.placeholder((None, k), dtype=dtype)
         W = rng.standard_normal((k, n)).astype(dtype)
         b = rng.standard_normal(n).astype(dtype)

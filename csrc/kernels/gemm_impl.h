@@ -625,18 +625,56 @@ bool gemm_ksplit(const kc_gemm_args &g, const Epi &epi) {
   return true;
 }
 
+template <class T>
+void run_plain_kind(const kc_gemm_args &g, Plain kind, const T *packed, const Epi &epi) {
+  const PlainSplit sp = plain_split<T>(g, kind);
+  PlainTask<T> t{&g, kind, sp.extent, sp.width, sp.parts, packed,
+                 packed && g.stride_b != 0 ? skinny_item<T>(g) : 0, epi};
+  parallel_for(sp.tasks, sp.grain, run_plain<T>, &t);
+}
+
+// ---- fewer columns of C than a vector, B row-major -------------------------------------------
+// Packed panels would be mostly zero padding (a classifier's 10 outputs in panels of 32) and the
+// rows path scalar: each output is a dot product of a row of A with a column of B, the columns
+// first copied into contiguous rows (B^T, n x k: small). Alternating builds, float32:
+// (256,512)x(512,10) 26-28 -> 20-22 us, (1000,300)x(300,3) 61-71 -> 21-22 us. B^T larger than
+// L1 measured slower than the panels ((64,2048)x(2048,15) 37 -> 86 us), hence NARROW_BYTES.
+constexpr int64_t NARROW_BYTES = 32 * 1024;  // B^T at most: it stays in L1
+thread_local Scratch tl_n;
+
+template <class T>
+bool use_narrow(const kc_gemm_args &g) {
+  const int64_t sa_p = g.trans_a ? g.lda : 1, sb_j = g.trans_b ? g.ldb : 1;
+  return g.n > 1 && g.n < Cfg<T>::V && g.m > SK && g.k > 0 && sa_p == 1 && sb_j == 1 &&
+         (g.batch == 1 || g.stride_b == 0) && g.n * g.k * (int64_t)sizeof(T) <= NARROW_BYTES;
+}
+
+// false when B^T cannot be allocated (the caller takes another path)
+template <class T>
+bool gemm_narrow(const kc_gemm_args &g, const Epi &epi) {
+  T *bt = static_cast<T *>(tl_n.get(sizeof(T) * g.n * g.k));
+  if (!bt) return false;
+  const T *b = static_cast<const T *>(g.b);
+  for (int64_t p = 0; p < g.k; ++p)
+    for (int64_t j = 0; j < g.n; ++j) bt[j * g.k + p] = b[p * g.ldb + j];
+  kc_gemm_args gt = g;
+  gt.b = bt;
+  gt.trans_b = 1;
+  gt.ldb = g.k;
+  gt.stride_b = 0;
+  run_plain_kind<T>(gt, Plain::dots_i, nullptr, epi);
+  return true;
+}
+
 // Runs the paths without panels; false when the shape wants panels. packed: pack_skinny's
 // blocks (gemm_pack packs a shape for one or the other).
 template <class T>
 bool gemm_plain(const kc_gemm_args &g, const T *packed, const Epi &epi) {
   if (!packed && use_ksplit<T>(g) && gemm_ksplit<T>(g, epi)) return true;
+  if (!packed && use_narrow<T>(g) && gemm_narrow<T>(g, epi)) return true;
   Plain kind = plain_kind<T>(g);
   if (kind == Plain::none) return false;
-  if (packed) kind = Plain::packed_rows;
-  const PlainSplit sp = plain_split<T>(g, kind);
-  PlainTask<T> t{&g, kind, sp.extent, sp.width, sp.parts, packed,
-                 packed && g.stride_b != 0 ? skinny_item<T>(g) : 0, epi};
-  parallel_for(sp.tasks, sp.grain, run_plain<T>, &t);
+  run_plain_kind<T>(g, packed ? Plain::packed_rows : kind, packed, epi);
   return true;
 }
 
