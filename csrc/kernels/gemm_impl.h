@@ -1,8 +1,10 @@
 // Blocked, packed GEMM (the BLIS loop structure) written once with GCC vector extensions and
-// compiled once per instruction set: gemm_<isa>.cpp defines KC_GEMM_NS (the namespace), KC_VBYTES
-// (the vector register width in bytes) and KC_MR (rows of the register tile), then includes this.
-// The micro-kernel keeps an MR x (2 vectors) tile of C in registers; A and B are packed into
-// contiguous panels so that its loads are sequential and aligned.
+// compiled once per instruction set: isa_<name>.cpp defines KC_GEMM_NS (the namespace),
+// KC_VBYTES (the vector register width in bytes) and KC_MR (rows of the register tile), then
+// includes this. The micro-kernel keeps an MR x (2 vectors) tile of C in registers; A and B are
+// packed into contiguous panels so that its loads are sequential (B's panels are read in place
+// when few rows of C use them). Shapes that panels serve badly have their own paths below:
+// few rows of C (in place, or split along k), dot products, few columns of C.
 #include <cstdlib>
 #include <cstring>
 
@@ -49,6 +51,8 @@ struct Scratch {
 };
 thread_local Scratch tl_a, tl_b;
 
+// C[0:mr, 0:nr] (+)= A B over kc: A an MR-row panel (AROWS: row-major, else depth-major), B's
+// rows of NR values ldb apart (NR in a packed panel)
 template <class T, bool AROWS>
 inline __attribute__((always_inline)) void micro(int64_t kc, const T *__restrict A,
                                                  const T *__restrict B, int64_t ldb,
@@ -108,7 +112,8 @@ void pack_a(const T *a, int64_t lda, bool trans, int64_t i0, int64_t mc, int64_t
     const int rows = static_cast<int>(mc - r < MR ? mc - r : MR);
     T *panel = out + r * kc;
     if (!trans) {
-      for (int i = 0; i < rows; ++i) std::memcpy(panel + i * kc, a + (i0 + r + i) * lda + p0, kc * sizeof(T));
+      for (int i = 0; i < rows; ++i)
+        std::memcpy(panel + i * kc, a + (i0 + r + i) * lda + p0, kc * sizeof(T));
       for (int i = rows; i < MR; ++i) std::memset(panel + i * kc, 0, kc * sizeof(T));
       continue;
     }
