@@ -243,8 +243,9 @@ print("ok")
 @pytest.mark.parametrize("isa,threads", [("generic", "2"), ("avx2", "1"), ("", "2")])
 def test_gemm_unpacked_paths(isa, threads):
     """The paths that skip packing (few rows of C, dot products, A^T b, a few rows of C split
-    along k, B's panels read in place) at every instruction set, with ragged column tails and split columns, against
-    float64 within the error bound of a sum of k products."""
+    along k, B's panels read in place, fewer columns than a vector) at every instruction set,
+    with ragged column tails and split columns, against float64 within the error bound of a
+    sum of k products."""
     env = dict(os.environ, KCOMP_ISA=isa, KCOMP_NUM_THREADS=threads)
     out = subprocess.run([sys.executable, "-c", UNPACKED_SCRIPT], env=env, capture_output=True,
                          text=True)
