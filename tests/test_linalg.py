@@ -205,6 +205,9 @@ cases += [((1, 512), (512, 517), None), ((1, 1031), (1031, 300), None),
 cases += [((9, 300), (300, 45), None), ((17, 600), (600, 2100), None),
           ((32, 257), (257, 100), None), ((3, 20, 300), (3, 300, 70), (2, 1)),
           ((33, 64), (64, 40), None)]
+# packed panels with a last register tile of 1 or a few rows (a narrower micro-kernel), over
+# two depth panels
+cases += [((41, 300), (300, 40), None), ((36, 300), (300, 70), None)]
 # fewer columns than a vector from a B^T of at most 32 KiB: dot products (2..15 columns; not
 # for batched items with their own B)
 cases += [((40, 1000), (1000, 8), None), ((6, 300), (300, 2), None),

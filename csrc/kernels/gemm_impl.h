@@ -52,17 +52,18 @@ struct Scratch {
 thread_local Scratch tl_a, tl_b;
 
 // C[0:mr, 0:nr] (+)= A B over kc: A an MR-row panel (AROWS: row-major, else depth-major), B's
-// rows of NR values ldb apart (NR in a packed panel)
-template <class T, bool AROWS>
+// rows of NR values ldb apart (NR in a packed panel). ROWS <= MR rows are computed (mr <= ROWS):
+// a last tile of one row does not cost MR.
+template <class T, bool AROWS, int ROWS>
 inline __attribute__((always_inline)) void micro(int64_t kc, const T *__restrict A,
                                                  const T *__restrict B, int64_t ldb,
                                                  T *__restrict C, int64_t ldc, int mr, int nr,
                                                  bool accumulate) {
   typedef Cfg<T> K;
   typedef T vec __attribute__((vector_size(K::V * sizeof(T))));
-  vec c[K::MR][K::NRV];
+  vec c[ROWS][K::NRV];
 #pragma GCC unroll 16
-  for (int i = 0; i < K::MR; ++i)
+  for (int i = 0; i < ROWS; ++i)
 #pragma GCC unroll 4
     for (int j = 0; j < K::NRV; ++j) c[i][j] = vec{};
   for (int64_t p = 0; p < kc; ++p) {
@@ -70,15 +71,15 @@ inline __attribute__((always_inline)) void micro(int64_t kc, const T *__restrict
 #pragma GCC unroll 4
     for (int j = 0; j < K::NRV; ++j) std::memcpy(&b[j], B + p * ldb + j * K::V, sizeof(vec));
 #pragma GCC unroll 16
-    for (int i = 0; i < K::MR; ++i) {
+    for (int i = 0; i < ROWS; ++i) {
       const T a = AROWS ? A[i * kc + p] : A[p * K::MR + i];
 #pragma GCC unroll 4
       for (int j = 0; j < K::NRV; ++j) c[i][j] += b[j] * a;
     }
   }
-  if (mr == K::MR && nr == K::NR) {
+  if (mr == ROWS && nr == K::NR) {
 #pragma GCC unroll 16
-    for (int i = 0; i < K::MR; ++i)
+    for (int i = 0; i < ROWS; ++i)
 #pragma GCC unroll 4
       for (int j = 0; j < K::NRV; ++j) {
         T *dst = C + i * ldc + j * K::V;
@@ -92,11 +93,28 @@ inline __attribute__((always_inline)) void micro(int64_t kc, const T *__restrict
       }
     return;
   }
-  alignas(64) T tile[K::MR * K::NR];
-  for (int i = 0; i < K::MR; ++i)
+  alignas(64) T tile[ROWS * K::NR];
+  for (int i = 0; i < ROWS; ++i)
     for (int j = 0; j < K::NRV; ++j) std::memcpy(tile + i * K::NR + j * K::V, &c[i][j], sizeof(vec));
   for (int i = 0; i < mr; ++i)
     for (int j = 0; j < nr; ++j) C[i * ldc + j] = accumulate ? C[i * ldc + j] + tile[i * K::NR + j] : tile[i * K::NR + j];
+}
+
+// micro with as few rows as the tile needs (MR, else 4 when MR is larger, or 1) for a packed
+// panel, which stays in L1. A panel read in place has its rows a row of B apart, all in the
+// same few L1 sets, so it comes from L2 for every tile: with fewer rows than MR the FMAs no
+// longer hide that ((9,1024)x(1024,1024): 101 -> 165 us), so it takes MR rows always.
+template <class T, bool AROWS>
+inline __attribute__((always_inline)) void micro_rows(int64_t kc, const T *A, const T *B,
+                                                      int64_t ldb, T *C, int64_t ldc, int mr,
+                                                      int nr, bool accumulate) {
+  constexpr int MR = Cfg<T>::MR, MID = MR > 4 ? 4 : MR;
+  if (ldb != Cfg<T>::NR || mr > MID)
+    micro<T, AROWS, MR>(kc, A, B, ldb, C, ldc, mr, nr, accumulate);
+  else if (mr == 1)
+    micro<T, AROWS, 1>(kc, A, B, ldb, C, ldc, mr, nr, accumulate);
+  else
+    micro<T, AROWS, MID>(kc, A, B, ldb, C, ldc, mr, nr, accumulate);
 }
 
 // Packs rows [i0, i0+mc) x depth [p0, p0+kc) of op(A) into MR-row panels, zero-padded. A
@@ -192,11 +210,11 @@ bool gemm_block(const kc_gemm_args &g, const T *a, const T *b, const T *packed, 
                   __builtin_prefetch(next + r * g.ldc + q, 1, 3);
             }
             if (g.trans_a)
-              micro<T, false>(kc, ap + ir * kc, panel, ldp, c + (ic + ir) * g.ldc + jc + jr, g.ldc,
-                              mr, nr, pc > 0);
+              micro_rows<T, false>(kc, ap + ir * kc, panel, ldp, c + (ic + ir) * g.ldc + jc + jr,
+                                   g.ldc, mr, nr, pc > 0);
             else
-              micro<T, true>(kc, ap + ir * kc, panel, ldp, c + (ic + ir) * g.ldc + jc + jr, g.ldc,
-                             mr, nr, pc > 0);
+              micro_rows<T, true>(kc, ap + ir * kc, panel, ldp, c + (ic + ir) * g.ldc + jc + jr,
+                                  g.ldc, mr, nr, pc > 0);
           }
         }
         // the (mc x nc) block is final after the last panel of k: its epilogue reads it from
