@@ -9,10 +9,12 @@ import kcomp.backend as K
 from util import assert_numpy, assert_same, run
 
 # (shape, axis): rows of 1..8257 elements (tails, one and several blocks), columns below and
-# above the column block with a ragged tile, a middle axis
+# above the column block with a ragged tile, columns in 2 or 4 bands of rows (one with two
+# column tiles), a middle axis with and without bands
 CASES = [((3, 1), -1), ((3, 63), -1), ((3, 64), -1), ((3, 65), -1), ((2, 1023), -1),
          ((2, 1025), -1), ((4, 3000), -1), ((2, 8257), -1), ((5, 300), 0), ((40, 300), 0),
-         ((1, 7), 0), ((3, 37, 70), 1), ((2, 17, 5), 1)]
+         ((1, 7), 0), ((1100, 70), 0), ((600, 4100), 0), ((3, 37, 70), 1), ((2, 17, 5), 1),
+         ((3, 520, 70), 1)]
 
 OPS = {"sum": (K.sum, np.sum), "mean": (K.mean, np.mean), "max": (K.max, np.max),
        "min": (K.min, np.min), "var": (K.var, np.var), "std": (K.std, np.std),

@@ -372,11 +372,10 @@ KC_INLINE int64_t col_tile(int64_t O, int64_t I, int64_t threads) {
   return tw < 16 ? 16 : tw > COL_TILE ? COL_TILE : tw;
 }
 
-/* out[j] = sum (MEAN: mean) over rows of column j */
-template <int TILE, bool MEAN>
-KC_INLINE void sum_cols_f32(const float *KC_RESTRICT x, int64_t N, int64_t I, int64_t w,
-                            float *KC_RESTRICT out) {
-  double tot[TILE];
+/* tot[j] = sum over rows of column j: float32 sums of COL_BLOCK rows, added up in double */
+template <int TILE>
+KC_INLINE void sum_cols_part(const float *KC_RESTRICT x, int64_t N, int64_t I, int64_t w,
+                             double *KC_RESTRICT tot) {
   float acc[TILE];
   for (int64_t j = 0; j < w; ++j) tot[j] = 0;
   for (int64_t r0 = 0; r0 < N; r0 += COL_BLOCK) {
@@ -388,6 +387,14 @@ KC_INLINE void sum_cols_f32(const float *KC_RESTRICT x, int64_t N, int64_t I, in
     }
     for (int64_t j = 0; j < w; ++j) tot[j] += (double)acc[j];
   }
+}
+
+/* out[j] = sum (MEAN: mean) over rows of column j */
+template <int TILE, bool MEAN>
+KC_INLINE void sum_cols_f32(const float *KC_RESTRICT x, int64_t N, int64_t I, int64_t w,
+                            float *KC_RESTRICT out) {
+  double tot[TILE];
+  sum_cols_part<TILE>(x, N, I, w, tot);
   for (int64_t j = 0; j < w; ++j) out[j] = (float)(MEAN ? tot[j] / (double)N : tot[j]);
 }
 
@@ -405,6 +412,19 @@ KC_INLINE void extreme_cols_f32(const float *KC_RESTRICT x, int64_t N, int64_t I
     }
   }
   for (int64_t j = 0; j < w; ++j) out[j] = m[j];
+}
+
+/* Few slices over many rows (sum, mean, max, min): the rows split into bands, their number
+ * fixed by the shape (so results do not depend on the thread count), and a task reduces a
+ * band's rows over up to BAND_TILE columns into partial results that a second pass merges in
+ * band order. With up to BAND_TILE columns a thread reads one contiguous run of memory, where
+ * tiles of columns over all rows read runs of at most COL_TILE a row apart. kcomp bench, axis 0
+ * of 4096 x 4096 against TensorFlow (XLA) in the same run, three runs of each build: sum
+ * 1.08-1.27x with bands, 0.99-1.01x without; max 0.81-1.07x, 0.80-0.92x. */
+enum { BAND_ROWS = 256, BAND_MAX = 8, BAND_TILE = 4096 };
+KC_INLINE int64_t col_bands(int64_t O, int64_t N) {
+  const int64_t p = O < 8 ? N / BAND_ROWS : 1;
+  return p < 1 ? 1 : p > BAND_MAX ? BAND_MAX : p;
 }
 
 /* The column kernels below walk a tile block by block (COL_BLOCK rows) and, within a block,
