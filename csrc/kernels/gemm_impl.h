@@ -411,13 +411,23 @@ inline T dot(const T *x, const T *y, int64_t k) {
   return r;
 }
 
+// Element strides of op(A) and op(B): A(i, p) = a[i * a_i + p * a_p], B(p, j) = b[p * b_p +
+// j * b_j].
+struct Strides {
+  int64_t a_i, a_p, b_p, b_j;
+};
+inline Strides strides(const kc_gemm_args &g) {
+  return {g.trans_a ? 1 : g.lda, g.trans_a ? g.lda : 1, g.trans_b ? 1 : g.ldb,
+          g.trans_b ? g.ldb : 1};
+}
+
 // How one batch item is computed without packing; none: use the packed path.
 enum class Plain { none, rows, cols_t, dots_i, dots_j, packed_rows };
 
 template <class T>
 Plain plain_kind(const kc_gemm_args &g) {
-  const int64_t sa_i = g.trans_a ? 1 : g.lda, sa_p = g.trans_a ? g.lda : 1;
-  const int64_t sb_p = g.trans_b ? 1 : g.ldb, sb_j = g.trans_b ? g.ldb : 1;
+  const Strides st = strides(g);
+  const int64_t sa_i = st.a_i, sa_p = st.a_p, sb_p = st.b_p, sb_j = st.b_j;
   const bool contiguous_k = sa_p == 1 && sb_p == 1;
   const bool few_cols = g.n < Cfg<T>::V;  // too few columns to fill a vector
   if (contiguous_k && (few_cols || (g.m <= SK && sb_j != 1)) && (g.m <= SK || g.n <= SK))
@@ -436,8 +446,8 @@ Plain plain_kind(const kc_gemm_args &g) {
 template <class T>
 void plain_block(const kc_gemm_args &g, Plain kind, const T *a, const T *b, T *c, int64_t r0,
                  int64_t r1) {
-  const int64_t sa_i = g.trans_a ? 1 : g.lda, sa_p = g.trans_a ? g.lda : 1;
-  const int64_t sb_p = g.trans_b ? 1 : g.ldb, sb_j = g.trans_b ? g.ldb : 1;
+  const Strides st = strides(g);
+  const int64_t sa_i = st.a_i, sa_p = st.a_p, sb_p = st.b_p, sb_j = st.b_j;
   switch (kind) {
     case Plain::rows:
       if (g.k == 0) {
@@ -541,8 +551,7 @@ constexpr int64_t KPARTIAL_BYTES = (int64_t)4 << 20;
 
 template <class T>
 bool use_ksplit(const kc_gemm_args &g) {
-  const int64_t sb_j = g.trans_b ? g.ldb : 1;
-  return g.m <= KROWS && sb_j == 1 && g.k >= 2 * KPART && g.n >= Cfg<T>::V &&
+  return g.m <= KROWS && strides(g).b_j == 1 && g.k >= 2 * KPART && g.n >= Cfg<T>::V &&
          g.k * g.n * (int64_t)sizeof(T) >= (int64_t)1 << 20;
 }
 
@@ -586,7 +595,8 @@ template <class T>
 void run_ksplit(void *ctx, int64_t begin, int64_t end) {
   const KSplitTask<T> &t = *static_cast<KSplitTask<T> *>(ctx);
   const kc_gemm_args &g = *t.g;
-  const int64_t sa_i = g.trans_a ? 1 : g.lda, sa_p = g.trans_a ? g.lda : 1;
+  const Strides st = strides(g);
+  const int64_t sa_i = st.a_i, sa_p = st.a_p;
   for (int64_t task = begin; task < end; ++task) {
     const int64_t bi = task / (t.parts * t.chunks), part = task / t.chunks % t.parts;
     const int64_t j0 = task % t.chunks * t.chunk, j1 = j0 + t.chunk < g.n ? j0 + t.chunk : g.n;
@@ -667,8 +677,8 @@ thread_local Scratch tl_n;
 
 template <class T>
 bool use_narrow(const kc_gemm_args &g) {
-  const int64_t sa_p = g.trans_a ? g.lda : 1, sb_j = g.trans_b ? g.ldb : 1;
-  return g.n > 1 && g.n < Cfg<T>::V && g.m > SK && g.k > 0 && sa_p == 1 && sb_j == 1 &&
+  const Strides st = strides(g);
+  return g.n > 1 && g.n < Cfg<T>::V && g.m > SK && g.k > 0 && st.a_p == 1 && st.b_j == 1 &&
          (g.batch == 1 || g.stride_b == 0) && g.n * g.k * (int64_t)sizeof(T) <= NARROW_BYTES;
 }
 

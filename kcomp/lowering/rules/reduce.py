@@ -58,6 +58,8 @@ def _reduce(L, node: Node):
     red = Code(f"kc::red::{REDUCERS.get(name, 'Sum')}<{T.compute}, {TO.compute}>")
     moments = name in ("var", "std")
     f32 = T.name == "float32" and TO.name == "float32" and name not in ("argmax", "argmin")
+    # splitting rows into blocks pays off only when there are fewer rows than threads
+    may_split = not (isinstance(O, int) and O >= 8)
     ctx = {
         "ptrs": ptrs.decls, "x": xin, "y": yout, "y_slot": out_ref.buf.slot, "kind": Code(name),
         "red": red, "T": Code(T.compute), "S": Code(T.ctype), "TO": Code(TO.compute),
@@ -65,11 +67,9 @@ def _reduce(L, node: Node):
         "rows": I == 1, "tile": TILE,
         # float32 in and out: the vectorised paths of reduce.h
         "f32": f32,
-        # splitting rows into blocks pays off only when there are fewer rows than threads
-        "may_split": not (isinstance(O, int) and O >= 8),
+        "may_split": may_split,
         # float32 columns of few slices: bands of rows (kc::red::col_bands)
-        "bands": f32 and I != 1 and not (isinstance(O, int) and O >= 8)
-                 and name in ("sum", "mean", "max", "min"),
+        "bands": f32 and I != 1 and may_split and name in ("sum", "mean", "max", "min"),
         "empty_error": name in ("max", "min", "argmax", "argmin"),
         "root": Code("true" if name == "std" else "false"),
         "part_t": Code("kc::red::Moments" if moments else f"{red}::A"),
