@@ -59,6 +59,31 @@ def test_large_layout_copies():
         np.testing.assert_array_equal(g, e, err_msg=t.name)
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32", "int32", "float16", "int8", "bool"])
+def test_transposing_copies(dtype):
+    """Copies whose source is contiguous along another axis than the destination go in 16x16
+    tiles (csrc/include/kcomp/transpose.h): whole tiles (in registers for 32-bit types), ragged
+    edges, strips of 64 destination rows per task, outer axes around the two transposed ones,
+    an unknown batch extent and a broadcast column (a source stride of 0)."""
+    rng = np.random.default_rng(23)
+    x = K.placeholder((None, 37, 150), dtype=dtype)
+    m = K.placeholder((131, 70), dtype=dtype)
+    q = K.placeholder((3, 20, 4, 33), dtype=dtype)
+    c = K.placeholder((300, 1), dtype=dtype)
+    a, b = rand(rng, (5, 37, 150), dtype, -99, 99), rand(rng, (131, 70), dtype, -99, 99)
+    e, v = rand(rng, (3, 20, 4, 33), dtype, -99, 99), rand(rng, (300, 1), dtype, -99, 99)
+    cases = [(K.transpose(m), b.T), (K.permute_dimensions(x, (0, 2, 1)), a.transpose(0, 2, 1)),
+             (K.permute_dimensions(x, (2, 1, 0)), a.transpose(2, 1, 0)),
+             (K.permute_dimensions(x, (1, 2, 0)), a.transpose(1, 2, 0)),
+             (K.permute_dimensions(q, (0, 3, 2, 1)), e.transpose(0, 3, 2, 1)),
+             (K.permute_dimensions(q, (2, 3, 0, 1)), e.transpose(2, 3, 0, 1)),
+             (K.repeat(c, 40), np.repeat(v[:, None, :], 40, 1))]
+    got, want, _ = run([(x, a), (m, b), (q, e), (c, v)], [t for t, _ in cases])
+    for (t, ex), g, w in zip(cases, got, want):
+        assert_same(g, w, t.name)
+        np.testing.assert_array_equal(g, ex, err_msg=t.name)
+
+
 def test_indexing_and_slicing():
     rng = np.random.default_rng(21)
     x = K.placeholder((None, 6, 5))

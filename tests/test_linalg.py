@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import kcomp.backend as K
-from util import rand, run
+from util import assert_same, rand, run
 
 DOT_CASES = [((2, 3), (3, 4)), ((1, 1), (1, 1)), ((None, 7), (7, 1)), ((1, 13), (13, 9)),
              ((3, 5, 4), (4, 6)), ((2, 3, 4), (5, 4, 6)), ((4,), (4, 3)), ((4,), (2, 4, 3)),
@@ -49,6 +49,38 @@ def test_dot(dtype):
         k = a.shape[-1]
         bound = k * np.dot(np.abs(_wide(a)), np.abs(_wide(b))).astype(np.float64)
         assert_product(g, w, np.dot(_wide(a), _wide(b)), bound, dtype, what)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "int32"])
+def test_dot_reads_transposed_operands(dtype):
+    """A transpose read only by matrix products is folded into them (the GEMM reads its source
+    with swapped strides, no copy kernel): of either operand or both, under a fused epilogue
+    after a 3-D left operand; a transpose that is also an output is stored and read as is."""
+    rng = np.random.default_rng(31)
+    x, x3 = K.placeholder((None, 70), dtype=dtype), K.placeholder((None, 4, 70), dtype=dtype)
+    w, u = K.placeholder((45, 70), dtype=dtype), K.placeholder((70, 20), dtype=dtype)
+    z = K.placeholder((70, 33), dtype=dtype)
+    a, a3 = rand(rng, (9, 70), dtype), rand(rng, (3, 4, 70), dtype)
+    c, e, h = rand(rng, (45, 70), dtype), rand(rng, (70, 20), dtype), rand(rng, (70, 33), dtype)
+    bias = rand(rng, (45,), dtype)
+    wt = K.transpose(w)
+    A, A3, C, E, H = (np.abs(_wide(v)) for v in (a, a3, c, e, h))
+    cases = [(K.dot(x, wt), _wide(a) @ _wide(c).T, A @ C.T),
+             (K.dot(x3, wt) + K.constant(bias, dtype=dtype),
+              _wide(a3) @ _wide(c).T + bias, A3 @ C.T + np.abs(bias)),
+             (K.dot(K.transpose(u), z), _wide(e).T @ _wide(h), E.T @ H),
+             (K.dot(K.transpose(u), K.transpose(w)), _wide(e).T @ _wide(c).T, E.T @ C.T)]
+    inputs = [(x, a), (x3, a3), (w, c), (u, e), (z, h)]
+    got, want, f = run(inputs, [t for t, _, _ in cases])
+    for (t, exact, bound), g, wnt in zip(cases, got, want):
+        assert_product(g, wnt, exact, 70 * bound, dtype, t.name)
+    plan = f.explain().split("kernels:")[1].split("arena")[0]
+    # (integer GEMMs take no fused epilogue)
+    assert "[transpose]" not in plan and (dtype == "int32" or "elementwise" not in plan), plan
+    got, want, f = run(inputs, [K.dot(x, wt), wt])
+    assert_same(got[0], want[0])
+    assert_same(got[1], want[1])
+    np.testing.assert_array_equal(got[1], c.T)
 
 
 BATCH_DOT = [((None, 4), (None, 4), None), ((None, 4), (None, 4), 1), ((None, 3, 4), (None, 4, 5), None),
@@ -212,6 +244,8 @@ cases += [((41, 300), (300, 40), None), ((36, 300), (300, 70), None)]
 # for batched items with their own B)
 cases += [((40, 1000), (1000, 8), None), ((6, 300), (300, 2), None),
           ((3, 9, 70), (3, 70, 15), (2, 1))]
+# B^T packed in 16x16 tiles (whole and ragged, full and ragged panels, two depth panels)
+cases += [((2, 40, 600), (2, 70, 600), (2, 2)), ((3, 100, 33), (3, 47, 33), (2, 2))]
 outs, feeds, refs = [], [], []
 for sx, sy, axes in cases:
     a = rng.standard_normal(sx).astype(np.float32)

@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "kernels.h"
+#include "kcomp/transpose.h"
 
 namespace kcomp {
 namespace KC_GEMM_NS {
@@ -150,6 +151,8 @@ void pack_b(const T *b, int64_t ldb, bool trans, int64_t p0, int64_t kc, int64_t
   constexpr int NR = Cfg<T>::NR;
   for (int64_t s = 0; s < nc; s += NR) {
     const int cols = static_cast<int>(nc - s < NR ? nc - s : NR);
+    if (trans)  // B^T's rows are the panel's columns
+      kc::transpose_block(b + (j0 + s) * ldb + p0, ldb, out + s * kc, NR, cols, kc);
     for (int64_t p = 0; p < kc; ++p) {
       T *dst = out + s * kc + p * NR;
       if (!trans) {
@@ -158,8 +161,6 @@ void pack_b(const T *b, int64_t ldb, bool trans, int64_t p0, int64_t kc, int64_t
           std::memcpy(dst, b + (p0 + p) * ldb + j0 + s, NR * sizeof(T));
         else
           std::memcpy(dst, b + (p0 + p) * ldb + j0 + s, cols * sizeof(T));
-      } else {
-        for (int j = 0; j < cols; ++j) dst[j] = b[(j0 + s + j) * ldb + p0 + p];
       }
       for (int j = cols; j < NR; ++j) dst[j] = T(0);
     }

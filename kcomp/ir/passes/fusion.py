@@ -7,7 +7,9 @@ in that group; when its consumers sit in several such groups that do not depend 
 those groups merge first (sibling fusion: `e = exp(x); e + 1, e * 2` is one loop computing exp
 once). A producer of a smaller shape (a broadcast operand) stays a kernel of its own, computed
 once rather than per element. A matrix product (dot) read only by one elementwise group of its
-shape joins it: the group becomes the GEMM's fused epilogue. A slice read
+shape joins it: the group becomes the GEMM's fused epilogue. A 2-D transpose read only as
+the operand of matrix products is in no group: the GEMMs read the transpose's source with its
+strides swapped (`K.dot(x, K.transpose(w))` copies nothing). A slice read
 only by one elementwise group joins it: the loop
 reads the sliced elements straight from the slice's source (an RNN step's gate slices cost no
 copies). Every other node is a group by itself. Groups never form cycles: a merge is refused
@@ -131,6 +133,15 @@ def fuse(graph: Graph, materialize: Set[int] = frozenset()) -> List[Group]:
                 group_of[d.uid] = gid
                 break
 
+    # a 2-D transpose read only as matrix products' operands is no kernel (see above)
+    folded: Set[int] = set()
+    for n in nodes:
+        if n.op.name == "transpose" and n.outputs[0].ndim == 2 and n.uid not in materialize \
+                and (n.uid, 0) not in roots and users[n.uid] and \
+                all(_gemm_operand(u, n) for u in users[n.uid]):
+            del members[n.uid], group_of[n.uid]
+            folded.add(n.uid)
+
     groups: Dict[int, Group] = {}
     for gid, ms in members.items():
         ms.sort(key=lambda m: pos[m.uid])
@@ -141,16 +152,23 @@ def fuse(graph: Graph, materialize: Set[int] = frozenset()) -> List[Group]:
                         (m.uid, i) in roots or m.uid in materialize or not users[m.uid]:
                     g.stored.append(t)
         groups[gid] = g
-    return _schedule(groups, group_of, pos)
+    return _schedule(groups, group_of, folded, pos)
 
 
-def _schedule(groups: Dict[int, Group], group_of: Dict[int, int], pos) -> List[Group]:
+def _gemm_operand(u: Node, n: Node) -> bool:
+    """Whether u is a matrix product of two matrices reading n's output (2-D) as an operand."""
+    return u.op.name == "dot" and u.inputs[1].ndim == 2 and any(t.node is n for t in u.inputs)
+
+
+def _schedule(groups: Dict[int, Group], group_of: Dict[int, int], folded: Set[int],
+              pos) -> List[Group]:
     """Groups in dependency order (ties: earliest last member first)."""
     def producers(t: Tensor) -> Set[int]:
-        """The groups computing t; a view (reshape) is computed by its input's."""
+        """The groups computing t; a view (reshape) or a folded transpose is computed by its
+        input's."""
         if t.node.uid in group_of:
             return {group_of[t.node.uid]}
-        if t.node.op.kind == "view":
+        if t.node.op.kind == "view" or t.node.uid in folded:
             return set().union(*(producers(i) for i in t.node.inputs))
         return set()
 

@@ -192,6 +192,10 @@ def emit_copy(L, src: Ref, dst: Ref, axes: List[Axis], src_base: S.Dim = 0,
     axes = [a for a in axes if a.extent != 1] or [Axis(1, ("lin", 0), ("lin", 0))]
     ptrs = Pointers()
     s, d = ptrs.get(src.buf), ptrs.get(dst.buf, write=True)
+    j = _transposed_axis(axes) if L.target == "cpu" and not convert else None
+    if j is not None:
+        _emit_transpose(L, ptrs, s, d, axes, j, src_base, dst_base, label)
+        return
     sterms = [t for t in (_axis_term(L, Code(f"i{a}"), ax.src) for a, ax in enumerate(axes)) if t]
     dterms = [t for t in (_axis_term(L, Code(f"i{a}"), ax.dst) for a, ax in enumerate(axes)) if t]
     if src_base != 0:
@@ -205,6 +209,42 @@ def emit_copy(L, src: Ref, dst: Ref, axes: List[Axis], src_base: S.Dim = 0,
     ctx.update(ptrs=ptrs.decls, loads=[], body=[],
                stores=[Code(f"{d}[{join(' + ', dterms) or Code('0')}] = {value};")])
     L.add(Kernel(L.kernel_name(), "elementwise", ctx, label, ptrs.reads, ptrs.writes))
+
+
+def _transposed_axis(axes: List[Axis]) -> Optional[int]:
+    """For a copy whose destination is contiguous along its last axis and whose source is
+    contiguous along another axis (a transposition), that other axis; else None."""
+    if any(a.src[0] != "lin" or a.dst[0] != "lin" or isinstance(a.src[1], Dyn) or
+           isinstance(a.dst[1], Dyn) for a in axes):
+        return None
+    if len(axes) < 2 or axes[-1].dst[1] != 1 or axes[-1].src[1] == 1:
+        return None
+    return next((i for i, a in enumerate(axes[:-1]) if a.src[1] == 1), None)
+
+
+TRANSPOSE_STRIP = 64  # destination rows per task of a transposing copy
+
+
+def _emit_transpose(L, ptrs: Pointers, s: Code, d: Code, axes: List[Axis], j: int,
+                    src_base, dst_base, label: str) -> None:
+    """A transposing copy as 16x16 tiles (csrc/include/kcomp/transpose.h): each task copies a
+    strip of TRANSPOSE_STRIP destination rows (source columns) of one outer index."""
+    L.include("kcomp/transpose.h")
+    e = L.dims.expr
+    rows, cols = axes[j], axes[-1]   # destination rows (source columns), destination columns
+    outer = [a for i, a in enumerate(axes[:-1]) if i != j]
+    strips = Code(f"(({e(rows.extent)} + {TRANSPOSE_STRIP - 1}) / {TRANSPOSE_STRIP})")
+    work = S.mul(TRANSPOSE_STRIP, cols.extent)
+    ctx = {"ptrs": ptrs.decls, "s": s, "d": d, "strip": int_lit(TRANSPOSE_STRIP),
+           "rows": e(rows.extent), "cols": e(cols.extent), "lds": e(cols.src[1]),
+           "ldd": e(rows.dst[1]), "src_base": e(src_base), "dst_base": e(dst_base),
+           "outer": [(e(a.extent), e(a.src[1]), e(a.dst[1])) for a in outer],
+           "tasks": join(" * ", [Code(f"{e(a.extent)}") for a in outer] + [strips])}
+    total = S.mul(*(a.extent for a in axes))
+    ctx["serial"] = isinstance(total, int) and total < PARALLEL_MIN
+    ctx["grain"] = int_lit(max(1, PARALLEL_MIN // work)) if isinstance(work, int) else \
+        Code(f"kc_grain({e(work)})")
+    L.add(Kernel(L.kernel_name(), "transpose", ctx, label, ptrs.reads, ptrs.writes))
 
 
 def copy_value(L, t: Tensor, dst: Ref, label: str) -> None:

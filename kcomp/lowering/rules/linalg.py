@@ -9,7 +9,7 @@ from ...ir.graph import Node, Tensor
 from ..names import Code, int_lit
 from ..plan import Kernel, Ref
 from . import rule
-from .common import Axis, Pointers, contiguous_strides, emit_copy, label_of
+from .common import Axis, Pointers, contiguous_strides, emit_copy, key, label_of
 
 
 def _materialize_moved(L, x: Tensor, src_axis: int, dst_axis: int) -> Tuple[Ref, S.Shape]:
@@ -59,10 +59,19 @@ def _dot(L, node: Node):
     emit_dot(L, node)
 
 
+def _operand(L, t: Tensor) -> Tuple[Ref, bool]:
+    """A 2-D operand's buffer, and whether it holds the operand transposed: fusion folds a
+    transpose read only by matrix products, which then read its source with swapped strides."""
+    if t.ndim == 2 and t.node.op.name == "transpose" and key(t) not in L.storage:
+        src = t.node.inputs[0]
+        return L.ref(src), True
+    return L.ref(t), False
+
+
 def emit_dot(L, node: Node, **epilogue):
     x, y = node.inputs
     out = node.outputs[0]
-    A, B, C = L.ref(x), L.ref(y), L.ref(out)
+    (A, trans_a), (B, trans_b), C = _operand(L, x), _operand(L, y), L.ref(out)
     kdim = x.dims[-1]
     if y.ndim == 1:
         m = S.mul(*x.dims[:-1])
@@ -74,9 +83,9 @@ def emit_dot(L, node: Node, **epilogue):
     m = S.mul(*x.dims[:-1])
     # out[m..., b..., j] = sum_p x[m, p] * y[b, p, j]: one GEMM per y batch item, writing
     # column block b of each output row (ldc = nb * n)
-    emit_gemm(L, node, A, B, C, trans_a=False, trans_b=False, m=m, n=n, k=kdim, batch=nb,
-              lda=kdim, ldb=n, ldc=S.mul(nb, n), stride_a=0, stride_b=S.mul(kdim, n),
-              stride_c=n, **epilogue)
+    emit_gemm(L, node, A, B, C, trans_a=trans_a, trans_b=trans_b, m=m, n=n, k=kdim, batch=nb,
+              lda=m if trans_a else kdim, ldb=kdim if trans_b else n, ldc=S.mul(nb, n),
+              stride_a=0, stride_b=S.mul(kdim, n), stride_c=n, **epilogue)
 
 
 @rule("batch_dot")
