@@ -97,6 +97,35 @@ def test_float32_reductions_special_values(march, monkeypatch):
             np.testing.assert_allclose(var[3:], np.var(d[3:], 1), rtol=2e-6)
 
 
+@pytest.mark.parametrize("march", ["native", "x86-64"])
+def test_float32_argmax_argmin_rows(march, monkeypatch):
+    """Rows in vector lanes (one vector from 16 elements, four from 128; kc::red::argext_f32):
+    lengths around both, ties everywhere (the first index wins across lanes and vectors), the
+    extreme in the first vector and in the tail, -0.0 against 0.0, infinities, and a NaN (the
+    first one wins) in a lane, in the tail or twice."""
+    monkeypatch.setenv("KCOMP_MARCH", march)
+    rng = np.random.default_rng(42)
+    pairs, outs, checks = [], [], []
+    for n in (1, 15, 16, 17, 37, 127, 128, 129, 300, 1000):
+        a = rng.integers(0, 4, (9, n)).astype(np.float32)   # ties
+        a[1] = rng.standard_normal(n)
+        a[2, 0], a[3, -1] = 9, -9                           # first vector, tail
+        a[4] = 0.0
+        a[4, n // 2:] = -0.0                                # -0.0 == 0.0: index 0
+        a[5, n // 3], a[5, -1] = np.inf, -np.inf
+        a[6, n // 2] = np.nan
+        a[7, -1] = np.nan
+        a[8, n // 3], a[8, -1] = np.nan, np.nan
+        x = K.placeholder((None, n))
+        pairs.append((x, a))
+        outs += [K.argmax(x, 1), K.argmin(x, 1)]
+        checks += [(f"argmax n={n}", np.argmax(a, 1)), (f"argmin n={n}", np.argmin(a, 1))]
+    got, want, _ = run(pairs, outs)
+    for g, w, (what, e) in zip(got, want, checks):
+        assert_same(g, w, what)
+        np.testing.assert_array_equal(g, e, err_msg=what)
+
+
 def test_float32_sums_split_across_threads_are_deterministic():
     """A few long rows are split into blocks; the result must not depend on the thread count
     (the blocks merge in a fixed order)."""

