@@ -8,10 +8,13 @@ import pytest
 import kcomp.backend as K
 from util import assert_numpy, assert_same, run
 
-# (shape, axis): rows of 1..8257 elements (tails, one and several blocks), columns below and
-# above the column block with a ragged tile, columns in 2 or 4 bands of rows (one with two
-# column tiles), a middle axis with and without bands
-CASES = [((3, 1), -1), ((3, 63), -1), ((3, 64), -1), ((3, 65), -1), ((2, 1023), -1),
+# (shape, axis): rows of 1..8257 elements (short rows in fewer lanes below 256, tails, one and
+# several blocks), columns below and above the column block with a ragged tile, columns in 2
+# or 4 bands of rows (one with two column tiles), a middle axis with and without bands, narrow
+# columns four rows a step with 0-3 rows left over
+CASES = [((3, 1), -1), ((4, 3), -1), ((3, 31), -1), ((3, 32), -1), ((3, 33), -1), ((3, 63), -1),
+         ((3, 64), -1), ((3, 65), -1), ((3, 200), -1), ((2, 255), -1), ((2, 256), -1),
+         ((2, 1023), -1), ((7, 3, 1), 1), ((3, 1003, 5), 1),
          ((2, 1025), -1), ((4, 3000), -1), ((2, 8257), -1), ((5, 300), 0), ((40, 300), 0),
          ((1, 7), 0), ((1100, 70), 0), ((600, 4100), 0), ((3, 37, 70), 1), ((2, 17, 5), 1),
          ((3, 520, 70), 1)]
@@ -95,6 +98,39 @@ def test_float32_reductions_special_values(march, monkeypatch):
         assert np.isnan(sm[0]).all() and np.isnan(sm[2]).all()
         for var in (got[5], got[9]):
             np.testing.assert_allclose(var[3:], np.var(d[3:], 1), rtol=2e-6)
+
+
+@pytest.mark.parametrize("march", ["native", "x86-64"])
+def test_float32_short_rows_and_narrow_columns_special_values(march, monkeypatch):
+    """NaN and infinities in short rows (lanes of 32 below 256 elements, scalar below 32;
+    softmax and logsumexp exponentials before their sum) and in narrow column tiles (four rows a
+    step with NaN flags beside the values): a NaN in each of the four rows of a step and in the
+    rows left over."""
+    monkeypatch.setenv("KCOMP_MARCH", march)
+    rng = np.random.default_rng(43)
+    pairs, outs, checks = [], [], []
+    for n in (5, 40, 100):
+        a = rng.standard_normal((7, n)).astype(np.float32)
+        for r in range(5):
+            a[r, (n - 1) * r // 4] = np.nan      # first ... last element
+        a[5, n // 2] = np.inf
+        a[6, n // 3] = -np.inf
+        x = K.placeholder((7, n))
+        xt = K.placeholder((n, 7))
+        pairs += [(x, a), (xt, np.ascontiguousarray(a.T))]
+        for fn, ref in ((K.max, np.max), (K.min, np.min), (K.sum, np.sum)):
+            outs += [fn(x, axis=1), fn(xt, axis=0)]
+            checks += [ref(a.astype(np.float64), 1)] * 2
+        outs += [K.logsumexp(x, axis=1), K.softmax(x, axis=-1)]
+        checks += [None, None]
+    with np.errstate(invalid="ignore", over="ignore"):
+        got, want, _ = run(pairs, outs)
+    for g, w, e in zip(got, want, checks):
+        assert_same(g, w)
+        if e is not None:
+            assert_numpy(g, e, np.float32, rtol=2e-6, atol=1e-6)
+        else:
+            assert np.isnan(g[:5]).all() and np.isfinite(g[6]).all()
 
 
 @pytest.mark.parametrize("march", ["native", "x86-64"])

@@ -178,6 +178,21 @@ KC_INLINE double lanes_sum(const float *KC_RESTRICT acc) {
 
 /* sum of x[0:n), in double */
 KC_INLINE double sum_f32(const float *KC_RESTRICT x, int64_t n) {
+  if (n < 4 * L) {  // a short row: fewer lanes (L lanes' set-up and merge cost more)
+    constexpr int S = 32;
+    float acc[S];
+    for (int j = 0; j < S; ++j) acc[j] = 0;
+    int64_t i = 0;
+    for (; i + S <= n; i += S)
+      for (int j = 0; j < S; ++j) acc[j] += x[i + j];
+    double s[4] = {0, 0, 0, 0};
+    for (int j = 0; j < S; j += 4)
+      for (int k = 0; k < 4; ++k) s[k] += (double)acc[j + k];
+    for (; i + 4 <= n; i += 4)
+      for (int k = 0; k < 4; ++k) s[k] += (double)x[i + k];
+    for (; i < n; ++i) s[0] += (double)x[i];
+    return (s[0] + s[1]) + (s[2] + s[3]);
+  }
   double tot[L];
   for (int j = 0; j < L; ++j) tot[j] = 0;
   int64_t i = 0;
@@ -200,6 +215,38 @@ KC_INLINE double sum_f32(const float *KC_RESTRICT x, int64_t n) {
 
 /* max (MIN: min) of x[0:n); NaN when any element is NaN, as numpy */
 template <bool MIN> KC_INLINE float extreme_f32(const float *KC_RESTRICT x, int64_t n) {
+  if (n < 4 * L) {  // a short row: fewer lanes, as in sum_f32
+    constexpr int S = 32;
+    float r = MIN ? __builtin_inff() : -__builtin_inff();
+    int32_t any = 0;
+    int64_t i = 0;
+    if (n >= S) {
+      float m[S];
+      int32_t nan[S];
+      for (int j = 0; j < S; ++j) {
+        m[j] = r;
+        nan[j] = 0;
+      }
+      for (; i + S <= n; i += S)
+        for (int j = 0; j < S; ++j) {
+          const float v = x[i + j];
+          m[j] = (MIN ? v < m[j] : v > m[j]) ? v : m[j];
+          nan[j] |= v != v;
+        }
+      for (int w = S / 2; w >= 1; w /= 2)
+        for (int j = 0; j < w; ++j) {
+          m[j] = (MIN ? m[j + w] < m[j] : m[j + w] > m[j]) ? m[j + w] : m[j];
+          nan[j] |= nan[j + w];
+        }
+      r = m[0];
+      any = nan[0];
+    }
+    for (; i < n; ++i) {
+      r = (MIN ? x[i] < r : x[i] > r) ? x[i] : r;
+      any |= x[i] != x[i];
+    }
+    return any ? __builtin_nanf("") : r;
+  }
   float m[L];
   int32_t nan[L];
   for (int j = 0; j < L; ++j) {
@@ -344,6 +391,14 @@ KC_INLINE double lse_plain_f32(const float *x, int64_t n, int64_t stride) {
   return __builtin_log(s) + (double)shift;
 }
 
+/* y[0:n) = exp(x - m) and their sum in double, for a short row or a tail: the exponentials
+ * first (they vectorise), then the sum (a serial chain of double additions after each
+ * exponential was most of a short row's time: softmax over rows of 37 83 -> 26 us) */
+KC_INLINE double exp_sum(const float *KC_RESTRICT x, float *KC_RESTRICT y, int64_t n, float m) {
+  for (int64_t i = 0; i < n; ++i) y[i] = vm::exp_neg(x[i] - m);
+  return sum_f32(y, n);
+}
+
 /* logsumexp of x[0:n): online max over blocks of LSE_BLOCK that stay in L1 (the max of a
  * block, then its exponentials: float32 sums of SUM_BLOCK steps added into double lanes, which
  * are rescaled when the max grows), the next block asked for while this one computes. Blocks
@@ -352,6 +407,12 @@ KC_INLINE double lse_plain_f32(const float *x, int64_t n, int64_t stride) {
  * threads, 3.8-4.1 -> 2.9-3.1 ms on one. */
 enum { LSE_BLOCK = 4096 };
 KC_INLINE double lse_f32(const float *KC_RESTRICT x, int64_t n) {
+  float buf[L];
+  if (n < L) {  // a short row: no lanes
+    const float m = extreme_f32<false>(x, n);
+    if (!(m < __builtin_inff()) || m == -__builtin_inff()) return lse_plain_f32(x, n, 1);
+    return __builtin_log(exp_sum(x, buf, n, m)) + (double)m;
+  }
   float m = -__builtin_inff();
   double tot[L], tail = 0;
   for (int j = 0; j < L; ++j) tot[j] = 0;
@@ -378,7 +439,7 @@ KC_INLINE double lse_f32(const float *KC_RESTRICT x, int64_t n) {
       }
       for (int j = 0; j < L; ++j) tot[j] += (double)acc[j];
     }
-    for (int64_t i = e; i < b + len; ++i) tail += (double)vm::exp_neg(x[i] - m);
+    tail += exp_sum(x + e, buf, b + len - e, m);
   }
   if (m == -__builtin_inff()) return lse_plain_f32(x, n, 1); /* all -inf (or empty) */
   for (int w = L / 2; w >= 1; w /= 2)  // pairwise over lanes
@@ -412,10 +473,7 @@ KC_INLINE void softmax_f32(const float *KC_RESTRICT x, float *KC_RESTRICT y, int
       }
     s += lanes_sum(acc);
   }
-  for (; i < n; ++i) {
-    y[i] = vm::exp_neg(x[i] - m);
-    s += (double)y[i];
-  }
+  s += exp_sum(x + i, y + i, n - i, m);
   const float inv = (float)(1.0 / s);
   for (i = 0; i < n; ++i) y[i] *= inv;
 }
@@ -448,7 +506,13 @@ KC_INLINE void sum_cols_part(const float *KC_RESTRICT x, int64_t N, int64_t I, i
   for (int64_t r0 = 0; r0 < N; r0 += COL_BLOCK) {
     const int64_t r1 = r0 + COL_BLOCK < N ? r0 + COL_BLOCK : N;
     for (int64_t j = 0; j < w; ++j) acc[j] = 0;
-    for (int64_t r = r0; r < r1; ++r) {
+    int64_t r = r0;
+    for (; r + 4 <= r1; r += 4) {  // four rows a step: narrow tiles are mostly loop overhead
+      for (int k = 0; k < 4; ++k) prefetch_row(x, r + k + PREFETCH_ROWS, N, I, w);
+      const float *KC_RESTRICT p = x + r * I;
+      for (int64_t j = 0; j < w; ++j) acc[j] += (p[j] + p[I + j]) + (p[2 * I + j] + p[3 * I + j]);
+    }
+    for (; r < r1; ++r) {
       prefetch_row(x, r + PREFETCH_ROWS, N, I, w);
       for (int64_t j = 0; j < w; ++j) acc[j] += x[r * I + j];
     }
@@ -465,20 +529,51 @@ KC_INLINE void sum_cols_f32(const float *KC_RESTRICT x, int64_t N, int64_t I, in
   for (int64_t j = 0; j < w; ++j) out[j] = (float)(MEAN ? tot[j] / (double)N : tot[j]);
 }
 
-/* out[j] = max (MIN: min) over rows of column j; a NaN sticks once taken (v > NaN is false) */
+/* out[j] = max (MIN: min) over rows of column j; NaN when any is NaN. A tile of up to NARROW
+ * columns goes four rows a step (as in sum_cols_part), with NaN flags beside the values (a
+ * select that lets a NaN win does not vectorise once rows are combined before the running
+ * value); wider tiles one row a step, where a NaN sticks in the select (flags would crowd the
+ * rows out of L1: 4096x4096 over axis 0 1.46 -> 1.75 ms). */
 template <int TILE, bool MIN>
 KC_INLINE void extreme_cols_f32(const float *KC_RESTRICT x, int64_t N, int64_t I, int64_t w,
                                 float *KC_RESTRICT out) {
+  constexpr int64_t NARROW = 256;
   float m[TILE];
   for (int64_t j = 0; j < w; ++j) m[j] = MIN ? __builtin_inff() : -__builtin_inff();
-  for (int64_t r = 0; r < N; ++r) {
+  if (w > NARROW) {
+    for (int64_t r = 0; r < N; ++r) {
+      prefetch_row(x, r + PREFETCH_ROWS, N, I, w);
+      for (int64_t j = 0; j < w; ++j) {
+        const float v = x[r * I + j];
+        m[j] = ((MIN ? v < m[j] : v > m[j]) | (v != v)) ? v : m[j];
+      }
+    }
+    for (int64_t j = 0; j < w; ++j) out[j] = m[j];
+    return;
+  }
+  int32_t nan[NARROW] = {};
+  int64_t r = 0;
+  for (; r + 4 <= N; r += 4) {
+    for (int k = 0; k < 4; ++k) prefetch_row(x, r + k + PREFETCH_ROWS, N, I, w);
+    const float *KC_RESTRICT p = x + r * I;
+    for (int64_t j = 0; j < w; ++j) {
+      const float v0 = p[j], v1 = p[I + j], v2 = p[2 * I + j], v3 = p[3 * I + j];
+      const float a = (MIN ? v1 < v0 : v1 > v0) ? v1 : v0;
+      const float b = (MIN ? v3 < v2 : v3 > v2) ? v3 : v2;
+      const float c = (MIN ? b < a : b > a) ? b : a;
+      m[j] = (MIN ? c < m[j] : c > m[j]) ? c : m[j];
+      nan[j] |= (v0 != v0) | (v1 != v1) | (v2 != v2) | (v3 != v3);
+    }
+  }
+  for (; r < N; ++r) {
     prefetch_row(x, r + PREFETCH_ROWS, N, I, w);
     for (int64_t j = 0; j < w; ++j) {
       const float v = x[r * I + j];
-      m[j] = ((MIN ? v < m[j] : v > m[j]) | (v != v)) ? v : m[j];
+      m[j] = (MIN ? v < m[j] : v > m[j]) ? v : m[j];
+      nan[j] |= v != v;
     }
   }
-  for (int64_t j = 0; j < w; ++j) out[j] = m[j];
+  for (int64_t j = 0; j < w; ++j) out[j] = nan[j] ? __builtin_nanf("") : m[j];
 }
 
 /* Few slices over many rows (sum, mean, max, min): the rows split into bands, their number
