@@ -88,7 +88,8 @@ BATCH_DOT = [((None, 4), (None, 4), None), ((None, 4), (None, 4), 1), ((None, 3,
              ((None, 4, 3), (None, 5, 4), (1, 2)), ((None, 4), (None, 3, 4), (1, 2)),
              ((None, 3, 4), (None, 4), (2, 1)), ((None, 2, 4, 3), (None, 4, 5), (2, 1)),
              ((None, 3, 4), (None, 6, 4, 2), (2, 2)), ((None, 20), (None, 30, 20), (1, 2)),
-             ((None, 33, 17), (None, 17, 65), None)]
+             ((None, 33, 17), (None, 17, 65), None), ((None, 9, 30), (None, 30, 20), None),
+             ((None, 7, 40), (None, 40, 5), None), ((None, 6, 11), (None, 11, 13), None)]
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64", "float16", "int32"])
@@ -244,6 +245,11 @@ cases += [((41, 300), (300, 40), None), ((36, 300), (300, 70), None)]
 # for batched items with their own B)
 cases += [((40, 1000), (1000, 8), None), ((6, 300), (300, 2), None),
           ((3, 9, 70), (3, 70, 15), (2, 1))]
+# batches of small matrices, B read in place: ragged column tails as a last vector ending at
+# the range's end, or narrower vectors (half, quarter), then scalars
+cases += [((50, 20, 30), (50, 30, 20), (2, 1)), ((40, 7, 64), (40, 64, 8), (2, 1)),
+          ((30, 9, 33), (30, 33, 12), (2, 1)), ((30, 5, 17), (30, 17, 5), (2, 1)),
+          ((20, 6, 10), (20, 10, 31), (2, 1)), ((20, 6, 10), (20, 10, 6), (2, 1))]
 # B^T packed in 16x16 tiles (whole and ragged, full and ragged panels, two depth panels)
 cases += [((2, 40, 600), (2, 70, 600), (2, 2)), ((3, 100, 33), (3, 47, 33), (2, 2))]
 outs, feeds, refs = [], [], []
