@@ -1,8 +1,9 @@
 """Elementwise work on a dot's result runs as the GEMM's fused epilogue (one kernel for
 K.relu(K.dot(x, W) + b)) on every path of the kernel library: unpacked (few rows, k = 0),
-packed panels, several threads, each instruction set; in place or into scratch; and the cases
-that must not fuse (the product is also needed elsewhere, operands whose leading axes do not
-collapse, integer products) still compute the same values."""
+packed panels, several threads, each instruction set; in place or into scratch; operands
+whose leading axes do not collapse (the epilogue splits its row index); and the cases that must
+not fuse (the product is also needed elsewhere, integer products) still compute the same
+values."""
 import os
 import subprocess
 import sys
@@ -33,17 +34,17 @@ for dtype in ("float32", "float64"):
         refs = [np.maximum(d @ wd + b, 0), 1 / (1 + np.exp(-(d @ (wd * 1.5) * 2 + r))),
                 np.tanh(d @ (wd * 0.5) + b), (d @ (wd * 0.5) + b) * 3]
         cases.append(([(x, a), (res, r)], outs, refs, dtype, k))
-# not fusable: the product is an output too; a bias over the middle axis of a 3-D product;
-# an integer product
+# not fusable: the product is an output too; an integer product. A bias over the middle axis
+# of a 3-D product fuses (its leading axes do not collapse: the row index is split)
 x3 = K.placeholder((2, 3, 6))
 a3 = rng.standard_normal((2, 3, 6)).astype(np.float32)
 W3 = rng.standard_normal((6, 40)).astype(np.float32)
 mid = rng.standard_normal((3, 1)).astype(np.float32)
 p3 = K.dot(x3, K.constant(W3))
-outs3 = [p3, K.relu(p3) + 1.0, K.dot(x3, K.constant(W3)) + K.constant(mid),
+outs3 = [p3, K.relu(p3) + 1.0, K.dot(x3, K.constant(W3 * 2)) + K.constant(mid),
          K.exp(K.dot(x3, K.constant(W3)) * 0.1) + K.constant(W3[0])]
 e3 = a3.astype(np.float64) @ W3
-refs3 = [e3, np.maximum(e3, 0) + 1, e3 + mid, np.exp(e3 * 0.1) + W3[0]]
+refs3 = [e3, np.maximum(e3, 0) + 1, e3 * 2 + mid, np.exp(e3 * 0.1) + W3[0]]
 cases.append(([(x3, a3)], outs3, refs3, "float32", 6))
 xi = K.placeholder((4, 5), dtype="int32")
 ai = rng.integers(-5, 5, (4, 5)).astype(np.int32)
@@ -60,7 +61,7 @@ for feeds, outs, refs, dtype, k in cases:
     for g, e in zip(got, refs):
         assert g.dtype == np.dtype(dtype), (g.dtype, dtype)
         np.testing.assert_allclose(g.astype(np.float64), e, rtol=tol, atol=tol)
-assert fused >= 24, fused  # 3 per product with k > 0
+assert fused >= 25, fused  # 3 per product with k > 0, the bias over the middle axis
 print("ok")
 """
 

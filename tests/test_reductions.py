@@ -177,3 +177,43 @@ def test_reduction_axis_errors():
         K.argmax(x, -3)
     with pytest.raises(ValueError, match="cumsum: axis 5"):
         K.cumsum(x, 5)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "float16", "int32"])
+def test_reduction_prologues(dtype):
+    """An elementwise group read only by a reduction over its last axis is computed row by row
+    into the reduction's buffer (fusion's prologue): every reduction kind, broadcast operands
+    (a row, a column, a scalar), a slice read through, an unknown batch extent, keepdims; not
+    fused where the value is needed elsewhere, where the axis is not the last one, or where
+    rows are longer than the buffer."""
+    rng = np.random.default_rng(15)
+    x, y = K.placeholder((None, 6, 37), dtype=dtype), K.placeholder((37,), dtype=dtype)
+    c = K.placeholder((6, 1), dtype=dtype)
+    w = K.placeholder((2, 9000), dtype=dtype)
+    a, b = rand(rng, (4, 6, 37), dtype, -3, 3), rand(rng, (37,), dtype, -3, 3)
+    e, v = rand(rng, (6, 1), dtype, -3, 3), rand(rng, (2, 9000), dtype, -1, 1)
+    def d(i):  # a value private to each reduction (distinct after CSE)
+        return (x * (i + 2) - y) * c
+
+    fused = [K.sum(K.square(d(0)), -1), K.mean(K.abs(d(1)), -1, keepdims=True),
+             K.max(d(2) + 1, -1), K.min(d(3), 2), K.prod(K.sign(d(4)), -1), K.var(d(5), -1),
+             K.std(d(6), -1), K.argmax(d(7), -1), K.argmin(K.abs(d(8)), -1),
+             K.any(K.greater(d(9), 2), -1), K.all(K.greater(d(10), -8), -1),
+             K.sum(x[:, 1:, ::2] * 2, -1)]
+    if dtype != "int32":
+        fused += [K.logsumexp(d(11) / 4, -1)]
+    used = x * c                                                      # needed elsewhere too
+    apart = [K.sum(K.exp(w * 1), -1),                                 # rows longer than the buffer
+             K.sum(used, -1), used, K.sum(K.square(d(12)), 1)]        # not the last axis
+    got, want, f = run([(x, a), (y, b), (c, e), (w, v)], fused + apart)
+    for t, g, wnt in zip(fused + apart, got, want):
+        assert_same(g, wnt, t.name)
+    dn = [(a * (i + 2) - b) * e for i in range(13)]  # in the data type, as compiled code rounds
+    d0 = dn[0].astype(np.float64)
+    np.testing.assert_allclose(got[0], np.sum(d0 * d0, -1), rtol=2e-3 if dtype == "float16" else 1e-5)
+    np.testing.assert_array_equal(got[2], np.max(dn[2] + 1, -1))
+    np.testing.assert_array_equal(got[7], np.argmax(dn[7], -1))
+    np.testing.assert_array_equal(got[9], np.any(dn[9] > 2, -1))
+    plan = f.explain().split("kernels:")[1].split("arena")[0]
+    fused_kernels = [ln for ln in plan.splitlines() if "[reduce]" in ln and "+" in ln]
+    assert len(fused_kernels) >= len(fused), plan

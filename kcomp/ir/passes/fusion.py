@@ -9,7 +9,10 @@ once). A producer of a smaller shape (a broadcast operand) stays a kernel of its
 once rather than per element. A matrix product (dot) read only by one elementwise group of its
 shape joins it: the group becomes the GEMM's fused epilogue. A 2-D transpose read only as
 the operand of matrix products is in no group: the GEMMs read the transpose's source with its
-strides swapped (`K.dot(x, K.transpose(w))` copies nothing). A slice read
+strides swapped (`K.dot(x, K.transpose(w))` copies nothing). An elementwise group read only
+by a reduction over its last axis joins the reduction as its prologue: each row of the
+reduced value is computed into a buffer that stays in L1, never stored (`K.sum(K.square(x),
+-1)` reads x once). A slice read
 only by one elementwise group joins it: the loop
 reads the sliced elements straight from the slice's source (an RNN step's gate slices cost no
 copies). Every other node is a group by itself. Groups never form cycles: a merge is refused
@@ -133,6 +136,18 @@ def fuse(graph: Graph, materialize: Set[int] = frozenset()) -> List[Group]:
                 group_of[d.uid] = gid
                 break
 
+    # an elementwise group read only by a reduction over the last axis of its shape becomes the
+    # reduction's prologue (see above)
+    for n in nodes:
+        if group_of.get(n.uid) == n.uid and _prologue_of(n, group_of, members, users, roots,
+                                                          materialize):
+            gid = group_of[n.inputs[0].node.uid]
+            for m in members[gid]:
+                group_of[m.uid] = n.uid
+            members[n.uid] += members.pop(gid)
+            bits[n.uid] |= bits.pop(gid)
+            ancestors[n.uid] |= ancestors.pop(gid)
+
     # a 2-D transpose read only as matrix products' operands is no kernel (see above)
     folded: Set[int] = set()
     for n in nodes:
@@ -153,6 +168,31 @@ def fuse(graph: Graph, materialize: Set[int] = frozenset()) -> List[Group]:
                     g.stored.append(t)
         groups[gid] = g
     return _schedule(groups, group_of, folded, pos)
+
+
+# ops lowered by the reduction rule (kcomp/lowering/rules/reduce.py); rows of at most
+# PROLOGUE_MAX elements take a prologue (they are computed into a buffer that stays in L1)
+REDUCTIONS = {"sum", "mean", "prod", "max", "min", "any", "all", "var", "std", "logsumexp",
+              "argmax", "argmin"}
+PROLOGUE_MAX = 8192
+
+
+def _prologue_of(n: Node, group_of, members, users, roots, materialize) -> bool:
+    """Whether n reduces the last axis of a value that an elementwise group computes for n
+    alone (no other value of the group is needed outside it)."""
+    if n.op.name not in REDUCTIONS:
+        return False
+    t = n.inputs[0]
+    axes = (n.attrs["axis"] % t.ndim,) if "axis" in n.attrs else tuple(n.attrs["axes"])
+    gid = group_of.get(t.node.uid)
+    if t.ndim < 2 or axes != (t.ndim - 1,) or not isinstance(t.dims[-1], int) or \
+            not 0 < t.dims[-1] <= PROLOGUE_MAX or gid is None or gid == n.uid:
+        return False
+    ms = members[gid]
+    return t.node.op.kind == "elementwise" and \
+        all(m.op.kind == "elementwise" or m.op.name == "slice" for m in ms) and \
+        all(m.uid not in materialize and (m.uid, 0) not in roots and
+            all(group_of.get(u.uid) == gid or u is n for u in users[m.uid]) for m in ms)
 
 
 def _gemm_operand(u: Node, n: Node) -> bool:

@@ -29,6 +29,10 @@ def lower_group(L, g: Group) -> None:
         lower_elementwise(L, g)
         return
     name = g.root.op.name
+    if len(g.members) > 1:  # a reduction with its prologue (kcomp/ir/passes/fusion.py)
+        from .reduce import lower_reduce_prologue
+        lower_reduce_prologue(L, g)
+        return
     if name not in RULES:
         raise NotImplementedError(f"kcomp has no CPU lowering for op {name!r}")
     RULES[name](L, g.root)

@@ -113,10 +113,12 @@ def collapse(extents: List[S.Dim], stride_sets: List[List]) -> Tuple[List[S.Dim]
     return extents, stride_sets
 
 
-def index_expr(L, strides: List, var: str = "i", base: Optional[Code] = None) -> Code:
+def index_expr(L, strides: List, var: str = "i", base: Optional[Code] = None,
+               names: Optional[List[Code]] = None) -> Code:
+    """sum of index variable * stride: the variables var0, var1, ... or `names`."""
     terms = [base] if base is not None and base != "0" else []
     for a, s in enumerate(strides):
-        iv = Code(f"{var}{a}")
+        iv = names[a] if names else Code(f"{var}{a}")
         if isinstance(s, Dyn):
             terms.append(Code(f"{iv} * ({L.dims.expr(s.extent)} == 1 ? 0 : "
                               f"{L.dims.expr(s.stride)})"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Tuple
 
+from ...ir import shapes as S
 from ...ir.graph import Tensor
 from ...ir.passes.fusion import Group
 from .. import scalar
@@ -38,8 +39,7 @@ def _cost(g: Group) -> int:
 
 def lower_gemm_epilogue(L, g: Group) -> None:
     """The group's dot as a GEMM whose epilogue computes the rest of the group on each finished
-    block of C: C's leading axes and the operands' must collapse to one, else the dot and the
-    loop are lowered apart."""
+    block of C (rows i0 of C, columns i1)."""
     from .linalg import emit_dot
     dot = g.gemm
     rest = Group([m for m in g.members if m is not dot], g.stored)
@@ -53,13 +53,8 @@ def lower_gemm_epilogue(L, g: Group) -> None:
     it = list(out.dims)
     ptrs = Pointers()
     cval = Code("cv")
-    parts = _loop_parts(L, rest, it, ptrs, given={key(out): cval}, rows=True)
-    if parts is None:
-        L.storage[key(out)] = L.scratch_for(out)
-        emit_dot(L, dot)
-        lower_elementwise(L, rest)
-        return
-    loads, body, store_lines, _ = parts
+    loads, body, store_lines, _ = _loop_parts(L, rest, it, ptrs, given={key(out): cval},
+                                              rows=True)
     # C: the group's output when it is the only value stored and has C's type (in place)
     if len(g.stored) == 1 and g.stored[0].type == out.type:
         c_ref = L.ref(g.stored[0])
@@ -106,10 +101,13 @@ def _bias_act(L, g: Group, dot):
     return L.ref(bias), Code(act)
 
 
-def _loop_parts(L, g: Group, it, ptrs: Pointers, given=None, rows=False):
+def _loop_parts(L, g: Group, it, ptrs: Pointers, given=None, rows=False, into=None):
     """Loads, body, stores and loop extents of group g over iteration space `it`. given: values
     already in variables. rows: the space is seen as (rows, last axis), loop variables i0 and i1
-    (None when the operands' leading axes do not collapse to one)."""
+    (when the operands' leading axes do not collapse to one, the loads first split i0 into
+    them: a broadcast operand of a middle axis). into: (tensor, array name):
+    instead of the group's stores, the tensor's value into that array at [i1] (a reduction
+    prologue's row)."""
     members = {m.uid for m in g.members}
     values: Dict[tuple, Code] = dict(given or {})
     # operands: (name, buffer, dtype, strides over `it`, base offset)
@@ -144,26 +142,35 @@ def _loop_parts(L, g: Group, it, ptrs: Pointers, given=None, rows=False):
         name = Code(f"v{i}")
         body.append(Code(f"const {out.type.dtype.compute} {name} = {e};"))
         values[key(out)] = name
-    stores = [(L.ref(t), t) for t in g.stored] + \
+    stores = [] if into else [(L.ref(t), t) for t in g.stored] + \
         [(r, t) for t in g.stored for r in L.also_store.get(key(t), [])]
 
     stride_sets = [op[3] for op in operands] + [contiguous_strides(it) for _ in stores]
+    loads, names = [], None
     if rows:
         lead, lead_sets = collapse(it[:-1], [s[:-1] for s in stride_sets])
-        if len(lead) != 1:
-            return None
-        extents = [lead[0], it[-1]]
+        extents = [S.mul(*lead), it[-1]]
         stride_sets = [ls + [s[-1]] for ls, s in zip(lead_sets, stride_sets)]
+        if len(lead) > 1:  # i0 -> i0_0, i0_1, ... (invariant in the loop over i1: hoisted)
+            names = [Code(f"i0_{a}") for a in range(len(lead))] + [Code("i1")]
+            loads.append(Code("int64_t i0_rest = i0;"))
+            for a in range(len(lead) - 1, 0, -1):
+                e = L.dims.expr(lead[a])
+                loads.append(Code(f"const int64_t i0_{a} = i0_rest % {e};"))
+                loads.append(Code(f"i0_rest /= {e};"))
+            loads.append(Code("const int64_t i0_0 = i0_rest;"))
     else:
         extents, stride_sets = collapse(it, stride_sets)
-    loads = []
     for (name, buf, dtype, _, base), strides in zip(operands, stride_sets):
         p = ptrs.get(buf)
-        loads.append(Code(f"const {dtype.compute} {name} = "
-                          f"({dtype.compute}){p}[{index_expr(L, strides, base=L.dims.expr(base) if base != 0 else None)}];"))
+        at = index_expr(L, strides, base=L.dims.expr(base) if base != 0 else None, names=names)
+        loads.append(Code(f"const {dtype.compute} {name} = ({dtype.compute}){p}[{at}];"))
     store_lines = []
+    if into:
+        t, array = into
+        store_lines.append(Code(f"{array}[i1] = ({t.type.dtype.ctype}){values[key(t)]};"))
     for (ref, t), strides in zip(stores, stride_sets[len(operands):]):
         p = ptrs.get(ref.buf, write=True)
-        store_lines.append(Code(f"{p}[{index_expr(L, strides)}] = "
+        store_lines.append(Code(f"{p}[{index_expr(L, strides, names=names)}] = "
                                 f"({ref.buf.dtype.ctype}){values[key(t)]};"))
     return loads, body, store_lines, extents

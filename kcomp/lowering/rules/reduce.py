@@ -5,11 +5,12 @@ from typing import Optional, Sequence, Tuple
 
 from ...ir import shapes as S
 from ...ir.graph import Node
+from ...ir.passes.fusion import Group
 from .. import scalar
 from ..names import Code
 from ..plan import Kernel, Ref
 from . import rule
-from .common import TILE, Axis, Pointers, contiguous_strides, emit_copy, label_of
+from .common import TILE, Axis, Pointers, contiguous_strides, emit_copy, key, label_of
 
 
 def split_axes(dims: Sequence[S.Dim], axes: Sequence[int]) -> Optional[Tuple[S.Dim, S.Dim, S.Dim]]:
@@ -30,15 +31,43 @@ REDUCERS = {"sum": "Sum", "mean": "Mean", "prod": "Prod", "max": "Max", "min": "
             "any": "Any", "all": "All"}
 
 
+def lower_reduce_prologue(L, g: Group) -> None:
+    """A reduction over the last axis of a value that the rest of group g computes (fusion's
+    prologue): each row is computed into a buffer of the kernel's thread and reduced there,
+    never stored. On CUDA the value is stored and reduced as usual."""
+    from .elementwise import _loop_parts, lower_elementwise
+    node = g.root
+    x = node.inputs[0]
+    pro = Group(g.members[:-1], [x])
+    if L.target != "cpu":
+        L.storage[key(x)] = L.scratch_for(x)
+        lower_elementwise(L, pro)
+        _reduce(L, node)
+        return
+    ptrs = Pointers()
+    loads, body, stores, _ = _loop_parts(L, pro, list(x.dims), ptrs, rows=True,
+                                         into=(x, Code("buf")))
+    _reduce(L, node, ptrs, {"loads": loads, "body": body, "stores": stores},
+            label=label_of(g.members))
+
+
 @rule("sum", "mean", "prod", "max", "min", "any", "all", "var", "std", "logsumexp", "argmax",
       "argmin")
-def _reduce(L, node: Node):
+def _reduce(L, node: Node, ptrs: Pointers = None, prologue: dict = None, label: str = None):
+    """prologue: the loop body computing a row of the input into `buf` (rows only)."""
     L.include("kcomp/reduce.h")
     name = node.op.name
     x, out = node.inputs[0], node.outputs[0]
     axes = (node.attrs["axis"],) if name in ("argmax", "argmin") else node.attrs["axes"]
-    src = L.ref(x)
     split = split_axes(x.dims, axes)
+    ptrs = ptrs or Pointers()
+    if prologue:
+        O, N, I = split
+        out_ref = L.ref(out)
+        xin, yout = Code("buf"), ptrs.get(out_ref.buf, write=True)
+        _reduce_kernel(L, node, ptrs, xin, yout, out_ref, O, N, I, prologue, label)
+        return
+    src = L.ref(x)
     if split is None:
         # move the reduced axes last with a transpose into scratch, then reduce rows
         perm = [a for a in range(x.ndim) if a not in axes] + list(axes)
@@ -51,15 +80,21 @@ def _reduce(L, node: Node):
         src = tmp
         split = (S.mul(*tdims[:x.ndim - len(axes)]), S.mul(*tdims[x.ndim - len(axes):]), 1)
     O, N, I = split
-    ptrs = Pointers()
     out_ref = L.ref(out)
     xin, yout = ptrs.get(src.buf), ptrs.get(out_ref.buf, write=True)
+    _reduce_kernel(L, node, ptrs, xin, yout, out_ref, O, N, I, None, None)
+
+
+def _reduce_kernel(L, node, ptrs, xin, yout, out_ref, O, N, I, prologue, label) -> None:
+    name = node.op.name
+    x, out = node.inputs[0], node.outputs[0]
     T, TO = x.type.dtype, out.type.dtype
     red = Code(f"kc::red::{REDUCERS.get(name, 'Sum')}<{T.compute}, {TO.compute}>")
     moments = name in ("var", "std")
     f32 = T.name == "float32" and TO.name == "float32" and name not in ("argmax", "argmin")
-    # splitting rows into blocks pays off only when there are fewer rows than threads
-    may_split = not (isinstance(O, int) and O >= 8)
+    # splitting rows into blocks pays off only when there are fewer rows than threads (and
+    # reads the input in place: not with a prologue)
+    may_split = not (isinstance(O, int) and O >= 8) and not prologue
     ctx = {
         "ptrs": ptrs.decls, "x": xin, "y": yout, "y_slot": out_ref.buf.slot, "kind": Code(name),
         "red": red, "T": Code(T.compute), "S": Code(T.ctype), "TO": Code(TO.compute),
@@ -75,8 +110,10 @@ def _reduce(L, node: Node):
         "part_t": Code("kc::red::Moments" if moments else f"{red}::A"),
         "merge": Code("kc::red::merge_moments" if moments else f"{red}::merge"),
         "better": Code("kc::red::better_max" if name == "argmax" else "kc::red::better_min"),
+        "prologue": prologue,
     }
-    L.add(Kernel(L.kernel_name(), "reduce", ctx, label_of([node]), ptrs.reads, ptrs.writes))
+    L.add(Kernel(L.kernel_name(), "reduce", ctx, label or label_of([node]), ptrs.reads,
+                 ptrs.writes))
 
 
 @rule("cumsum", "cumprod")
