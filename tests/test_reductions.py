@@ -217,3 +217,31 @@ def test_reduction_prologues(dtype):
     plan = f.explain().split("kernels:")[1].split("arena")[0]
     fused_kernels = [ln for ln in plan.splitlines() if "[reduce]" in ln and "+" in ln]
     assert len(fused_kernels) >= len(fused), plan
+
+
+def test_generic_reductions_over_every_accumulator_count():
+    """Reductions without a float32 fast path take 1, 8 or 32 accumulators by row length
+    (kc::red::fold): row lengths around both limits, with tails, for integer sums and extremes,
+    boolean any/all, float64 and float32 products."""
+    rng = np.random.default_rng(16)
+    pairs, outs, expect = [], [], []
+    for n in (5, 15, 16, 100, 255, 256, 300, 1000):
+        ai = rng.integers(-1000, 1000, (3, n)).astype(np.int32)
+        ab = rng.random((3, n)) > 0.02
+        ab[0] = True
+        ab[1, -1] = False                                   # the last element decides
+        af = (1 + rng.standard_normal((3, n)) * 0.01).astype(np.float64)
+        xi, xb, xf = (K.placeholder((3, n), dtype=d) for d in ("int32", "bool", "float64"))
+        pairs += [(xi, ai), (xb, ab), (xf, af)]
+        outs += [K.sum(xi, 1), K.max(xi, 1), K.all(xb, 1), K.any(K.equal(xb, False), 1),
+                 K.prod(xf, 1), K.prod(K.cast(xf, "float32"), 1)]
+        expect += [ai.sum(1, dtype=np.int64).astype(np.int32), ai.max(1), ab.all(1),
+                   (~ab).any(1), af.prod(1), af.astype(np.float32).astype(np.float64).prod(1)]
+    got, want, _ = run(pairs, outs)
+    for t, g, w, e in zip(outs, got, want, expect):
+        assert_same(g, w, t.name)
+        if g.dtype.kind == "f":
+            np.testing.assert_allclose(g, e, rtol=1e-6 if g.dtype == np.float32 else 1e-13,
+                                       err_msg=t.name)
+        else:
+            np.testing.assert_array_equal(g, e, err_msg=t.name)
