@@ -334,3 +334,25 @@ def test_an_update_used_as_a_value_assigns():
     f([])
     f([])
     np.testing.assert_array_equal(K.get_value(v), np.full((2, 2), 2))
+
+
+def test_large_outputs_reuse_recent_blocks():
+    """Outputs of 1 MiB or more come from a pool of recycled blocks that keeps the most recently
+    returned ones: after many functions have filled it with other sizes, a function called
+    again gets its own block back instead of fresh pages to fault in."""
+    fs = []
+    for i in range(12):  # more sizes than the pool keeps
+        x = K.placeholder((1024 + 64 * i, 300))
+        fs.append((K.function([x], [x * 2.0]), np.ones((1024 + 64 * i, 300), np.float32)))
+    big = K.placeholder((1024, 1024))
+    g = K.function([big], [K.relu(big)])
+    a = np.full((1024, 1024), -1.0, np.float32)
+    for f, v in fs:
+        f([v])
+    out = g([a])[0]
+    at = out.ctypes.data
+    del out
+    blocker = np.ones(1 << 20, np.float32)  # would take the block, had the pool freed it
+    out = g([a])[0]
+    assert out.ctypes.data == at and np.all(out == 0)
+    del blocker
