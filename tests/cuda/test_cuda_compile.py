@@ -48,7 +48,8 @@ def corpus():
                     K.softmax(a), K.sum(a, 1), K.max(a, 0), K.var(a, 1), K.logsumexp(a, 0),
                     K.argmax(a, 1), K.cumsum(a, 0), K.cumprod(a, 1), K.dot(a, K.transpose(a)),
                     K.relu(K.dot(a, K.transpose(a)) + 1.0), K.mean(a, 1), K.prod(a, 0),
-                    K.std(a, 0), K.argmin(a, 0), K.min(a, 1)]
+                    K.std(a, 0), K.argmin(a, 0), K.min(a, 1),
+                    K.sum(K.square(a - b), 1)]  # a reduction prologue (stored on CUDA)
         else:
             outs = [a * b + a // b - a % b, K.sum(a, 1), K.max(a, 0), K.argmax(a, 1),
                     K.dot(a, K.transpose(a)), K.cumsum(a, 1)]
