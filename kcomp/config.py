@@ -39,7 +39,15 @@ def cache_dir() -> str:
     return os.path.join(base, "kcomp")
 
 
+# os.environ's own dict of encoded names and values (POSIX CPython): every function call asks
+# for KCOMP_MODE, and os.environ.get costs about 0.5 us, a third of a small function's call
+_ENVIRON_DATA = getattr(os.environ, "_data", None) if os.name == "posix" else None
+
+
 def debug_mode() -> bool:
+    if _ENVIRON_DATA is not None:
+        mode = _ENVIRON_DATA.get(b"KCOMP_MODE")
+        return mode is not None and mode.lower() == b"debug"
     return os.environ.get("KCOMP_MODE", "").lower() == "debug"
 
 

@@ -6,6 +6,7 @@ reference and names the first node whose native result differs.
 """
 from __future__ import annotations
 
+import sys
 from typing import List, Optional, Sequence
 
 import numpy as np
@@ -58,6 +59,8 @@ class Function:
         self._compiled, prepared, self._compile_info = compile_graph(self.graph, self.name,
                                                                      device)
         self.device = self._compiled.device
+        self._rank0 = [i for i, t in enumerate(outputs[:len(outputs) - len(self._trims)])
+                       if t.ndim == 0]
         self._bind(self._compiled, variables_of(prepared), device_outputs)
         self._debug: Optional[Compiled] = None
 
@@ -74,7 +77,7 @@ class Function:
         elif not isinstance(inputs, (list, tuple)):
             inputs = [inputs]
         # scipy.sparse matrices (fed to sparse placeholders) become dense arrays at the boundary
-        if any(hasattr(v, "tocoo") for v in inputs):
+        if "scipy.sparse" in sys.modules and any(hasattr(v, "tocoo") for v in inputs):
             inputs = [v.toarray() if hasattr(v, "tocoo") else v for v in inputs]
         if config.debug_mode():
             self._check_against_reference(inputs)
@@ -88,7 +91,9 @@ class Function:
             del outs[len(outs) - len(self._trims):]
         # a rank-0 result is a numpy scalar, as TensorFlow's session returns it (Keras rounds
         # and formats metric values)
-        outs = [o[()] if isinstance(o, np.ndarray) and o.ndim == 0 else o for o in outs]
+        for i in self._rank0:
+            if isinstance(outs[i], np.ndarray):
+                outs[i] = outs[i][()]
         return outs[0] if self.single else outs
 
     # ---- introspection ----------------------------------------------------------------------
