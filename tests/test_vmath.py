@@ -40,3 +40,21 @@ def test_tanh_sigmoid_exp_accuracy(march, monkeypatch):
     assert np.isnan(got[0][-9]) and np.isnan(got[1][-9])
     neg0 = sweep.size + 1
     assert got[0][neg0] == 0 and np.signbit(got[0][neg0])  # tanh(-0) = -0
+
+
+@pytest.mark.parametrize("march", ["native", "x86-64"])
+def test_expm1_accuracy_through_elu(march, monkeypatch):
+    """elu's expm1 (a Taylor polynomial below 0.5 in magnitude, exp(x) - 1 beyond): within 2
+    ulp of float64 over a dense sweep of the negative axis, -0 kept, -inf to -1."""
+    monkeypatch.setenv("KCOMP_MARCH", march)
+    a = np.concatenate([-np.geomspace(1e-30, 100, 50001), np.linspace(-1, 0, 100001),
+                        [-0.0, -np.inf, np.nan, -0.5, -0.49999997]]).astype(np.float32)
+    x = K.placeholder((a.size,))
+    got, want, _ = run([(x, a)], [K.elu(x)])
+    assert_same(got[0], want[0], "elu")
+    ref = np.expm1(a.astype(np.float64))
+    finite = np.isfinite(ref)
+    u = _ulps(got[0][finite], ref[finite])
+    assert u.max() <= 2, f"expm1: {u.max()} ulp at {a[finite][u.argmax()]}"
+    assert got[0][-5] == 0 and np.signbit(got[0][-5]) and got[0][-4] == -1
+    assert np.isnan(got[0][-3])
