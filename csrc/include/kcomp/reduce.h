@@ -236,67 +236,46 @@ KC_INLINE double sum_f32(const float *KC_RESTRICT x, int64_t n) {
   return tot[0] + tail;
 }
 
-/* max (MIN: min) of x[0:n); NaN when any element is NaN, as numpy */
-template <bool MIN> KC_INLINE float extreme_f32(const float *KC_RESTRICT x, int64_t n) {
-  if (n < 4 * L) {  // a short row: fewer lanes, as in sum_f32
-    constexpr int S = 32;
-    float r = MIN ? __builtin_inff() : -__builtin_inff();
-    int32_t any = 0;
-    int64_t i = 0;
-    if (n >= S) {
-      float m[S];
-      int32_t nan[S];
-      for (int j = 0; j < S; ++j) {
-        m[j] = r;
-        nan[j] = 0;
-      }
-      for (; i + S <= n; i += S)
-        for (int j = 0; j < S; ++j) {
-          const float v = x[i + j];
-          m[j] = (MIN ? v < m[j] : v > m[j]) ? v : m[j];
-          nan[j] |= v != v;
-        }
-      for (int w = S / 2; w >= 1; w /= 2)
-        for (int j = 0; j < w; ++j) {
-          m[j] = (MIN ? m[j + w] < m[j] : m[j + w] > m[j]) ? m[j + w] : m[j];
-          nan[j] |= nan[j + w];
-        }
-      r = m[0];
-      any = nan[0];
-    }
-    for (; i < n; ++i) {
-      r = (MIN ? x[i] < r : x[i] > r) ? x[i] : r;
-      any |= x[i] != x[i];
-    }
-    return any ? __builtin_nanf("") : r;
-  }
-  float m[L];
-  int32_t nan[L];
-  for (int j = 0; j < L; ++j) {
-    m[j] = MIN ? __builtin_inff() : -__builtin_inff();
-    nan[j] = 0;
-  }
+/* max (MIN: min) of x[0:n) in W lanes (AHEAD: asking for the stream STREAM_AHEAD ahead); NaN
+ * when any element is NaN, as numpy */
+template <bool MIN, int W, bool AHEAD>
+KC_INLINE float extreme_lanes(const float *KC_RESTRICT x, int64_t n) {
+  float r = MIN ? __builtin_inff() : -__builtin_inff();
+  int32_t any = 0;
   int64_t i = 0;
-  for (; i + L <= n; i += L) {
-    for (int j = 0; j < L; j += 16) __builtin_prefetch(x + i + STREAM_AHEAD + j);
-    for (int j = 0; j < L; ++j) {
-      const float v = x[i + j];
-      m[j] = (MIN ? v < m[j] : v > m[j]) ? v : m[j];
-      nan[j] |= v != v;
+  if (n >= W) {
+    float m[W];
+    int32_t nan[W];
+    for (int j = 0; j < W; ++j) {
+      m[j] = r;
+      nan[j] = 0;
     }
+    for (; i + W <= n; i += W) {
+      if (AHEAD)
+        for (int j = 0; j < W; j += 16) __builtin_prefetch(x + i + STREAM_AHEAD + j);
+      for (int j = 0; j < W; ++j) {
+        const float v = x[i + j];
+        m[j] = (MIN ? v < m[j] : v > m[j]) ? v : m[j];
+        nan[j] |= v != v;
+      }
+    }
+    for (int w = W / 2; w >= 1; w /= 2)
+      for (int j = 0; j < w; ++j) {
+        m[j] = (MIN ? m[j + w] < m[j] : m[j + w] > m[j]) ? m[j + w] : m[j];
+        nan[j] |= nan[j + w];
+      }
+    r = m[0];
+    any = nan[0];
   }
-  for (int w = L / 2; w >= 1; w /= 2)
-    for (int j = 0; j < w; ++j) {
-      m[j] = (MIN ? m[j + w] < m[j] : m[j + w] > m[j]) ? m[j + w] : m[j];
-      nan[j] |= nan[j + w];
-    }
-  float r = m[0];
-  int32_t any = nan[0];
   for (; i < n; ++i) {
     r = (MIN ? x[i] < r : x[i] > r) ? x[i] : r;
     any |= x[i] != x[i];
   }
   return any ? __builtin_nanf("") : r;
+}
+/* a short row in fewer lanes, as in sum_f32 */
+template <bool MIN> KC_INLINE float extreme_f32(const float *KC_RESTRICT x, int64_t n) {
+  return n < 4 * L ? extreme_lanes<MIN, 32, false>(x, n) : extreme_lanes<MIN, L, true>(x, n);
 }
 
 /* The index of a float32 row's first maximum (MIN: minimum): V vectors of 16 lanes (4, or 1
