@@ -4,7 +4,7 @@ middle axes; one long row), layout copies, products of odd shapes and batches of
 matrices, convolutions and pooling, losses. It looks for pathologies, not for peak numbers:
 each row is kcomp's best time against the best of the others, measured in the same process.
 
-    python bench/sweep.py                  # about 10 minutes; prints a markdown table
+    python bench/sweep.py                  # about 3 minutes; prints a markdown table
     python bench/sweep.py argmax softmax   # only the cases whose name contains a word
     python bench/sweep.py --out bench/out/sweep.md
 
@@ -43,31 +43,35 @@ def _nhwc(f):
     return lambda x, *w: f(x.permute(0, 3, 1, 2), *w).permute(0, 2, 3, 1).contiguous()
 
 
+def _reduction(op, shape, ax):
+    """One reduction case: (name, inputs, kcomp fn, torch fn or None, numpy fn or None)."""
+    tax = ax if isinstance(ax, int) else tuple(ax)
+    k = {"softmax": lambda x: K.softmax(x, axis=ax),
+         "any": lambda x: K.any(K.greater(x, 2.5), axis=ax)}.get(
+        op, lambda x: getattr(K, op)(x, axis=ax))
+    one = isinstance(ax, int)  # PyTorch's prod, argmax, cumsum, any take one axis
+    t = {"sum": lambda x: x.sum(tax), "mean": lambda x: x.mean(tax),
+         "max": lambda x: x.amax(tax), "var": lambda x: x.var(tax, unbiased=False),
+         "logsumexp": lambda x: torch.logsumexp(x, tax), "softmax": lambda x: x.softmax(ax),
+         "prod": lambda x: x.prod(ax), "argmax": lambda x: torch.argmax(x, ax),
+         "cumsum": lambda x: x.cumsum(ax), "any": lambda x: (x > 2.5).any(ax)}[op]
+    if not one and op in ("prod", "any"):
+        t = None
+    n = {"softmax": None, "logsumexp": None, "any": lambda x: np.any(x > 2.5, axis=ax)}.get(
+        op, lambda x: getattr(np, op)(x, axis=ax))
+    return f"{op} {shape} axis {ax}", [_r(*shape)], k, t, n
+
+
 def cases():
     """(name, input arrays, kcomp fn, torch fn or None, numpy fn or None)"""
     out = []
     for shape, ax in [((1000, 37), 1), ((1000, 37), 0), ((37, 100000), 1), ((100000, 37), 0),
                       ((64, 1000, 33), 1), ((64, 1000, 33), (0, 2)), ((256, 256, 64), 2),
                       ((3, 5000, 300), 0), ((5000, 3), 1), ((1 << 22,), 0), ((2, 3, 4), 1)]:
-        tax = ax if isinstance(ax, int) else tuple(ax)
         for op in ("sum", "mean", "max", "prod", "var", "logsumexp", "argmax", "softmax",
                    "cumsum", "any"):
-            if op in ("argmax", "softmax", "cumsum") and not isinstance(ax, int):
-                continue
-            k = {"softmax": lambda x, a=ax: K.softmax(x, axis=a),
-                 "any": lambda x, a=ax: K.any(K.greater(x, 2.5), axis=a)}.get(
-                op, lambda x, o=op, a=ax: getattr(K, o)(x, axis=a))
-            t = {"sum": lambda x: x.sum(tax), "mean": lambda x: x.mean(tax),
-                 "max": lambda x: x.amax(tax), "var": lambda x: x.var(tax, unbiased=False),
-                 "logsumexp": lambda x: torch.logsumexp(x, tax),
-                 "prod": lambda x: x.prod(ax) if isinstance(ax, int) else None,
-                 "argmax": lambda x: torch.argmax(x, ax), "softmax": lambda x: x.softmax(ax),
-                 "cumsum": lambda x: x.cumsum(ax),
-                 "any": lambda x: (x > 2.5).any(ax) if isinstance(ax, int) else None}[op]
-            n = {"softmax": None, "logsumexp": None,
-                 "any": lambda x: np.any(x > 2.5, axis=ax)}.get(
-                op, lambda x, o=op: getattr(np, o)(x, axis=ax))
-            out.append((f"{op} {shape} axis {ax}", [_r(*shape)], k, t, n))
+            if isinstance(ax, int) or op not in ("argmax", "softmax", "cumsum"):
+                out.append(_reduction(op, shape, ax))
     mat = _r(2048, 2048)
     out += [
         ("transpose (2048,2048)", [mat], K.transpose, lambda a: a.t().contiguous(),
