@@ -713,9 +713,7 @@ template <class T>
 bool gemm_narrow(const kc_gemm_args &g, const Epi &epi) {
   T *bt = static_cast<T *>(tl_n.get(sizeof(T) * g.n * g.k));
   if (!bt) return false;
-  const T *b = static_cast<const T *>(g.b);
-  for (int64_t p = 0; p < g.k; ++p)
-    for (int64_t j = 0; j < g.n; ++j) bt[j * g.k + p] = b[p * g.ldb + j];
+  kc::transpose_block(static_cast<const T *>(g.b), g.ldb, bt, g.k, g.k, g.n);
   kc_gemm_args gt = g;
   gt.b = bt;
   gt.trans_b = 1;

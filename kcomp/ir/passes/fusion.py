@@ -26,6 +26,13 @@ from typing import Dict, List, Set
 from ..graph import Graph, Node, Tensor, consumers
 
 
+# ops lowered by the reduction rule (kcomp/lowering/rules/reduce.py); rows of at most
+# PROLOGUE_MAX elements take a prologue (they are computed into a buffer that stays in L1)
+REDUCTIONS = {"sum", "mean", "prod", "max", "min", "any", "all", "var", "std", "logsumexp",
+              "argmax", "argmin"}
+PROLOGUE_MAX = 8192
+
+
 @dataclass
 class Group:
     members: List[Node]                                   # in topological order
@@ -43,6 +50,11 @@ class Group:
     def gemm(self):
         """The matrix product whose epilogue this group is, or None."""
         return next((m for m in self.members if m.op.name == "dot"), None)
+
+    @property
+    def prologue(self) -> bool:
+        """Whether this group is a reduction with the elementwise group it reduces."""
+        return self.root.op.name in REDUCTIONS and len(self.members) > 1
 
 
 def fuse(graph: Graph, materialize: Set[int] = frozenset()) -> List[Group]:
@@ -168,13 +180,6 @@ def fuse(graph: Graph, materialize: Set[int] = frozenset()) -> List[Group]:
                     g.stored.append(t)
         groups[gid] = g
     return _schedule(groups, group_of, folded, pos)
-
-
-# ops lowered by the reduction rule (kcomp/lowering/rules/reduce.py); rows of at most
-# PROLOGUE_MAX elements take a prologue (they are computed into a buffer that stays in L1)
-REDUCTIONS = {"sum", "mean", "prod", "max", "min", "any", "all", "var", "std", "logsumexp",
-              "argmax", "argmin"}
-PROLOGUE_MAX = 8192
 
 
 def _prologue_of(n: Node, group_of, members, users, roots, materialize) -> bool:

@@ -29,7 +29,7 @@ def lower_group(L, g: Group) -> None:
         lower_elementwise(L, g)
         return
     name = g.root.op.name
-    if len(g.members) > 1:  # a reduction with its prologue (kcomp/ir/passes/fusion.py)
+    if g.prologue:
         from .reduce import lower_reduce_prologue
         lower_reduce_prologue(L, g)
         return

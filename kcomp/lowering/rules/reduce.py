@@ -5,7 +5,7 @@ from typing import Optional, Sequence, Tuple
 
 from ...ir import shapes as S
 from ...ir.graph import Node
-from ...ir.passes.fusion import Group
+from ...ir.passes.fusion import REDUCTIONS, Group
 from .. import scalar
 from ..names import Code
 from ..plan import Kernel, Ref
@@ -51,8 +51,7 @@ def lower_reduce_prologue(L, g: Group) -> None:
             label=label_of(g.members))
 
 
-@rule("sum", "mean", "prod", "max", "min", "any", "all", "var", "std", "logsumexp", "argmax",
-      "argmin")
+@rule(*sorted(REDUCTIONS))
 def _reduce(L, node: Node, ptrs: Pointers = None, prologue: dict = None, label: str = None):
     """prologue: the loop body computing a row of the input into `buf` (rows only)."""
     L.include("kcomp/reduce.h")
@@ -61,33 +60,26 @@ def _reduce(L, node: Node, ptrs: Pointers = None, prologue: dict = None, label: 
     axes = (node.attrs["axis"],) if name in ("argmax", "argmin") else node.attrs["axes"]
     split = split_axes(x.dims, axes)
     ptrs = ptrs or Pointers()
-    if prologue:
-        O, N, I = split
-        out_ref = L.ref(out)
-        xin, yout = Code("buf"), ptrs.get(out_ref.buf, write=True)
-        _reduce_kernel(L, node, ptrs, xin, yout, out_ref, O, N, I, prologue, label)
-        return
-    src = L.ref(x)
-    if split is None:
-        # move the reduced axes last with a transpose into scratch, then reduce rows
-        perm = [a for a in range(x.ndim) if a not in axes] + list(axes)
-        tdims = tuple(x.dims[p] for p in perm)
-        tmp = Ref(L.buffer(x.type.dtype, tdims, "scratch"), tdims)
-        own = contiguous_strides(x.dims)
-        dst = contiguous_strides(tdims)
-        emit_copy(L, src, tmp, [Axis(tdims[a], ("lin", own[perm[a]]), ("lin", dst[a]))
-                                for a in range(x.ndim)], label=f"{name}: move reduced axes last")
-        src = tmp
-        split = (S.mul(*tdims[:x.ndim - len(axes)]), S.mul(*tdims[x.ndim - len(axes):]), 1)
+    if prologue:  # rows of the prologue's buffer
+        xin = Code("buf")
+    else:
+        src = L.ref(x)
+        if split is None:
+            # move the reduced axes last with a transpose into scratch, then reduce rows
+            perm = [a for a in range(x.ndim) if a not in axes] + list(axes)
+            tdims = tuple(x.dims[p] for p in perm)
+            tmp = Ref(L.buffer(x.type.dtype, tdims, "scratch"), tdims)
+            own = contiguous_strides(x.dims)
+            dst = contiguous_strides(tdims)
+            emit_copy(L, src, tmp, [Axis(tdims[a], ("lin", own[perm[a]]), ("lin", dst[a]))
+                                    for a in range(x.ndim)],
+                      label=f"{name}: move reduced axes last")
+            src = tmp
+            split = (S.mul(*tdims[:x.ndim - len(axes)]), S.mul(*tdims[x.ndim - len(axes):]), 1)
+        xin = ptrs.get(src.buf)
     O, N, I = split
     out_ref = L.ref(out)
-    xin, yout = ptrs.get(src.buf), ptrs.get(out_ref.buf, write=True)
-    _reduce_kernel(L, node, ptrs, xin, yout, out_ref, O, N, I, None, None)
-
-
-def _reduce_kernel(L, node, ptrs, xin, yout, out_ref, O, N, I, prologue, label) -> None:
-    name = node.op.name
-    x, out = node.inputs[0], node.outputs[0]
+    yout = ptrs.get(out_ref.buf, write=True)
     T, TO = x.type.dtype, out.type.dtype
     red = Code(f"kc::red::{REDUCERS.get(name, 'Sum')}<{T.compute}, {TO.compute}>")
     moments = name in ("var", "std")
