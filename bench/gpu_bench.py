@@ -71,7 +71,8 @@ def bench_functions(torch, rows) -> None:
     m = K.placeholder((None, 16384))
     fns = {"sum -1": (K.sum(m, axis=-1), lambda a: a.sum(-1)),
            "sum 0": (K.sum(m, axis=0), lambda a: a.sum(0)),
-           "softmax -1": (K.softmax(m, axis=-1), lambda a: torch.softmax(a, -1))}
+           "softmax -1": (K.softmax(m, axis=-1), lambda a: torch.softmax(a, -1)),
+           "softmax 0": (K.softmax(m, axis=0), lambda a: torch.softmax(a, 0))}
     a = torch.randn(16384, 16384, device="cuda")
     for name, (out, ref) in fns.items():
         g = K.function([m], [out], device="cuda", device_outputs=True)
@@ -85,7 +86,29 @@ def bench_functions(torch, rows) -> None:
         nbytes = a.numel() * 4 + res.numel() * 4
         rows.append({"workload": f"{name} of (16384,16384) (K.function)", "kcomp_ms": kc,
                      "peer": "torch", "peer_ms": peer, "bytes": nbytes})
+    # per-call overhead: a tiny function's host time per call, launches included
+    s = torch.randn(16, device="cuda")
+    tiny = K.function([x], [x + 1.0], device="cuda", device_outputs=True)
+    rows.append({"workload": "x + 1 on 16 floats, per call (K.function, host time)",
+                 "kcomp_ms": host_ms_per_call(torch, lambda: tiny([s])), "peer": "torch eager",
+                 "peer_ms": host_ms_per_call(torch, lambda: s + 1.0)})
     bench_lstm_function(torch, rows)
+
+
+def host_ms_per_call(torch, fn, calls=2000, rounds=5) -> float:
+    """Median over rounds of the host time per call of `calls` back-to-back calls (then a sync)."""
+    import statistics
+    for _ in range(50):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        torch.cuda.synchronize()
+        times.append((time.perf_counter() - t) / calls * 1e3)
+    return statistics.median(times)
 
 
 def bench_lstm_function(torch, rows) -> None:

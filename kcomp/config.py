@@ -26,7 +26,8 @@ VARIABLES = {
     "KCOMP_CUDA_TF32": "1 lets float32 matrix products on the GPU use TF32 tensor cores "
                        "(relative error near 3e-4; default off: float32 accuracy)",
     "KCOMP_CUDA_REDUCE_CLUSTER": "0 turns off the GPU reductions' thread-block clusters "
-                                 "(sm_90: a long row split over several blocks)",
+                                 "(sm_90: a long row split over several blocks, a column "
+                                 "softmax's columns held on chip)",
 }
 
 

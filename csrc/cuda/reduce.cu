@@ -19,7 +19,8 @@
 // (TwoSum), VAR/STD per-batch two-pass moments merged with Chan's formula, LOGSUMEXP an online
 // (max, scaled sum) pair, ARG* (value, first index) with NaN as the extreme. MIN/ARGMIN are
 // MAX/ARGMAX of -x. Softmax: rows that fit (n <= 16384) stay in registers (one read, one write);
-// longer rows and columns read twice (online max/sum, then y) and write once.
+// columns of up to 8192 rows (sm_90, aligned) stay in a cluster's shared memory (the same);
+// longer rows and other columns read twice (online max/sum, then y) and write once.
 //
 // n == 0: SUM 0, PROD 1, MEAN/VAR/STD NaN, LOGSUMEXP -inf; MAX/MIN/ARG* are refused (KC_EINVAL).
 // Softmax may run in place (y == x): each element is read, after every read of the statistics
@@ -799,6 +800,116 @@ __global__ void __launch_bounds__(128) cols_kernel(const ColsParams p) {
   }
 }
 
+// ---- column softmax with the columns held on chip (sm_90) ----------------------------------
+// cols_kernel reads x twice (statistics, then y). Here a cluster of C blocks holds a stripe of
+// kResW columns for all n rows in shared memory, R = ceil(n / C) rows per block, so x is read once:
+// each thread's (max, sum) over its rows from shared memory, merged over the block, then over
+// the cluster through distributed shared memory in rank order (every block gets the same bits),
+// then y written from shared memory. Needs inner % 4 == 0 and x, y 16-byte aligned.
+constexpr int kResW = 32;  // columns a stripe: 128-byte row segments (16 measured slower)
+constexpr int kResThreads = 256;
+
+struct ResParams {
+  const float *x;
+  float *y;
+  int64_t n, inner, stripes;  // stripes of kResW columns per outer index
+  int R;                      // rows per block
+  int lg;                     // log_softmax
+};
+
+__host__ __device__ constexpr size_t res_smem(int R) {
+  return (size_t)R * kResW * sizeof(float) + (kResThreads / 32 + 2) * kResW * sizeof(LseOp::S);
+}
+
+__device__ __forceinline__ void cp_async16(void *dst, const void *src) {
+  const unsigned d = (unsigned)__cvta_generic_to_shared(dst);
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(d), "l"(src) : "memory");
+}
+
+// kResW / 4 threads a row (a float4 each), kResThreads * 4 / kResW rows a step.
+__global__ void __launch_bounds__(kResThreads) softmax_cols_resident(const ResParams p) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  using S = LseOp::S;
+  constexpr int W = kResW, Q = W / 4, STEP = kResThreads / Q;
+  extern __shared__ __align__(16) unsigned char smraw[];
+  float4 *tile = reinterpret_cast<float4 *>(smraw);                  // [R][Q]
+  S *warp_part = reinterpret_cast<S *>(tile + (size_t)p.R * Q);       // [warps][W]
+  S *part = warp_part + (kResThreads / 32) * W;                      // [W]: this block's
+  S *total = part + W;                                               // [W]: the cluster's
+  cg::cluster_group cl = cg::this_cluster();
+  const int C = (int)cl.num_blocks(), rank = (int)cl.block_rank();
+  const int t = threadIdx.x, q = t % Q, rr = t / Q;
+  const int64_t item = blockIdx.x / C;
+  const int64_t o = item / p.stripes;
+  const int64_t j0 = (item - o * p.stripes) * W + 4 * q;
+  const bool live = j0 < p.inner;  // inner % 4 == 0: a quad is all in or all out
+  const int64_t r0 = (int64_t)rank * p.R;
+  const int rows = (int)(p.n - r0 < p.R ? (p.n - r0 > 0 ? p.n - r0 : 0) : p.R);
+  const int64_t off = o * p.n * p.inner + r0 * p.inner + j0;
+  if (live)
+    for (int r = rr; r < rows; r += STEP)
+      cp_async16(&tile[(size_t)r * Q + q], p.x + off + (int64_t)r * p.inner);
+  asm volatile("cp.async.wait_all;" ::: "memory");  // (a thread reads only what it copied)
+  // each thread's (max, sum) of its rows, per column: the max first, so one exp per element
+  float m[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY}, sum[4] = {0.f, 0.f, 0.f, 0.f};
+  for (int r = rr; r < rows; r += STEP) {
+    const float4 v = tile[(size_t)r * Q + q];
+    m[0] = fmaxf(m[0], v.x), m[1] = fmaxf(m[1], v.y), m[2] = fmaxf(m[2], v.z), m[3] = fmaxf(m[3], v.w);
+  }
+  for (int r = rr; r < rows; r += STEP) {
+    const float4 v = tile[(size_t)r * Q + q];
+    sum[0] += LseOp::ex(v.x, m[0]), sum[1] += LseOp::ex(v.y, m[1]);
+    sum[2] += LseOp::ex(v.z, m[2]), sum[3] += LseOp::ex(v.w, m[3]);
+  }
+  S st[4];
+#pragma unroll
+  for (int l = 0; l < 4; ++l) {
+    st[l] = {m[l], sum[l]};
+    for (int sh = Q; sh < 32; sh <<= 1) st[l] = LseOp::merge(st[l], LseOp::shfl(st[l], sh));
+  }
+  const int lane = t & 31, warp = t >> 5;
+  if (lane < Q) {
+#pragma unroll
+    for (int l = 0; l < 4; ++l) warp_part[warp * W + 4 * lane + l] = st[l];
+  }
+  __syncthreads();
+  if (t < W) {
+    S b = LseOp::init();
+    for (int w = 0; w < kResThreads / 32; ++w) b = LseOp::merge(b, warp_part[w * W + t]);
+    part[t] = b;
+  }
+  cl.sync();  // every block's part is written
+  if (t < W) {
+    S c = LseOp::init();
+    for (int r = 0; r < C; ++r) c = LseOp::merge(c, cl.map_shared_rank(part, r)[t]);
+    total[t] = c;
+  }
+  // this block is done reading the others' shared memory; it waits for them before leaving
+  asm volatile("barrier.cluster.arrive.release.aligned;" ::: "memory");
+  __syncthreads();
+  float mm[4], ls[4], inv[4];
+#pragma unroll
+  for (int l = 0; l < 4; ++l) {
+    const S c = total[4 * q + l];
+    mm[l] = c.m;
+    ls[l] = logf(c.s);
+    inv[l] = 1.f / c.s;
+  }
+  const bool lg = p.lg;
+  if (live)
+    for (int r = rr; r < rows; r += STEP) {
+      const float4 v = tile[(size_t)r * Q + q];
+      float4 y;
+      y.x = softmax_value(v.x, mm[0], ls[0], inv[0], lg);
+      y.y = softmax_value(v.y, mm[1], ls[1], inv[1], lg);
+      y.z = softmax_value(v.z, mm[2], ls[2], inv[2], lg);
+      y.w = softmax_value(v.w, mm[3], ls[3], inv[3], lg);
+      *reinterpret_cast<float4 *>(p.y + off + (int64_t)r * p.inner) = y;
+    }
+  asm volatile("barrier.cluster.wait.acquire.aligned;" ::: "memory");
+#endif
+}
+
 // ---- host side -----------------------------------------------------------------------------
 
 struct DevInfo {
@@ -993,6 +1104,50 @@ int32_t launch_cols(const float *x, void *y, int64_t outer, int64_t n, int64_t i
   return kcc::check_launch(name);
 }
 
+// softmax_cols_resident where it applies: sm_90 clusters, aligned float4 quads, n >= 2048, and
+// a cluster of up to 16 blocks that holds a stripe's n rows in at most 64 KB a block (three
+// blocks an SM). With more rows a block (one or two blocks an SM, each loading, waiting on its
+// cluster, then storing) it was slower than the streamed kernel on an H100: (16384, 16384) 1.54
+// against 1.19 ms; (1, 4096, 65536) 1.00 against 1.19 ms (bench/gpu_softmax_cols.py). Returns
+// false when it does not apply or the device refuses the cluster.
+bool launch_resident(const float *x, float *y, int64_t outer, int64_t n, int64_t inner, bool lg,
+                     const DevInfo &d, cudaStream_t stream, int32_t &status) {
+  if (!clusters_allowed(d) || n < 2048 || inner % 4 != 0 ||
+      ((reinterpret_cast<uintptr_t>(x) | reinterpret_cast<uintptr_t>(y)) & 15u) != 0)
+    return false;
+  constexpr int64_t kRows = 65536 / (kResW * 4);
+  static std::atomic<int> limit_cache{0};
+  static const bool smem_ok =
+      cudaFuncSetAttribute(softmax_cols_resident, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                           (int)res_smem((int)kRows)) == cudaSuccess;
+  if (!smem_ok) {
+    (void)cudaGetLastError();
+    return false;
+  }
+  const int limit =
+      cluster_limit(softmax_cols_resident, kResThreads, res_smem((int)kRows), limit_cache);
+  int C = 2;
+  while (C < limit && kcc::ceil_div(n, C) > kRows) C *= 2;
+  ResParams p;
+  p.x = x;
+  p.y = y;
+  p.n = n;
+  p.inner = inner;
+  p.stripes = kcc::ceil_div(inner, kResW);
+  const int64_t R = kcc::ceil_div(n, C), blocks = outer * p.stripes * C;
+  if (R > kRows || blocks > INT32_MAX) return false;
+  p.R = (int)R;
+  p.lg = lg;
+  const cudaError_t e = launch(softmax_cols_resident, dim3((unsigned)blocks), dim3(kResThreads),
+                               res_smem(p.R), stream, C, p);
+  if (e != cudaSuccess) {  // refused (no room for such a cluster): the streamed kernel
+    (void)cudaGetLastError();
+    return false;
+  }
+  status = kcc::check_launch("kc_cuda_softmax softmax_cols_resident");
+  return true;
+}
+
 template <class Op>
 int32_t launch_reduce(const kc_cuda_reduce_args &a, const Fin &fin, const DevInfo &d,
                       cudaStream_t stream) {
@@ -1081,6 +1236,8 @@ extern "C" KC_EXPORT int32_t kc_cuda_softmax(const kc_cuda_softmax_args *args, v
   const int mode = a.log ? kLogSoftmax : kSoftmax;
   const Fin fin{KC_RED_LOGSUMEXP, a.n, 1.f};
   if (a.inner > 1) {
+    int32_t status = KC_OK;
+    if (launch_resident(a.x, a.y, a.outer, a.n, a.inner, a.log, d, s, status)) return status;
     const int yvec = (reinterpret_cast<uintptr_t>(a.y) & 15u) == 0;
     return launch_cols<LseOp, true>(a.x, a.y, a.outer, a.n, a.inner, mode, yvec, fin, d, s,
                               "kc_cuda_softmax cols_kernel");

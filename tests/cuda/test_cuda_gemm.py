@@ -229,6 +229,17 @@ def test_many_tiny_matrices(path):
     run_gemm(path, 2, 3, 4, batch=70000, use_bias=True, act=RELU, seed=70)
 
 
+@pytest.mark.parametrize("path", ALL_PATHS)
+def test_tiny_batches_copy_runs(path):
+    # gemm_tiny: items back to back copied as one run of 16-byte chunks, a partial last group,
+    # runs whose size or alignment rules chunks out (element copies), transposed operands
+    run_gemm(path, 16, 16, 16, batch=4099, seed=90)
+    run_gemm(path, 5, 6, 8, batch=1001, use_bias=True, act=TANH, seed=91)
+    run_gemm(path, 5, 6, 7, batch=1001, seed=92)
+    run_gemm(path, 16, 16, 16, batch=600, offset=1, seed=93)
+    run_gemm(path, 8, 12, 4, batch=700, ta=True, tb=True, seed=94)
+
+
 def test_small_batched_float32():
     run_gemm("f32", 64, 64, 64, batch=256, seed=80)
     run_gemm("f32", 16, 16, 16, batch=4096, seed=81)

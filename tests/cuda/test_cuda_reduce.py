@@ -285,7 +285,11 @@ def _softmax_ref(x3, log):
 SOFTMAX_SHAPES = [(1, 1, 1), (7, 3, 1), (1000, 10, 1), (333, 8, 1), (50, 64, 1), (5, 129, 1),
                   (3, 4097, 1),
                   (2, 16384, 1), (3, 16387, 1), (2, 40000, 1), (1, 300007, 1), (5, 7, 33),
-                  (2, 1025, 129), (4, 3, 2), (1, 2000, 64), (3, 1, 100)]
+                  (2, 1025, 129), (4, 3, 2), (1, 2000, 64), (3, 1, 100),
+                  # columns held on chip by a cluster (sm_90): 4 to 16 blocks, partial stripes;
+                  # then too many rows for it (streamed)
+                  (2, 2048, 20), (3, 2049, 36), (1, 5000, 64), (1, 8192, 100), (2, 16384, 4),
+                  (1, 40000, 8)]
 
 
 @pytest.mark.parametrize("log", [0, 1], ids=["softmax", "log_softmax"])
@@ -308,7 +312,7 @@ def test_softmax(shape, log):
             break
 
 
-@pytest.mark.parametrize("shape", [(3, 100, 1), (2, 20000, 1), (2, 50, 6)],
+@pytest.mark.parametrize("shape", [(3, 100, 1), (2, 20000, 1), (2, 50, 6), (2, 3000, 8)],
                          ids=lambda s: "x".join(map(str, s)))
 def test_softmax_nan(shape):
     """A NaN makes its whole softmax line NaN; other lines are untouched."""
@@ -328,7 +332,7 @@ def test_softmax_nan(shape):
 
 
 @pytest.mark.parametrize("shape", [(9, 100, 1), (3, 20000, 1), (1, 300007, 1), (4, 300, 33),
-                                   (2, 2000, 64)],
+                                   (2, 2000, 64), (2, 4096, 16)],
                          ids=lambda s: "x".join(map(str, s)))
 def test_softmax_in_place(shape):
     """y == x: every element is read before it is written."""
@@ -340,3 +344,26 @@ def test_softmax_in_place(shape):
         cr.check(_softmax(outer, n, inner, d.ptr, d.ptr, log), "kc_cuda_softmax")
         ref = _softmax_ref(x.reshape(shape), log)
         assert _rel(d.numpy().reshape(shape), ref) < 1e-5
+
+
+@pytest.mark.parametrize("clusters", ["1", "0"])
+def test_softmax_columns_each_kernel(clusters, monkeypatch):
+    """Column softmax with stripes held on chip by a cluster (sm_90), and with clusters turned
+    off (the streamed kernel): the same softmax, NaN lines included."""
+    monkeypatch.setenv("KCOMP_CUDA_REDUCE_CLUSTER", clusters)
+    rng = np.random.default_rng(12)
+    for shape in [(2, 2048, 20), (3, 2049, 36), (1, 5000, 64), (1, 20000, 8)]:
+        outer, n, inner = shape
+        x = (rng.standard_normal(shape) * 3.0).astype(np.float32)
+        x[-1, n // 3, -1] = np.nan
+        for log in (0, 1):
+            dx = cr.DeviceArray.from_numpy(x.reshape(-1))
+            dy = cr.DeviceArray.empty((x.size,), np.float32)
+            cr.poison(dy)
+            cr.check(_softmax(outer, n, inner, dx.ptr, dy.ptr, log), "kc_cuda_softmax")
+            out = dy.numpy().reshape(shape)
+            assert np.isnan(out[-1, :, -1]).all()
+            ok = np.ones(shape, bool)
+            ok[-1, :, -1] = False
+            ref = _softmax_ref(x, log)
+            assert _rel(out[ok], ref[ok]) < 1e-5, (shape, log, clusters)

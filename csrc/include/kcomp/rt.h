@@ -5,7 +5,8 @@
  * here is the native twin of an op's numpy reference in kcomp/ir/ops; the two must agree.
  * Integer arithmetic relies on -fwrapv (numpy wraps on overflow) and never divides by zero.
  * The same header serves generated CUDA (nvcc, __CUDACC__): every helper is then a host and
- * device function, float32 exp/log/tanh are CUDA's own, and float16 is CUDA's __half.
+ * device function, float32 exp/log are CUDA's own, tanh and sigmoid divide by the hardware's
+ * approximate reciprocal where that stays within a few ulp, and float16 is __half.
  */
 #ifndef KCOMP_RT_H
 #define KCOMP_RT_H
@@ -111,11 +112,41 @@ KC_INLINE bool isnan_(double x) { return x != x; }
 #ifdef __CUDACC__
 KC_INLINE float exp(float x) { return __builtin_expf(x); }
 KC_INLINE float log(float x) { return __builtin_logf(x); }
-KC_INLINE float tanh(float x) { return __builtin_tanhf(x); }
+/* On the GPU: an odd polynomial near 0, (1 - e) / (1 + e) with e = e^{-2|x|} beyond, the
+ * quotient by the hardware's approximate reciprocal (__fdividef: 1 + e is in [1, 1.3]), within
+ * 7 ulp. CUDA's tanhf and an IEEE division cost twice the instructions, and a chain of such ops
+ * is bound by them. (Intrinsics, not inline PTX: nvcc does not move loads across inline asm, so
+ * a loop could not issue its loads early.) */
+KC_INLINE float tanh(float x) {
+#ifdef __CUDA_ARCH__
+  const float a = fabsf(x), z = x * x;
+  float p = -5.70498872745e-3f;
+  p = p * z + 2.06390887954e-2f;
+  p = p * z + -5.37397155531e-2f;
+  p = p * z + 1.33314422036e-1f;
+  p = p * z + -3.33332819422e-1f;
+  const float small = copysignf(x + x * z * p, x); /* tanh(-0) = -0 */
+  const float e = exp2f(-2.88539008178f * a);      /* e^{-2a} */
+  const float large = copysignf(__fdividef(1.0f - e, 1.0f + e), x);
+  return a < 0.625f ? small : large; /* NaN: e and large are NaN */
+#else
+  return __builtin_tanhf(x);
+#endif
+}
 KC_INLINE float expm1(float x) { return __builtin_expm1f(x); }
 KC_INLINE float log1p(float x) { return __builtin_log1pf(x); }
 KC_INLINE float exp_nonpos(float x) { return __builtin_expf(x); }
+/* 1 / d for d in [1, 2] (sigmoid's denominator): on the GPU the hardware's approximate
+ * reciprocal, within 2 ulp there, instead of IEEE division's range fix-ups */
+KC_INLINE float recip_1_2(float d) {
+#ifdef __CUDA_ARCH__
+  return __fdividef(1.0f, d);
 #else
+  return 1.0f / d;
+#endif
+}
+#else
+KC_INLINE float recip_1_2(float d) { return 1.0f / d; }
 KC_INLINE float exp(float x) { return vm::exp(x); }
 KC_INLINE float log(float x) { return vm::log(x); }
 KC_INLINE float tanh(float x) { return vm::tanh(x); }
@@ -140,6 +171,7 @@ KC_INLINE float log1p(float x) {
 KC_INLINE float exp_nonpos(float x) { return vm::exp_neg(x); }
 #endif
 KC_INLINE double exp_nonpos(double x) { return __builtin_exp(x); }
+KC_INLINE double recip_1_2(double d) { return 1.0 / d; }
 KC_INLINE double exp(double x) { return __builtin_exp(x); }
 KC_INLINE double log(double x) { return __builtin_log(x); }
 KC_INLINE double tanh(double x) { return __builtin_tanh(x); }
@@ -167,7 +199,7 @@ KC_INLINE double log1p(double x) { return __builtin_log1p(x); }
   /* one exp of -|x| and one division, then a select: branch-free, so loops vectorise */      \
   KC_INLINE T sigmoid(T x) {                                                                      \
     const T e = exp_nonpos(-fabs(x));                                                             \
-    const T r = (T)1 / ((T)1 + e);                                                                \
+    const T r = recip_1_2((T)1 + e);                                                              \
     const T y = x >= 0 ? r : e * r;                                                               \
     return x != x ? x : y;                                                                        \
   }                                                                                               \

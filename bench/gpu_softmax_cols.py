@@ -1,0 +1,67 @@
+"""Column softmax on the GPU: kc_cuda_softmax's two kernels for a softmax over a middle axis,
+compared on the same GPU in one run, against torch.softmax: the streamed kernel (x read twice;
+KCOMP_CUDA_REDUCE_CLUSTER=0 forces it) and, where it applies (n <= 8192 on sm_90), the cluster
+kernel that holds a stripe of 32 columns on chip (x read once). A run of this script with 16-
+and 32-column stripes at every size chose those limits (csrc/cuda/reduce.cu, launch_resident).
+
+    python bench/gpu_softmax_cols.py
+"""
+import ctypes
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from gpu_timing import cuda_time_ms  # noqa: E402
+
+SHAPES = [(1, 16384, 16384), (1, 4096, 65536), (8, 2048, 4096), (1, 8192, 16384), (64, 3000, 64)]
+VARIANTS = {"streamed": "0", "default": "1"}
+
+
+def _copy_gbs(torch) -> float:
+    a = torch.randn(1 << 28, device="cuda")
+    b = torch.empty_like(a)
+    return 8 * a.numel() / cuda_time_ms(torch, lambda: b.copy_(a)) / 1e6
+
+
+def main() -> int:
+    import torch
+    from kcomp.cuda import runtime as cr
+    lib = cr.library()
+    copy_gbs = _copy_gbs(torch)
+    print(f"copy bandwidth {copy_gbs:.0f} GB/s (read + write)")
+    print("| (outer, n, inner) | " + " | ".join(VARIANTS) + " | torch.softmax |")
+    print("|---|" + "---:|" * (len(VARIANTS) + 1))
+    for outer, n, inner in SHAPES:
+        x = torch.randn(outer, n, inner, device="cuda") * 3
+        y = torch.empty_like(x)
+        want = torch.softmax(x.double(), 1)
+        nbytes = 2 * x.numel() * 4
+        cells = []
+        for env in VARIANTS.values():
+            os.environ["KCOMP_CUDA_REDUCE_CLUSTER"] = env
+            args = cr.SoftmaxArgs(outer=outer, n=n, inner=inner, x=x.data_ptr(), y=y.data_ptr(),
+                                  log=0)
+            pargs = ctypes.byref(args)
+
+            def run(pargs=pargs):
+                cr.check(lib.kc_cuda_softmax(pargs, None), "kc_cuda_softmax")
+            y.fill_(float("nan"))
+            run()
+            torch.cuda.synchronize()
+            rel = float((y.double() - want).norm() / want.norm())
+            if not rel < 1e-5:
+                cells.append(f"WRONG (rel {rel:.2g})")
+                continue
+            ms = cuda_time_ms(torch, run)
+            cells.append(f"{ms:.3f} ms ({100 * nbytes / ms / 1e6 / copy_gbs:.0f}%)")
+        ms = cuda_time_ms(torch, lambda: torch.softmax(x, 1))
+        cells.append(f"{ms:.3f} ms")
+        print(f"| ({outer}, {n}, {inner}) | " + " | ".join(cells) + " |", flush=True)
+    os.environ.pop("KCOMP_CUDA_REDUCE_CLUSTER")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
