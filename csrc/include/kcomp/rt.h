@@ -106,9 +106,9 @@ KC_INLINE bool isnan_(float x) { return x != x; }
 KC_INLINE bool isnan_(double x) { return x != x; }
 
 /* exp, log and tanh: float32 through kcomp's vectorizable versions (vmath.h: loops over them run
- * 8-16 elements at a time), float64 through libm. expm1 and log1p derive from them: expm1 near
- * zero by its Taylor polynomial (within 1.7 ulp of float64; Kahan's correction, a log and a
- * division more, cost 3.3x the time and 3.4 ulp), log1p by Kahan's correction. */
+ * 8-16 elements at a time), float64 through libm. expm1 derives from them: near zero by its
+ * Taylor polynomial (within 1.7 ulp of float64; Kahan's correction, a log and a division more,
+ * cost 3.3x the time and 3.4 ulp). softplus's ln(1 + e^-|x|) is vm::log1p_01. */
 #ifdef __CUDACC__
 KC_INLINE float exp(float x) { return __builtin_expf(x); }
 KC_INLINE float log(float x) { return __builtin_logf(x); }
@@ -134,8 +134,8 @@ KC_INLINE float tanh(float x) {
 #endif
 }
 KC_INLINE float expm1(float x) { return __builtin_expm1f(x); }
-KC_INLINE float log1p(float x) { return __builtin_log1pf(x); }
 KC_INLINE float exp_nonpos(float x) { return __builtin_expf(x); }
+KC_INLINE float log1p_01(float e) { return __builtin_log1pf(e); }
 /* 1 / d for d in [1, 2] (sigmoid's denominator): on the GPU the hardware's approximate
  * reciprocal, within 2 ulp there, instead of IEEE division's range fix-ups */
 KC_INLINE float recip_1_2(float d) {
@@ -147,6 +147,7 @@ KC_INLINE float recip_1_2(float d) {
 }
 #else
 KC_INLINE float recip_1_2(float d) { return 1.0f / d; }
+KC_INLINE float log1p_01(float e) { return vm::log1p_01(e); }
 KC_INLINE float exp(float x) { return vm::exp(x); }
 KC_INLINE float log(float x) { return vm::log(x); }
 KC_INLINE float tanh(float x) { return vm::tanh(x); }
@@ -161,22 +162,18 @@ KC_INLINE float expm1(float x) {
   const float near0 = x == 0.0f ? x : x + x * x * p;  // (keeps -0)
   return __builtin_fabsf(x) < 0.5f ? near0 : vm::exp(x) - 1.0f;
 }
-KC_INLINE float log1p(float x) {
-  const float u = 1.0f + x;
-  const float small = u == 1.0f ? x : vm::log(u) * x / (u - 1.0f);
-  return x > 1e30f ? vm::log(x) : small;
-}
-/* e^x for x <= 0 or NaN (the argument of sigmoid's exponential): float32 through the shorter
- * exp_neg; NaN is passed on by the callers' selects */
+/* e^x for x <= 0 or NaN (the exponentials of sigmoid and softplus, of -|x|): float32 through
+ * the shorter exp_neg (results under e^-86 = 4.5e-38 flush to 0); NaN is passed on by the
+ * callers' selects */
 KC_INLINE float exp_nonpos(float x) { return vm::exp_neg(x); }
 #endif
 KC_INLINE double exp_nonpos(double x) { return __builtin_exp(x); }
 KC_INLINE double recip_1_2(double d) { return 1.0 / d; }
+KC_INLINE double log1p_01(double e) { return __builtin_log1p(e); }
 KC_INLINE double exp(double x) { return __builtin_exp(x); }
 KC_INLINE double log(double x) { return __builtin_log(x); }
 KC_INLINE double tanh(double x) { return __builtin_tanh(x); }
 KC_INLINE double expm1(double x) { return __builtin_expm1(x); }
-KC_INLINE double log1p(double x) { return __builtin_log1p(x); }
 
 #define KC_FLOAT_FNS(T, S)                                                                        \
   KC_INLINE T sqrt(T x) { return __builtin_sqrt##S(x); }                                          \
@@ -207,7 +204,7 @@ KC_INLINE double log1p(double x) { return __builtin_log1p(x); }
     T y = (T)0.2 * x + (T)0.5;                                                                    \
     return y < 0 ? (T)0 : y > 1 ? (T)1 : y;                                                       \
   }                                                                                               \
-  KC_INLINE T softplus(T x) { return maximum(x, (T)0) + log1p(exp(-fabs(x))); }                   \
+  KC_INLINE T softplus(T x) { return maximum(x, (T)0) + log1p_01(exp_nonpos(-fabs(x))); }         \
   KC_INLINE T softsign(T x) { return x / ((T)1 + fabs(x)); }                                      \
   KC_INLINE T elu(T x, T alpha) { return x > 0 ? x : alpha * expm1(x); }                          \
   /* Keras 2.3.1 relu(x, alpha, max_value, threshold), step by step */                            \

@@ -79,14 +79,13 @@ static inline __attribute__((always_inline)) float exp_neg(float x) {
   return x > -86.0f ? y : 0.0f;
 }
 
-/* ln x: x = m 2^e with m in [sqrt(1/2), sqrt(2)), ln m by the odd series in s = (m-1)/(m+1). */
-static inline __attribute__((always_inline)) float log(float x) {
-  const int32_t sub = x < 1.17549435e-38f;  /* subnormals: scale by 2^23 first */
-  const uint32_t u = bits(x * (sub ? 8388608.0f : 1.0f));
+/* ln of the positive normal float with bits u, times 2^e_adj: u = m 2^e with m in
+ * [sqrt(1/2), sqrt(2)), ln m by the odd series in s = (m-1)/(m+1). */
+static inline __attribute__((always_inline)) float log_bits(uint32_t u, int32_t e_adj) {
   const int32_t big = (u & 0x007fffffu) > 0x003504f3u; /* mantissa above sqrt(2) */
   /* m in [sqrt(1/2), sqrt(2)): the exponent field of 1 or, above sqrt(2), of 1/2 */
   const float m = from_bits((u & 0x007fffffu) | (uint32_t)(0x3f800000 - (big << 23)));
-  const float ef = (float)((int32_t)((u >> 23) & 0xff) - 127 + big - 23 * sub);
+  const float ef = (float)((int32_t)((u >> 23) & 0xff) - 127 + big + e_adj);
   const float s = (m - 1.0f) / (m + 1.0f), z = s * s;
   float p = 0.1453744143f; /* 2 * (1/3 + z/5 + z^2/7 + ...) fitted on the interval */
   p = p * z + 0.1811892986f;
@@ -95,13 +94,28 @@ static inline __attribute__((always_inline)) float log(float x) {
   p = p * z + 0.4000000059f;
   p = p * z + 0.6666666865f;
   const float lnm = s * 2.0f + s * z * p;
-  const float y = ef * 0.693145751953125f + (lnm + ef * 1.42860682030941723212e-6f);
+  return ef * 0.693145751953125f + (lnm + ef * 1.42860682030941723212e-6f);
+}
+
+/* ln x (within 2 ulp); subnormals scaled by 2^23 first. */
+static inline __attribute__((always_inline)) float log(float x) {
+  const int32_t sub = x < 1.17549435e-38f;
+  const float y = log_bits(bits(x * (sub ? 8388608.0f : 1.0f)), -23 * sub);
   /* special cases as plain selects, one after another (nested ?: and && keep GCC from
    * vectorizing): NaN and +inf give themselves, 0 gives -inf, negatives NaN */
   float r = (x > 0.0f) ? y : x;
   r = (x == __builtin_inff()) ? x : r;
   r = (x == 0.0f) ? -__builtin_inff() : r;
   return (x < 0.0f) ? __builtin_nanf("") : r;
+}
+
+/* ln(1 + e) for e in [0, 1] (softplus's log1p(e^-|x|)), within 3 ulp and without Kahan's
+ * division: ln u of u = 1 + e, plus u's rounding error c = e - (u - 1) (exact) over u, taken as
+ * c (1 - d + d^2) with d = u - 1: that is exact where c matters (u near 1) and at most 0.7 ulp
+ * off at u = 2. */
+static inline __attribute__((always_inline)) float log1p_01(float e) {
+  const float u = 1.0f + e, d = u - 1.0f, c = e - d;
+  return log_bits(bits(u), 0) + c * (1.0f - d + d * d);
 }
 
 /* tanh x: an odd polynomial near 0, (1 - e) / (1 + e) with e = e^{-2|x|} beyond (no
