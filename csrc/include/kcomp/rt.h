@@ -136,6 +136,7 @@ KC_INLINE float tanh(float x) {
 KC_INLINE float expm1(float x) { return __builtin_expm1f(x); }
 KC_INLINE float exp_nonpos(float x) { return __builtin_expf(x); }
 KC_INLINE float log1p_01(float e) { return __builtin_log1pf(e); }
+KC_INLINE float pow(float x, float y) { return __builtin_powf(x, y); }
 /* 1 / d for d in [1, 2] (sigmoid's denominator): on the GPU the hardware's approximate
  * reciprocal, within 2 ulp there, instead of IEEE division's range fix-ups */
 KC_INLINE float recip_1_2(float d) {
@@ -148,6 +149,7 @@ KC_INLINE float recip_1_2(float d) {
 #else
 KC_INLINE float recip_1_2(float d) { return 1.0f / d; }
 KC_INLINE float log1p_01(float e) { return vm::log1p_01(e); }
+KC_INLINE float pow(float x, float y) { return vm::pow(x, y); }
 KC_INLINE float exp(float x) { return vm::exp(x); }
 KC_INLINE float log(float x) { return vm::log(x); }
 KC_INLINE float tanh(float x) { return vm::tanh(x); }
@@ -170,6 +172,7 @@ KC_INLINE float exp_nonpos(float x) { return vm::exp_neg(x); }
 KC_INLINE double exp_nonpos(double x) { return __builtin_exp(x); }
 KC_INLINE double recip_1_2(double d) { return 1.0 / d; }
 KC_INLINE double log1p_01(double e) { return __builtin_log1p(e); }
+KC_INLINE double pow(double x, double y) { return __builtin_pow(x, y); }
 KC_INLINE double exp(double x) { return __builtin_exp(x); }
 KC_INLINE double log(double x) { return __builtin_log(x); }
 KC_INLINE double tanh(double x) { return __builtin_tanh(x); }
@@ -184,7 +187,6 @@ KC_INLINE double expm1(double x) { return __builtin_expm1(x); }
   KC_INLINE T fabs(T x) { return __builtin_fabs##S(x); }                                          \
   KC_INLINE T fmod(T x, T y) { return __builtin_fmod##S(x, y); }                                  \
   KC_INLINE T copysign(T x, T y) { return __builtin_copysign##S(x, y); }                          \
-  KC_INLINE T pow(T x, T y) { return __builtin_pow##S(x, y); }                                    \
   KC_INLINE T inf(T) { return __builtin_inf##S(); }                                               \
   KC_INLINE bool isfinite_(T x) { return __builtin_isfinite(x); }                                 \
   KC_INLINE T abs(T x) { return __builtin_fabs##S(x); }                                           \

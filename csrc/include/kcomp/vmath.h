@@ -135,6 +135,66 @@ static inline __attribute__((always_inline)) float tanh(float x) {
   return x != x ? x : r;
 }
 
+static inline __attribute__((always_inline)) uint64_t bits64(double x) {
+  uint64_t u;
+  __builtin_memcpy(&u, &x, 8);
+  return u;
+}
+static inline __attribute__((always_inline)) double from_bits64(uint64_t u) {
+  double x;
+  __builtin_memcpy(&x, &u, 8);
+  return x;
+}
+
+/* x^y for float32, as C's powf (numpy's float32 power). |x|^y = 2^(y log2|x|) in double:
+ * log2 by the odd series in s = (m-1)/(m+1) for |x| = m 2^e, m in [sqrt(1/2), sqrt(2)), and 2^f
+ * by its Taylor series (t = y log2|x| within about 1e-10 relative), then one rounding to float
+ * (subnormal and overflowing results included): within 1 ulp. C99's special cases are selects after it. */
+static inline __attribute__((always_inline)) float pow(float x, float y) {
+  const uint64_t b = bits64(__builtin_fabs((double)x));
+  const uint64_t mant = b & 0x000fffffffffffffull;
+  const int64_t big = mant > 0x6a09e667f3bcdull; /* mantissa above sqrt(2) */
+  const double m = from_bits64(mant | (0x3ff0000000000000ull - ((uint64_t)big << 52)));
+  const double e = (double)((int64_t)(b >> 52) - 1023 + big);
+  const double s = (m - 1.0) / (m + 1.0), z = s * s;
+  double p = 1.0 / 11; /* ln m = 2 s (1 + z/3 + ... + z^5/11), within 6e-11 */
+  p = p * z + 1.0 / 9;
+  p = p * z + 1.0 / 7;
+  p = p * z + 1.0 / 5;
+  p = p * z + 1.0 / 3;
+  p = p * z + 1.0;
+  double t = (double)y * (e + (2.0 * s * p) * 1.4426950408889634);
+  t = t > 300.0 ? 300.0 : t; /* (2^300 is inf and 2^-300 is 0 as floats) */
+  t = t < -300.0 ? -300.0 : t;
+  t = t == t ? t : 0.0; /* NaN: fixed by the selects below */
+  const double n = __builtin_rint(t), f = (t - n) * 0.6931471805599453;
+  double q = 1.0 / 362880; /* e^f, |f| <= ln2 / 2: Taylor to f^9, within 8e-12 */
+  q = q * f + 1.0 / 40320;
+  q = q * f + 1.0 / 5040;
+  q = q * f + 1.0 / 720;
+  q = q * f + 1.0 / 120;
+  q = q * f + 1.0 / 24;
+  q = q * f + 1.0 / 6;
+  q = q * f + 0.5;
+  q = q * f + 1.0;
+  q = q * f + 1.0;
+  const float mag = (float)(q * from_bits64((uint64_t)((int64_t)n + 1023) << 52));
+  /* y an integer (infinities count as even ones), and odd */
+  const float half = y * 0.5f;
+  const int32_t y_int = __builtin_rintf(y) == y;
+  const int32_t y_odd = y_int & (__builtin_rintf(half) != half);
+  const float inf = __builtin_inff(), nan = __builtin_nanf("");
+  const float ax = __builtin_fabsf(x);
+  const float at0 = y < 0.0f ? inf : 0.0f, atinf = y < 0.0f ? 0.0f : inf; /* 0^y, inf^y */
+  float r = x == 0.0f ? at0 : mag;
+  r = ax == inf ? atinf : r;
+  r = y_odd ? __builtin_copysignf(r, x) : r;
+  r = (x < 0.0f && ax != inf && !y_int) ? nan : r;
+  r = (x == -1.0f && __builtin_fabsf(y) == inf) ? 1.0f : r;
+  r = (x != x || y != y) ? nan : r;
+  return (y == 0.0f || x == 1.0f) ? 1.0f : r;
+}
+
 }  // namespace vm
 }  // namespace kc
 
