@@ -114,3 +114,31 @@ def test_pow_accuracy_and_special_cases(march, monkeypatch):
     np.testing.assert_array_equal(got[~ok], want[~ok])
     num = ~ok & ~np.isnan(want)
     np.testing.assert_array_equal(np.signbit(got[num]), np.signbit(want[num]))
+
+
+@pytest.mark.parametrize("march", ["native", "x86-64"])
+def test_sin_cos_accuracy(march, monkeypatch):
+    """float32 sin and cos (vm::sincos: reduction by pi/2 in double, Cody-Waite below 2^24 and
+    Payne-Hanek by a table above, then float polynomials): within 2 ulp of float64 over the
+    whole float range, huge arguments included; NaN for infinities, sin(-0) = -0."""
+    monkeypatch.setenv("KCOMP_MARCH", march)
+    rng = np.random.default_rng(4)
+    ramp = np.geomspace(1e-30, 3.4e38, 1 << 18)
+    a = np.concatenate([np.linspace(-100, 100, 400001), rng.uniform(-1e5, 1e5, 1 << 18),
+                        ramp, -ramp, rng.uniform(-2 ** 25, 2 ** 25, 1 << 18),
+                        rng.integers(1, 2 ** 24, 1 << 16) * 2.0 ** rng.integers(0, 104, 1 << 16),
+                        [0.0, -0.0, np.inf, -np.inf, np.nan, 1e-45, -1e-45, 16777216.0]])
+    a = a.astype(np.float32)
+    x = K.placeholder((a.size,))
+    got = K.function([x], [K.sin(x), K.cos(x)])([a])
+    d = a.astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        refs = np.sin(d), np.cos(d)
+    for name, g, ref in (("sin", got[0], refs[0]), ("cos", got[1], refs[1])):
+        fin = np.isfinite(d)
+        u = _ulps(g[fin], ref[fin])
+        assert u.max() <= 2, f"{name}: {u.max()} ulp at {a[fin][u.argmax()]}"
+        assert np.isnan(g[~fin]).all(), name
+    s, c = got[0][-8:], got[1][-8:]
+    assert s[0] == 0 and not np.signbit(s[0]) and s[1] == 0 and np.signbit(s[1])
+    assert c[0] == 1 and c[1] == 1 and s[5] == a[-3] and s[6] == a[-2]

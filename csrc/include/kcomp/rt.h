@@ -137,6 +137,8 @@ KC_INLINE float expm1(float x) { return __builtin_expm1f(x); }
 KC_INLINE float exp_nonpos(float x) { return __builtin_expf(x); }
 KC_INLINE float log1p_01(float e) { return __builtin_log1pf(e); }
 KC_INLINE float pow(float x, float y) { return __builtin_powf(x, y); }
+KC_INLINE float sin(float x) { return __builtin_sinf(x); }
+KC_INLINE float cos(float x) { return __builtin_cosf(x); }
 /* 1 / d for d in [1, 2] (sigmoid's denominator): on the GPU the hardware's approximate
  * reciprocal, within 2 ulp there, instead of IEEE division's range fix-ups */
 KC_INLINE float recip_1_2(float d) {
@@ -150,6 +152,8 @@ KC_INLINE float recip_1_2(float d) {
 KC_INLINE float recip_1_2(float d) { return 1.0f / d; }
 KC_INLINE float log1p_01(float e) { return vm::log1p_01(e); }
 KC_INLINE float pow(float x, float y) { return vm::pow(x, y); }
+KC_INLINE float sin(float x) { return vm::sin(x); }
+KC_INLINE float cos(float x) { return vm::cos(x); }
 KC_INLINE float exp(float x) { return vm::exp(x); }
 KC_INLINE float log(float x) { return vm::log(x); }
 KC_INLINE float tanh(float x) { return vm::tanh(x); }
@@ -173,6 +177,8 @@ KC_INLINE double exp_nonpos(double x) { return __builtin_exp(x); }
 KC_INLINE double recip_1_2(double d) { return 1.0 / d; }
 KC_INLINE double log1p_01(double e) { return __builtin_log1p(e); }
 KC_INLINE double pow(double x, double y) { return __builtin_pow(x, y); }
+KC_INLINE double sin(double x) { return __builtin_sin(x); }
+KC_INLINE double cos(double x) { return __builtin_cos(x); }
 KC_INLINE double exp(double x) { return __builtin_exp(x); }
 KC_INLINE double log(double x) { return __builtin_log(x); }
 KC_INLINE double tanh(double x) { return __builtin_tanh(x); }
@@ -180,8 +186,6 @@ KC_INLINE double expm1(double x) { return __builtin_expm1(x); }
 
 #define KC_FLOAT_FNS(T, S)                                                                        \
   KC_INLINE T sqrt(T x) { return __builtin_sqrt##S(x); }                                          \
-  KC_INLINE T sin(T x) { return __builtin_sin##S(x); }                                            \
-  KC_INLINE T cos(T x) { return __builtin_cos##S(x); }                                            \
   KC_INLINE T rint(T x) { return __builtin_rint##S(x); }                                          \
   KC_INLINE T floor(T x) { return __builtin_floor##S(x); }                                        \
   KC_INLINE T fabs(T x) { return __builtin_fabs##S(x); }                                          \

@@ -195,6 +195,73 @@ static inline __attribute__((always_inline)) float pow(float x, float y) {
   return (y == 0.0f || x == 1.0f) ? 1.0f : r;
 }
 
+/* Payne-Hanek reduction for float32 sin and cos of |x| >= 2^24: x = M 2^k (M the 24-bit integer
+ * mantissa) and x (2/pi) mod 4 = M W(k) mod 4, W(k) = (2^k 2/pi) mod 4, kept as three doubles of
+ * 29, 28 and 28 bits so that their products by M are exact. Built at compile time from 224 bits
+ * of 2/pi. */
+struct TwoOverPi {
+  double w1[105], w2[105], w3[105];
+  constexpr TwoOverPi() : w1(), w2(), w3() {
+    const uint32_t b[7] = {0xa2f9836eu, 0x4e441529u, 0xfc2757d1u, 0xf534ddc0u,
+                           0xdb629599u, 0x3c439041u, 0xfe5163abu};
+    for (int k = 0; k < 105; ++k) {
+      uint64_t c[3] = {0, 0, 0};
+      for (int j = 0; j < 85; ++j) { /* bit i = k - 1 + j of 2/pi has weight 2^(1 - j) in W(k) */
+        const int i = k - 1 + j;
+        const uint64_t bit = i >= 1 ? (b[(i - 1) / 32] >> (31 - (i - 1) % 32)) & 1u : 0u;
+        const int part = j < 29 ? 0 : (j < 57 ? 1 : 2);
+        c[part] = c[part] * 2 + bit;
+      }
+      w1[k] = (double)c[0] / 134217728.0;                  /* 2^27 */
+      w2[k] = (double)c[1] / 36028797018963968.0;          /* 2^55 */
+      w3[k] = (double)c[2] / 9671406556917033397649408.0;  /* 2^83 */
+    }
+  }
+};
+static constexpr TwoOverPi two_over_pi{};
+
+/* sin x (cosine 0) or cos x (cosine 1), float32, over the whole range: x = n pi/2 + r with
+ * |r| <= pi/4 in double (below 2^24 by three 29-bit parts of pi/2, whose products by n are
+ * exact; above by the table), then cephes' polynomials in float on r rounded: within 2 ulp.
+ * Branch-free, so loops vectorize (the table reads are gathers). */
+static inline __attribute__((always_inline)) float sincos(float x, int cosine) {
+  const float ax = __builtin_fabsf(x);
+  const int32_t finite = ax <= 3.40282347e38f;
+  const double xd = finite ? (double)x : 0.0;
+  const double nd = __builtin_rint(xd * 0.63661977236758134);
+  double r = xd - nd * 0x1.921fb54p+0; /* pi/2 in 29-bit parts (3e-28 left) */
+  r = r - nd * 0x1.10b4612p-30;
+  r = r - nd * -0x1.676733bp-60;
+  /* |x| >= 2^24: x (2/pi) mod 4 = n_b + f_b from the table, for |x| */
+  const uint32_t bx = bits(ax);
+  const int32_t big = finite & (ax >= 16777216.0f);
+  const int32_t k = big ? (int32_t)(bx >> 23) - 150 : 0;
+  const double mant = (double)((bx & 0x007fffffu) | 0x00800000u);
+  const double p1 = mant * two_over_pi.w1[k], p2 = mant * two_over_pi.w2[k];
+  const double p3 = mant * two_over_pi.w3[k];
+  const double p1m = p1 - 4.0 * __builtin_floor(p1 * 0.25);
+  const double nb = __builtin_rint(p1m + p2);
+  const double rb = (((p1m - nb) + p2) + p3) * 1.5707963267948966;
+  const double n = big ? (x < 0.0f ? -nb : nb) : nd;
+  const float rf = (float)(big ? (x < 0.0f ? -rb : rb) : r);
+  const int32_t q = (int32_t)n + cosine;
+  const float z = rf * rf;
+  float sp = -1.9515295891e-4f;
+  sp = sp * z + 8.3321608736e-3f;
+  sp = sp * z + -1.6666654611e-1f;
+  const float sv = rf + rf * z * sp;
+  float cp = 2.443315711809948e-5f;
+  cp = cp * z + -1.388731625493765e-3f;
+  cp = cp * z + 4.166664568298827e-2f;
+  const float cv = (1.0f - 0.5f * z) + z * z * cp;
+  float y = (q & 1) ? cv : sv;
+  y = (q & 2) ? -y : y;
+  y = (cosine == 0 && x == 0.0f) ? x : y; /* sin(-0) = -0 */
+  return finite ? y : __builtin_nanf("");
+}
+static inline __attribute__((always_inline)) float sin(float x) { return sincos(x, 0); }
+static inline __attribute__((always_inline)) float cos(float x) { return sincos(x, 1); }
+
 }  // namespace vm
 }  // namespace kc
 
