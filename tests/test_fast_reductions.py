@@ -169,6 +169,33 @@ def test_float32_argmax_argmin_rows(march, monkeypatch):
         np.testing.assert_array_equal(g, e, err_msg=what)
 
 
+def test_float32_argmax_argmin_of_few_long_rows():
+    """Fewer than 8 rows of 16384 elements or more are split into blocks (at most 64): each
+    block's first extreme, merged in order. Ties across blocks keep the first index, a NaN in a
+    later block beats every number, the first NaN of several blocks wins."""
+    rng = np.random.default_rng(43)
+    n = 16384 * 5 + 7  # five blocks
+    a = rng.integers(0, 1000, (7, n)).astype(np.float32)
+    a[1] = 1.0                                   # all tied: index 0
+    a[2, [100, 16384 * 2 + 3, n - 1]] = 5000.0   # tied maxima in blocks 0, 2, 4
+    a[2, [200, 16384 * 3]] = -5000.0             # tied minima in blocks 0, 3
+    a[3, 16384 * 4 + 9] = np.nan                 # a NaN in the last block
+    a[4, [16384 + 5, 16384 * 3 + 1]] = np.nan    # NaNs in blocks 1 and 3
+    a[5] = -np.inf
+    a[5, n - 1] = np.inf
+    a[6] = np.linspace(-1, 1, n)                 # extremes at both ends
+    x = K.placeholder((None, n))
+    got, want, _ = run([(x, a)], [K.argmax(x, 1), K.argmin(x, 1)])
+    for g, w, e, what in zip(got, want, (np.argmax(a, 1), np.argmin(a, 1)), ("max", "min")):
+        assert_same(g, w, what)
+        np.testing.assert_array_equal(g, e, err_msg=what)
+    # one row of 4M
+    b = rng.standard_normal(1 << 22).astype(np.float32)
+    y = K.placeholder((1 << 22,))
+    f = K.function([y], [K.argmax(y, 0), K.argmin(y, 0)])
+    assert [int(v) for v in f([b])] == [np.argmax(b), np.argmin(b)]
+
+
 def test_float32_sums_split_across_threads_are_deterministic():
     """A few long rows are split into blocks; the result must not depend on the thread count
     (the blocks merge in a fixed order)."""

@@ -87,6 +87,7 @@ def _reduce(L, node: Node, ptrs: Pointers = None, prologue: dict = None, label: 
     # splitting rows into blocks pays off only when there are fewer rows than threads (and
     # reads the input in place: not with a prologue)
     may_split = not (isinstance(O, int) and O >= 8) and not prologue
+    arg = name in ("argmax", "argmin")
     ctx = {
         "ptrs": ptrs.decls, "x": xin, "y": yout, "y_slot": out_ref.buf.slot, "kind": Code(name),
         "red": red, "T": Code(T.compute), "S": Code(T.ctype), "TO": Code(TO.compute),
@@ -95,11 +96,16 @@ def _reduce(L, node: Node, ptrs: Pointers = None, prologue: dict = None, label: 
         # float32 in and out: the vectorised paths of reduce.h
         "f32": f32,
         "may_split": may_split,
+        # rows split into blocks: the plain reducers, var/std, and float32 argmax/argmin (the
+        # blocks' indices merged in order)
+        "split_rows": may_split and I == 1 and (name != "logsumexp" and not arg
+                                                or arg and T.name == "float32"),
+        "x_slot": None if prologue else src.buf.slot,
         # float32 columns of few slices: bands of rows (kc::red::col_bands)
         "bands": f32 and I != 1 and may_split and name in ("sum", "mean", "max", "min"),
         "empty_error": name in ("max", "min", "argmax", "argmin"),
         "root": Code("true" if name == "std" else "false"),
-        "part_t": Code("kc::red::Moments" if moments else f"{red}::A"),
+        "part_t": Code("kc::red::Moments" if moments else "int64_t" if arg else f"{red}::A"),
         "merge": Code("kc::red::merge_moments" if moments else f"{red}::merge"),
         "better": Code("kc::red::better_max" if name == "argmax" else "kc::red::better_min"),
         "prologue": prologue,
