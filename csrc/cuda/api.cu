@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <atomic>
+
 #include "common.cuh"
 
 namespace kcc {
@@ -110,10 +112,19 @@ KC_EXPORT int32_t kc_cuda_device_info(int32_t *major, int32_t *minor, int32_t *s
   return KC_OK;
 }
 
+static std::atomic<kc_print_fn> g_print{nullptr};
+
+KC_EXPORT void kc_cuda_set_print(kc_print_fn fn) { g_print.store(fn); }
+
+static void print_hook(const char *message, const kc_tensor *tensor) {
+  const kc_print_fn fn = g_print.load();
+  if (fn) fn(message, tensor);
+}
+
 KC_EXPORT const kc_cuda_api *kc_cuda_get_api(void) {
   static const kc_cuda_api api = {KC_CUDA_ABI_VERSION, (uint32_t)sizeof(kc_cuda_api),
                                   kc_cuda_malloc, kc_cuda_free, kc_cuda_gemm, kc_cuda_reduce,
-                                  kc_cuda_softmax, kc_cuda_lstm, kc_cuda_last_error};
+                                  kc_cuda_softmax, kc_cuda_lstm, kc_cuda_last_error, print_hook};
   return &api;
 }
 

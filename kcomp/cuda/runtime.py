@@ -14,12 +14,14 @@ import math
 import os
 import shutil
 import subprocess
+import sys
 import threading
 from typing import Optional
 
 import numpy as np
 
 from .. import _paths
+from ..ir.dtypes import BY_CODE
 from ..jit.cache import default_cache
 from ..jit.fsutil import file_sha256
 from ..jit.toolchain import headers_digest
@@ -93,7 +95,7 @@ class Module(ctypes.Structure):  # kc_cuda_module
                 ("shapes", ENTRY), ("run", ENTRY)]
 
 
-CUDA_ABI_VERSION = 1
+CUDA_ABI_VERSION = 2
 
 # ---- building and loading the kernel library --------------------------------------------------
 
@@ -141,10 +143,27 @@ def build_library(arch: str) -> str:
     return default_cache().get_or_build(key, build).lib
 
 
+_PrintFn = ctypes.CFUNCTYPE(None, ctypes.c_char_p, ctypes.POINTER(Tensor))
+
+
+@_PrintFn
+def _print_tensor(message, tensor):
+    """K.print_tensor's hook: the message and the value (in host memory, copied here) to
+    sys.stderr, as the CPU runtime prints them."""
+    t = tensor.contents
+    shape = tuple(t.shape[i] for i in range(t.rank))
+    dt = BY_CODE[t.dtype].np
+    n = math.prod(shape)
+    raw = ctypes.string_at(t.data, n * dt.itemsize) if n else b""
+    print(message.decode(errors="replace"), np.frombuffer(raw, dt).reshape(shape),
+          file=sys.stderr)
+
+
 def _declare(lib: ctypes.CDLL) -> None:
     c = ctypes
     sig = {
         "kc_cuda_last_error": (c.c_char_p, []),
+        "kc_cuda_set_print": (None, [_PrintFn]),
         "kc_cuda_get_api": (c.c_void_p, []),
         "kc_cuda_gemm": (c.c_int32, [c.POINTER(CudaGemmArgs), c.c_void_p]),
         "kc_cuda_reduce": (c.c_int32, [c.POINTER(ReduceArgs), c.c_void_p]),
@@ -186,6 +205,7 @@ def library() -> ctypes.CDLL:
                 raise CudaUnavailableError("no CUDA GPU is present")
             lib = ctypes.CDLL(build_library(device_arch()))
             _declare(lib)
+            lib.kc_cuda_set_print(_print_tensor)
             if lib.kc_cuda_device_count() < 1:
                 raise CudaUnavailableError("the CUDA runtime sees no GPU")
             _lib = lib

@@ -293,3 +293,17 @@ def test_tanh_and_sigmoid_accuracy(gpu):
         assert err.max() <= 8, (name, x[fin][err.argmax()], err.max())
         np.testing.assert_array_equal(got[~fin], want[~fin].astype(np.float32), err_msg=name)
     assert np.signbit(th[x.size - 8]) and th[x.size - 8] == 0  # tanh(-0) = -0
+
+
+def test_print_tensor_on_the_gpu(gpu, capfd):
+    """K.print_tensor in a GPU function prints the message and the value to stderr as the CPU
+    build does, once per call, and passes the value on."""
+    x = K.placeholder((None, 3))
+    a = np.arange(6, dtype=np.float32).reshape(2, 3)
+    outs = [K.print_tensor(x * 2.0, message="twice x:") + 1.0]
+    cpu = K.function([x], outs, device="cpu")([a])
+    printed_cpu = capfd.readouterr().err
+    gpu_out = K.function([x], outs, device="cuda")([a])
+    printed_gpu = capfd.readouterr().err
+    np.testing.assert_array_equal(gpu_out[0], cpu[0])
+    assert printed_gpu == printed_cpu and "twice x:" in printed_gpu and "10." in printed_gpu

@@ -17,7 +17,7 @@
 extern "C" {
 #endif
 
-#define KC_CUDA_ABI_VERSION 1u
+#define KC_CUDA_ABI_VERSION 2u
 
 /* 16-bit brain float: a CUDA kernel-library dtype only (the IR has no bfloat16). */
 #define KC_BFLOAT16 13
@@ -107,7 +107,12 @@ typedef struct kc_cuda_api {
   int32_t (*softmax)(const kc_cuda_softmax_args *args, void *stream);
   int32_t (*lstm)(const kc_cuda_lstm_args *args, void *stream);
   const char *(*last_error)(void); /* this thread's last message */
+  /* K.print_tensor: message and a tensor in host memory, to the hook the host set with
+   * kc_cuda_set_print (the Python runtime's writes to sys.stderr); nothing without one. */
+  void (*print)(const char *message, const kc_tensor *tensor);
 } kc_cuda_api;
+
+typedef void (*kc_print_fn)(const char *message, const kc_tensor *tensor);
 
 /* One call of a compiled CUDA function: as kc_call, tensors' data on the device. */
 typedef struct kc_cuda_call {
@@ -138,6 +143,7 @@ typedef struct kc_cuda_module {
 /* ---- the kernel library's exports (also reached by Python through ctypes) ------------------ */
 KC_EXPORT const kc_cuda_api *kc_cuda_get_api(void);
 KC_EXPORT const char *kc_cuda_last_error(void);
+KC_EXPORT void kc_cuda_set_print(kc_print_fn fn);
 KC_EXPORT int32_t kc_cuda_gemm(const kc_cuda_gemm_args *args, void *stream);
 KC_EXPORT int32_t kc_cuda_reduce(const kc_cuda_reduce_args *args, void *stream);
 KC_EXPORT int32_t kc_cuda_softmax(const kc_cuda_softmax_args *args, void *stream);

@@ -14,6 +14,7 @@ def _print_tensor(L, node: Node):
     dst = L.ref(out)
     copy_value(L, x, dst, label="print_tensor: value")
     ctx = {"slot": dst.buf.slot, "dtype": out.type.dtype.code, "rank": out.ndim,
+           "itemsize": out.type.dtype.itemsize,
            "extents": [L.dims.expr(d) for d in out.dims],
            "message": c_string(node.attrs["message"])}  # user text, escaped byte by byte
     L.add(Kernel(L.kernel_name(), "print", ctx, label_of([node]), [dst.buf], []))
