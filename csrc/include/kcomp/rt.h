@@ -105,14 +105,15 @@ KC_INLINE float r16(float x) { return (float)(f16)x; } /* round to float16, as n
 KC_INLINE bool isnan_(float x) { return x != x; }
 KC_INLINE bool isnan_(double x) { return x != x; }
 
-/* exp, log and tanh: float32 through kcomp's vectorizable versions (vmath.h: loops over them run
- * 8-16 elements at a time), float64 through libm. expm1 derives from them: near zero by its
- * Taylor polynomial (within 1.7 ulp of float64; Kahan's correction, a log and a division more,
- * cost 3.3x the time and 3.4 ulp). softplus's ln(1 + e^-|x|) is vm::log1p_01. */
+/* exp, log, tanh, pow, sin and cos: float32 through kcomp's vectorizable versions (vmath.h:
+ * loops over them run 8-16 elements at a time), float64 through libm. expm1 derives from them:
+ * near zero by its Taylor polynomial (within 1.7 ulp of float64; Kahan's correction, a log and
+ * a division more, cost 3.3x the time and 3.4 ulp). softplus's ln(1 + e^-|x|) is
+ * vm::log1p_01. On the GPU: CUDA's own, but tanh and sigmoid (below). */
 #ifdef __CUDACC__
 KC_INLINE float exp(float x) { return __builtin_expf(x); }
 KC_INLINE float log(float x) { return __builtin_logf(x); }
-/* On the GPU: an odd polynomial near 0, (1 - e) / (1 + e) with e = e^{-2|x|} beyond, the
+/* On the GPU: vm::tanh's odd polynomial near 0, (1 - e) / (1 + e) with e = e^{-2|x|} beyond, the
  * quotient by the hardware's approximate reciprocal (__fdividef: 1 + e is in [1, 1.3]), within
  * 7 ulp. CUDA's tanhf and an IEEE division cost twice the instructions, and a chain of such ops
  * is bound by them. (Intrinsics, not inline PTX: nvcc does not move loads across inline asm, so
