@@ -12,8 +12,10 @@ from util import assert_numpy, assert_same, run
 # several blocks), columns below and above the column block with a ragged tile, columns in 2
 # or 4 bands of rows (one with two column tiles), a middle axis with and without bands, narrow
 # columns four rows a step with 0-3 rows left over, whole rows of fewer than 64 columns read
-# as one run (chunks of 16 / gcd(I, 16) rows, and rows left over)
-CASES = [((3, 1), -1), ((4, 3), -1), ((3, 31), -1), ((3, 32), -1), ((3, 33), -1), ((3, 63), -1),
+# as one run (chunks of 16 / gcd(I, 16) rows, and rows left over), and many short rows of 16 to
+# 128 elements, 16 rows at a time with rows left over (kc::red::rows16_f32; 144 does not fit)
+CASES = [((37, 64), -1), ((16, 16), -1), ((33, 128), -1), ((20, 48), -1), ((17, 144), -1),
+         ((3, 1), -1), ((4, 3), -1), ((3, 31), -1), ((3, 32), -1), ((3, 33), -1), ((3, 63), -1),
          ((3, 64), -1), ((3, 65), -1), ((3, 200), -1), ((2, 255), -1), ((2, 256), -1),
          ((2, 1023), -1), ((7, 3, 1), 1), ((3, 1003, 5), 1), ((3, 1000, 33), 1),
          ((2, 999, 40), 1), ((700, 63), 0),
@@ -138,6 +140,28 @@ def test_float32_short_rows_and_narrow_columns_special_values(march, monkeypatch
             assert_numpy(g, e, np.float32, rtol=2e-6, atol=1e-6)
         else:
             assert np.isnan(g[:5]).all() and np.isfinite(g[6]).all()
+
+
+@pytest.mark.parametrize("march", ["native", "x86-64"])
+def test_float32_many_short_rows_special_values(march, monkeypatch):
+    """16 rows at a time (kc::red::rows16_f32): a NaN in each lane position of a vector and in
+    each row of a group wins max and min and spoils the sum, infinities, an all -inf row."""
+    monkeypatch.setenv("KCOMP_MARCH", march)
+    rng = np.random.default_rng(44)
+    for n in (16, 64, 128):
+        a = rng.standard_normal((35, n)).astype(np.float32)
+        for r in range(0, 35, 3):
+            a[r, (r * 7) % n] = np.nan
+        a[1, n - 1], a[2, 0] = np.inf, -np.inf
+        a[4] = -np.inf
+        x = K.placeholder((None, n))
+        got, want, _ = run([(x, a)], [K.max(x, 1), K.min(x, 1), K.sum(x, 1), K.mean(x, 1)])
+        d = a.astype(np.float64)
+        with np.errstate(invalid="ignore"):
+            refs = (np.max(d, 1), np.min(d, 1), np.sum(d, 1), np.mean(d, 1))
+        for g, w, e in zip(got, want, refs):
+            assert_same(g, w)
+            assert_numpy(g, e, np.float32, rtol=2e-6, atol=1e-5)
 
 
 @pytest.mark.parametrize("march", ["native", "x86-64"])
