@@ -221,8 +221,9 @@ def test_float32_argmax_argmin_of_few_long_rows():
 
 
 def test_float32_sums_split_across_threads_are_deterministic():
-    """A few long rows are split into blocks; the result must not depend on the thread count
-    (the blocks merge in a fixed order)."""
+    """A few long rows are split into blocks, many short rows reduced 16 at a time; the result
+    must not depend on the thread count (blocks merge in a fixed order; a row left over from a
+    task's groups of 16 takes the same additions)."""
     import os
     import subprocess
     import sys
@@ -231,7 +232,12 @@ def test_float32_sums_split_across_threads_are_deterministic():
         "a = np.random.default_rng(3).standard_normal((2, 300001)).astype(np.float32)\n"
         "x = K.placeholder((None, 300001))\n"
         "f = K.function([x], [K.sum(x, 1), K.var(x, 1), K.max(x, 1)])\n"
-        "print(*[v.tobytes().hex() for v in f([a])])\n")
+        "print(*[v.tobytes().hex() for v in f([a])])\n"
+        # many short rows: groups of 16 and the rows a task has left over add alike
+        "b = np.random.default_rng(4).standard_normal((1001, 64)).astype(np.float32) * 100\n"
+        "y = K.placeholder((None, 64))\n"
+        "g = K.function([y], [K.sum(y, 1), K.mean(y, 1)])\n"
+        "print(*[v.tobytes().hex() for v in g([b])])\n")
     outs = []
     for threads in ("1", "2", "3"):
         env = dict(os.environ, KCOMP_NUM_THREADS=threads)

@@ -291,7 +291,8 @@ template <bool MIN> KC_INLINE float extreme_f32(const float *KC_RESTRICT x, int6
  * lanes; then the 16 rows' vectors fold together by a transposing tree of shuffles (4 levels:
  * halves, quarters, pairs, lanes), a quarter of the work of 16 separate horizontal reductions.
  * A sum takes every element through at most n/16 + 4 float additions (within SUM_BLOCK); a NaN
- * wins an extreme, as in extreme_f32. Written with vector types: the shuffles are what matters. */
+ * wins an extreme, as in extreme_f32. Written with vector types: the shuffles are what matters.
+ * A task's rows left over from its groups go through row16_f32, the same arithmetic. */
 typedef float v16f __attribute__((vector_size(64)));
 typedef int32_t v16i __attribute__((vector_size(64)));
 #if defined(__clang__)
@@ -337,6 +338,26 @@ template <int OP> KC_INLINE void rows16_f32(const float *KC_RESTRICT x, int64_t 
   __builtin_memcpy(out, &r, 64);
 }
 #undef KC_SHUF16
+/* One such row by the same additions in the same order (halves, quarters, pairs, lanes), so
+ * that a row's result does not depend on whether it was reduced in a group of 16 (the groups a
+ * task holds depend on the thread count). */
+template <int OP> KC_INLINE float row16_f32(const float *KC_RESTRICT x, int64_t n) {
+  v16f v;
+  __builtin_memcpy(&v, x, 64);
+  for (int64_t i = 16; i < n; i += 16) {
+    v16f t;
+    __builtin_memcpy(&t, x + i, 64);
+    v = fold16<OP>(v, t);
+  }
+  float t[16];
+  __builtin_memcpy(t, &v, 64);
+  for (int w = 8; w >= 1; w /= 2)
+    for (int j = 0; j < w; ++j) {
+      const float a = t[j], b = t[j + w];
+      t[j] = OP == 0 ? a + b : ((b != b) | (OP == 1 ? b > a : b < a)) ? b : a;
+    }
+  return t[0];
+}
 KC_INLINE bool rows16_fit(int64_t n) { return n >= 16 && n <= 128 && n % 16 == 0; }
 
 /* The index of a float32 row's first maximum (MIN: minimum): V vectors of 16 lanes (4, or 1
