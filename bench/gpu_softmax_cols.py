@@ -13,23 +13,19 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
+from gpu_bench import bench_copy  # noqa: E402
+from gpu_reduce import _rel  # noqa: E402
 from gpu_timing import cuda_time_ms  # noqa: E402
 
 SHAPES = [(1, 16384, 16384), (1, 4096, 65536), (8, 2048, 4096), (1, 8192, 16384), (64, 3000, 64)]
 VARIANTS = {"streamed": "0", "default": "1"}
 
 
-def _copy_gbs(torch) -> float:
-    a = torch.randn(1 << 28, device="cuda")
-    b = torch.empty_like(a)
-    return 8 * a.numel() / cuda_time_ms(torch, lambda: b.copy_(a)) / 1e6
-
-
 def main() -> int:
     import torch
     from kcomp.cuda import runtime as cr
     lib = cr.library()
-    copy_gbs = _copy_gbs(torch)
+    copy_gbs = bench_copy(torch, [])
     print(f"copy bandwidth {copy_gbs:.0f} GB/s (read + write)")
     print("| (outer, n, inner) | " + " | ".join(VARIANTS) + " | torch.softmax |")
     print("|---|" + "---:|" * (len(VARIANTS) + 1))
@@ -50,7 +46,7 @@ def main() -> int:
             y.fill_(float("nan"))
             run()
             torch.cuda.synchronize()
-            rel = float((y.double() - want).norm() / want.norm())
+            rel = _rel(torch, y, want)
             if not rel < 1e-5:
                 cells.append(f"WRONG (rel {rel:.2g})")
                 continue

@@ -821,11 +821,6 @@ __host__ __device__ constexpr size_t res_smem(int R) {
   return (size_t)R * kResW * sizeof(float) + (kResThreads / 32 + 2) * kResW * sizeof(LseOp::S);
 }
 
-__device__ __forceinline__ void cp_async16(void *dst, const void *src) {
-  const unsigned d = (unsigned)__cvta_generic_to_shared(dst);
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(d), "l"(src) : "memory");
-}
-
 // kResW / 4 threads a row (a float4 each), kResThreads * 4 / kResW rows a step.
 __global__ void __launch_bounds__(kResThreads) softmax_cols_resident(const ResParams p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
@@ -848,7 +843,7 @@ __global__ void __launch_bounds__(kResThreads) softmax_cols_resident(const ResPa
   const int64_t off = o * p.n * p.inner + r0 * p.inner + j0;
   if (live)
     for (int r = rr; r < rows; r += STEP)
-      cp_async16(&tile[(size_t)r * Q + q], p.x + off + (int64_t)r * p.inner);
+      kcc::cp_async16(&tile[(size_t)r * Q + q], p.x + off + (int64_t)r * p.inner);
   asm volatile("cp.async.wait_all;" ::: "memory");  // (a thread reads only what it copied)
   // each thread's (max, sum) of its rows, per column: the max first, so one exp per element
   float m[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY}, sum[4] = {0.f, 0.f, 0.f, 0.f};

@@ -286,7 +286,7 @@ template <bool MIN> KC_INLINE float extreme_f32(const float *KC_RESTRICT x, int6
   return n < 4 * L ? extreme_lanes<MIN, 32, false>(x, n) : extreme_lanes<MIN, L, true>(x, n);
 }
 
-/* Many short rows: sums (OP 0), maxima (1) or minima (2) of 16 consecutive rows of n floats, n
+/* Many short rows: sums (FOLD_SUM), maxima or minima of 16 consecutive rows of n floats, n
  * a multiple of 16 up to 128, into out[16]. Each row's elements fold into one vector of 16
  * lanes; then the 16 rows' vectors fold together by a transposing tree of shuffles (4 levels:
  * halves, quarters, pairs, lanes), a quarter of the work of 16 separate horizontal reductions.
@@ -300,10 +300,12 @@ typedef int32_t v16i __attribute__((vector_size(64)));
 #else
 #define KC_SHUF16(a, b, ...) __builtin_shuffle(a, b, (v16i){__VA_ARGS__})
 #endif
-template <int OP> KC_INLINE v16f fold16(v16f a, v16f b) {
-  if (OP == 0) return a + b;
-  /* b when it is NaN or beats a; a NaN in a stays, as nothing beats it */
-  const v16i take_b = (b != b) | (OP == 1 ? (b > a) : (b < a));
+enum { FOLD_SUM, FOLD_MAX, FOLD_MIN };
+/* a and b combined, lane by lane for vectors: for extremes b when it is NaN or beats a (a NaN
+ * in a stays, as nothing beats it) */
+template <int OP, class V> KC_INLINE V fold_op(V a, V b) {
+  if (OP == FOLD_SUM) return a + b;
+  const auto take_b = (b != b) | (OP == FOLD_MAX ? (b > a) : (b < a));
   return take_b ? b : a;
 }
 template <int OP> KC_INLINE void rows16_f32(const float *KC_RESTRICT x, int64_t n, float *out) {
@@ -313,25 +315,25 @@ template <int OP> KC_INLINE void rows16_f32(const float *KC_RESTRICT x, int64_t 
     for (int64_t i = 16; i < n; i += 16) {
       v16f t;
       __builtin_memcpy(&t, x + r * n + i, 64);
-      v[r] = fold16<OP>(v[r], t);
+      v[r] = fold_op<OP>(v[r], t);
     }
   }
   for (int i = 0; i < 8; ++i)  /* rows 2i, 2i+1: 8 lanes each */
-    v[i] = fold16<OP>(KC_SHUF16(v[2 * i], v[2 * i + 1], 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19,
+    v[i] = fold_op<OP>(KC_SHUF16(v[2 * i], v[2 * i + 1], 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19,
                                 20, 21, 22, 23),
                       KC_SHUF16(v[2 * i], v[2 * i + 1], 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26,
                                 27, 28, 29, 30, 31));
   for (int i = 0; i < 4; ++i)  /* rows 4i..4i+3: 4 lanes each */
-    v[i] = fold16<OP>(KC_SHUF16(v[2 * i], v[2 * i + 1], 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18,
+    v[i] = fold_op<OP>(KC_SHUF16(v[2 * i], v[2 * i + 1], 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18,
                                 19, 24, 25, 26, 27),
                       KC_SHUF16(v[2 * i], v[2 * i + 1], 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22,
                                 23, 28, 29, 30, 31));
   for (int i = 0; i < 2; ++i)  /* rows 8i..8i+7: 2 lanes each */
-    v[i] = fold16<OP>(KC_SHUF16(v[2 * i], v[2 * i + 1], 0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20,
+    v[i] = fold_op<OP>(KC_SHUF16(v[2 * i], v[2 * i + 1], 0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20,
                                 21, 24, 25, 28, 29),
                       KC_SHUF16(v[2 * i], v[2 * i + 1], 2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22,
                                 23, 26, 27, 30, 31));
-  const v16f r = fold16<OP>(KC_SHUF16(v[0], v[1], 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24,
+  const v16f r = fold_op<OP>(KC_SHUF16(v[0], v[1], 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24,
                                       26, 28, 30),
                             KC_SHUF16(v[0], v[1], 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25,
                                       27, 29, 31));
@@ -347,14 +349,13 @@ template <int OP> KC_INLINE float row16_f32(const float *KC_RESTRICT x, int64_t 
   for (int64_t i = 16; i < n; i += 16) {
     v16f t;
     __builtin_memcpy(&t, x + i, 64);
-    v = fold16<OP>(v, t);
+    v = fold_op<OP>(v, t);
   }
   float t[16];
   __builtin_memcpy(t, &v, 64);
   for (int w = 8; w >= 1; w /= 2)
     for (int j = 0; j < w; ++j) {
-      const float a = t[j], b = t[j + w];
-      t[j] = OP == 0 ? a + b : ((b != b) | (OP == 1 ? b > a : b < a)) ? b : a;
+      t[j] = fold_op<OP>(t[j], t[j + w]);
     }
   return t[0];
 }

@@ -12,11 +12,11 @@
 #define KCOMP_RT_H
 
 #include "abi.h"
+#include "vmath.h"
 #ifdef __CUDACC__
 #include <cuda_fp16.h>
 #define KC_INLINE static __host__ __device__ __forceinline__
 #else
-#include "vmath.h"
 #define KC_INLINE static inline __attribute__((always_inline))
 #endif
 
@@ -120,14 +120,9 @@ KC_INLINE float log(float x) { return __builtin_logf(x); }
  * a loop could not issue its loads early.) */
 KC_INLINE float tanh(float x) {
 #ifdef __CUDA_ARCH__
-  const float a = fabsf(x), z = x * x;
-  float p = -5.70498872745e-3f;
-  p = p * z + 2.06390887954e-2f;
-  p = p * z + -5.37397155531e-2f;
-  p = p * z + 1.33314422036e-1f;
-  p = p * z + -3.33332819422e-1f;
-  const float small = copysignf(x + x * z * p, x); /* tanh(-0) = -0 */
-  const float e = exp2f(-2.88539008178f * a);      /* e^{-2a} */
+  const float a = fabsf(x);
+  const float small = vm::tanh_near0(x);
+  const float e = exp2f(-2.88539008178f * a); /* e^{-2a} */
   const float large = copysignf(__fdividef(1.0f - e, 1.0f + e), x);
   return a < 0.625f ? small : large; /* NaN: e and large are NaN */
 #else

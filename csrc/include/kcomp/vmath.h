@@ -13,18 +13,28 @@
 
 #include <stdint.h>
 
+/* The host-and-device helpers below (tanh's polynomial) are shared with generated CUDA. */
+#ifdef __CUDACC__
+#define KC_VM_HD static __host__ __device__ __forceinline__
+#else
+#define KC_VM_HD static inline __attribute__((always_inline))
+#endif
+
 namespace kc {
 namespace vm {
 
+/* x's bits as a To (same size) */
+template <class To, class From> static inline __attribute__((always_inline)) To bit_cast(From x) {
+  static_assert(sizeof(To) == sizeof(From), "same size");
+  To t;
+  __builtin_memcpy(&t, &x, sizeof t);
+  return t;
+}
 static inline __attribute__((always_inline)) uint32_t bits(float x) {
-  uint32_t u;
-  __builtin_memcpy(&u, &x, 4);
-  return u;
+  return bit_cast<uint32_t>(x);
 }
 static inline __attribute__((always_inline)) float from_bits(uint32_t u) {
-  float x;
-  __builtin_memcpy(&x, &u, 4);
-  return x;
+  return bit_cast<float>(u);
 }
 
 /* p * 2^n for integer-valued n in [-150, 128], in two steps so that results near the overflow
@@ -122,30 +132,23 @@ static inline __attribute__((always_inline)) float log1p_01(float e) {
 
 /* tanh x: an odd polynomial near 0, (1 - e) / (1 + e) with e = e^{-2|x|} beyond (no
  * cancellation there: e <= 0.29), the sign put back; NaN gives NaN. */
-static inline __attribute__((always_inline)) float tanh(float x) {
-  const float a = __builtin_fabsf(x);
+/* tanh x for |x| < 0.625 by its odd polynomial (tanh(-0) = -0); also generated CUDA's */
+KC_VM_HD float tanh_near0(float x) {
   const float z = x * x;
   float p = -5.70498872745e-3f;
   p = p * z + 2.06390887954e-2f;
   p = p * z + -5.37397155531e-2f;
   p = p * z + 1.33314422036e-1f;
   p = p * z + -3.33332819422e-1f;
-  const float small = __builtin_copysignf(x + x * z * p, x); /* tanh(-0) = -0 */
+  return __builtin_copysignf(x + x * z * p, x);
+}
+static inline __attribute__((always_inline)) float tanh(float x) {
+  const float a = __builtin_fabsf(x);
+  const float small = tanh_near0(x);
   const float e = exp_neg(-2.0f * a);
   const float large = __builtin_copysignf((1.0f - e) / (1.0f + e), x);
   const float r = a < 0.625f ? small : large;
   return x != x ? x : r;
-}
-
-static inline __attribute__((always_inline)) uint64_t bits64(double x) {
-  uint64_t u;
-  __builtin_memcpy(&u, &x, 8);
-  return u;
-}
-static inline __attribute__((always_inline)) double from_bits64(uint64_t u) {
-  double x;
-  __builtin_memcpy(&x, &u, 8);
-  return x;
 }
 
 /* x^y for float32, as C's powf (numpy's float32 power). |x|^y = 2^(y log2|x|) in double:
@@ -154,10 +157,10 @@ static inline __attribute__((always_inline)) double from_bits64(uint64_t u) {
  * (subnormal and overflowing results included): within 1 ulp. C99's special cases are selects
  * after it. */
 static inline __attribute__((always_inline)) float pow(float x, float y) {
-  const uint64_t b = bits64(__builtin_fabs((double)x));
+  const uint64_t b = bit_cast<uint64_t>(__builtin_fabs((double)x));
   const uint64_t mant = b & 0x000fffffffffffffull;
   const int64_t big = mant > 0x6a09e667f3bcdull; /* mantissa above sqrt(2) */
-  const double m = from_bits64(mant | (0x3ff0000000000000ull - ((uint64_t)big << 52)));
+  const double m = bit_cast<double>(mant | (0x3ff0000000000000ull - ((uint64_t)big << 52)));
   const double e = (double)((int64_t)(b >> 52) - 1023 + big);
   const double s = (m - 1.0) / (m + 1.0), z = s * s;
   double p = 1.0 / 11; /* ln m = 2 s (1 + z/3 + ... + z^5/11), within 6e-11 */
@@ -181,7 +184,7 @@ static inline __attribute__((always_inline)) float pow(float x, float y) {
   q = q * f + 0.5;
   q = q * f + 1.0;
   q = q * f + 1.0;
-  const float mag = (float)(q * from_bits64((uint64_t)((int64_t)n + 1023) << 52));
+  const float mag = (float)(q * bit_cast<double>((uint64_t)((int64_t)n + 1023) << 52));
   /* y an integer (infinities count as even ones), and odd */
   const float half = y * 0.5f;
   const int32_t y_int = __builtin_rintf(y) == y;
