@@ -716,7 +716,8 @@ KC_INLINE void sum_narrow_rows(const float *KC_RESTRICT x, int64_t N, int64_t I,
     for (int64_t k = 0; k < P; ++k) lane[k] += (double)acc[k];
   }
   for (int64_t j = 0; j < I; ++j) tot[j] = 0;
-  for (int64_t k = 0; k < P; ++k) tot[k % I] += lane[k];
+  for (int64_t r = 0; r < R; ++r)  // lane r I + j holds column j
+    for (int64_t j = 0; j < I; ++j) tot[j] += lane[r * I + j];
   for (int64_t r = chunks * R; r < N; ++r)  // fewer rows than a chunk left
     for (int64_t j = 0; j < I; ++j) tot[j] += (double)x[r * I + j];
 }
