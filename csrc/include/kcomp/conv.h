@@ -16,6 +16,9 @@ namespace conv {
 KC_INLINE int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((b - 1 - a) / b); }
 KC_INLINE int64_t ceil_div(int64_t a, int64_t b) { return a >= 0 ? (a + b - 1) / b : -(-a / b); }
 
+/* most thread slots of a direct convolution's work (each with its own run of items) */
+enum { SLOTS = 64 };
+
 KC_INLINE int64_t min(int64_t a, int64_t b) { return a < b ? a : b; }
 KC_INLINE int64_t max(int64_t a, int64_t b) { return a > b ? a : b; }
 
