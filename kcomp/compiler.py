@@ -231,7 +231,7 @@ def generate(prepared: Graph, name: str, timings: Dict[str, float] | None = None
     renders C++, 'cuda' renders CUDA."""
     timings = {} if timings is None else timings
     t = time.perf_counter()
-    optimized = optimize(prepared)
+    optimized = optimize(prepared, target)
     timings["passes"] = time.perf_counter() - t
     t = time.perf_counter()
     plan = lower(optimized, target=target)

@@ -431,6 +431,28 @@ def test_direct_kernel_tiles(dtype):
     run_cases(cases, dtype, batches=(2, 1))
 
 
+def test_channels_first_runs_channels_last_on_the_cpu():
+    """kcomp/ir/passes/layout.py: a channels_first convolution compiles to the channels_last
+    one between transposes (a 1x1 stride-1 one stays a GEMM on the input as it lies); between
+    two convolutions in a row the transposes cancel."""
+    rng = np.random.default_rng(7)
+    x = K.placeholder((None, 3, 9, 8))
+    w1, w2, w3 = (rng.standard_normal(s).astype(np.float32)
+                  for s in ((3, 3, 3, 4), (2, 3, 4, 5), (1, 1, 5, 2)))
+    h = K.conv2d(x, K.constant(w1), padding="same", data_format="channels_first")
+    y = K.conv2d(h, K.constant(w2), strides=(2, 1), data_format="channels_first")
+    z = K.conv2d(y, K.constant(w3), data_format="channels_first")
+    f = K.function([x], [z])
+    graph = f.explain().split("-- kernel plan --")[0]
+    assert graph.count(" = conv(") == 3 and graph.count("data_format=channels_last") == 2
+    assert graph.count(" = transpose(") == 2, graph
+    a = rng.standard_normal((2, 3, 9, 8)).astype(np.float32)
+    want = a.astype(np.float64)
+    for w, st, pad in ((w1, (1, 1), "same"), (w2, (2, 1), "valid"), (w3, (1, 1), "valid")):
+        want = np_conv(want, w, st, pad, "channels_first", (1, 1))
+    np.testing.assert_allclose(f([a])[0], want, rtol=1e-4, atol=1e-4)
+
+
 def test_max_pooling_propagates_nan():
     """Like numpy's maximum (the reference): a NaN in a window gives NaN."""
     x, xc = K.placeholder((None, 4, 4, 1)), K.placeholder((None, 1, 4, 5))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..graph import Graph
 from .cse import cse
 from .fold import fold_constants
+from .layout import channels_last_convs
 from .loops import hoist_loops
 from .merge_loops import merge_loops
 from .rewrite import rewrite
@@ -13,11 +14,14 @@ from .simplify import simplify
 PIPELINE = (simplify, cse, merge_loops, fold_constants, simplify, cse, hoist_loops, cse)
 
 
-def optimize(graph: Graph) -> Graph:
+def optimize(graph: Graph, target: str = "cpu") -> Graph:
+    """The pipeline, after the target's layout choices (CPU: channels_last convolutions)."""
+    if target == "cpu":
+        graph = channels_last_convs(graph)
     for p in PIPELINE:
         graph = p(graph)
     return graph
 
 
-__all__ = ["optimize", "rewrite", "cse", "fold_constants", "simplify", "hoist_loops",
+__all__ = ["optimize", "rewrite", "channels_last_convs", "cse", "fold_constants", "simplify", "hoist_loops",
            "merge_loops", "PIPELINE"]

@@ -3,8 +3,11 @@ conv_transpose.j2) and the kernels of their gradients (conv_filter_direct.j2,
 conv_filter_grad.j2, conv_window_grad.j2).
 
 - conv: channels_last, a direct kernel (implicit GEMM, kcomp/conv.h) over the input as it lies
-  with the kernel packed once per call; channels_first, im2col tiles + the tuned GEMM, one
-  scratch tile per thread; a 1x1 stride-1 convolution is a GEMM on the input as it lies.
+  with the kernel packed once per call (im2col tiles + the tuned GEMM, one scratch tile per
+  thread, where it has no output channels); a 1x1 stride-1 convolution is a GEMM on the input
+  as it lies. channels_first: on the CPU, the channels_last kernel between transposes
+  (kcomp/ir/passes/layout.py), except the 1x1 GEMM, which takes either layout; in CUDA,
+  im2col tiles.
 - conv_filter_grad: channels_last, direct (sums in registers over the pixels of runs of output
   rows); channels_first, im2col tiles + the GEMM; either way in partial sums of a fixed
   number of chunks, added in order.
@@ -98,6 +101,7 @@ def _conv(L, node: Node):
         return
     L.include("kcomp/conv.h")
     cf = node.attrs["data_format"] == "channels_first"
+    assert L.target == "cuda" or not cf, "kcomp/ir/passes/layout.py makes CPU convs channels_last"
     K = C * int(S.mul(*g.ks))
     if not cf and O > 0:
         _direct(L, node, g, C, O, K)
