@@ -431,6 +431,30 @@ def test_direct_kernel_tiles(dtype):
     run_cases(cases, dtype, batches=(2, 1))
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_depthwise_rows_at_every_alignment(dtype):
+    """kc::conv::depthwise_row: the input at every element offset from a 64-byte boundary
+    (vectors of channels shifted onto aligned loads, with rotated weights at the pixel
+    boundary), 'same' and 'valid', dilation, rows short of a block of pixels, channels not a
+    whole vector (overlapping last vector; fewer than a vector), stride 2."""
+    rng = np.random.default_rng(11)
+    cases = [((6, 19, 32), (3, 3), 1, "same", (1, 1)), ((5, 9, 48), (3, 5), 1, "valid", (1, 1)),
+             ((7, 23, 16), (3, 3), 1, "same", (2, 3)), ((4, 30, 40), (2, 3), 1, "same", (1, 1)),
+             ((5, 11, 5), (3, 3), 1, "same", (1, 1)), ((6, 21, 32), (3, 3), 2, "same", (1, 1))]
+    for (h, w_, c), ks, st, pad, dil in cases:
+        x = K.placeholder((2, h, w_, c), dtype=dtype)
+        kern = rng.standard_normal(ks + (c, 1)).astype(dtype)
+        f = K.function([x], [K.depthwise_conv2d(x, K.constant(kern, dtype=dtype), (st, st), pad,
+                                                "channels_last", dil)])
+        n = 2 * h * w_ * c
+        buf = rng.standard_normal(n + 16).astype(dtype)
+        for off in range(16):
+            a = buf[off:off + n].reshape(2, h, w_, c)
+            want = np_depthwise(a, kern, (st, st), pad, "channels_last", dil)
+            np.testing.assert_allclose(f([a])[0], want, rtol=1e-5, atol=1e-5,
+                                       err_msg=f"{(h, w_, c)} {ks} offset {off}")
+
+
 def test_channels_first_runs_channels_last_on_the_cpu():
     """kcomp/ir/passes/layout.py: a channels_first convolution compiles to the channels_last
     one between transposes (a 1x1 stride-1 one stays a GEMM on the input as it lies); between

@@ -94,9 +94,11 @@ template <class T> KC_INLINE void copy(T *KC_RESTRICT dst, const T *KC_RESTRICT 
  * -ffp-contract=off (the GEMM that computes the other convolutions fuses too). */
 #if defined(__clang__)
 #define KC_CONV_FMA __attribute__((noinline))
+#define KC_CONV_FMA_INLINE inline __attribute__((always_inline))
 #define KC_CONV_CONTRACT _Pragma("clang fp contract(fast)")
 #else
 #define KC_CONV_FMA __attribute__((noinline, optimize("fp-contract=fast")))
+#define KC_CONV_FMA_INLINE inline __attribute__((always_inline, optimize("fp-contract=fast")))
 #define KC_CONV_CONTRACT
 #endif
 
@@ -180,6 +182,125 @@ KC_INLINE void direct_pack(const T *KC_RESTRICT w, T *KC_RESTRICT wp, int64_t K,
         const int64_t o = (int64_t)p * D::NR + j;
         wp[((int64_t)p * K + k) * D::NR + j] = o < O ? w[k * O + o] : T(0);
       }
+}
+
+/* ---- depthwise convolution, channels_last, channel multiplier 1 (conv_window.j2) ------------
+ *
+ * One output row: y[ow C + c] = sum over the kernel rows inside the input (R of them: row
+ * pointers xr, their KW taps' weights wr, C apart) and the taps kw inside of
+ * x[(ow SW - PW + kw DLW) C + c] w[kw C + c], in that order, fused multiply-adds (the sliding-
+ * window loop's arithmetic). A vector of channels keeps its R x KW weights in registers while
+ * it runs along the row, 8 pixels at a time where their windows lie inside the row; pixels
+ * near the edges, and channels short of a vector, go one at a time. The sliding-window loop
+ * kept its accumulators in memory and reloaded the weights for every pixel: (8,56,56,64) 3x3
+ * 'same', two threads, 234 -> 168 us (PyTorch 160; bench/sweep.py), one thread in L2 2x.
+ * conv_window.j2 takes it for up to 8 kernel rows (the instantiations for 1..8 rows inside). */
+/* a vector of T that may lie anywhere a T may */
+template <class T> struct Vec {
+  typedef T type __attribute__((vector_size(KC_CONV_VBYTES), aligned(sizeof(T))));
+};
+
+/* U output pixels from ow, the vector of channels at c (weights w) */
+template <class T, int KW, int SW, int DLW, int R, int U>
+KC_CONV_FMA_INLINE void depthwise_pixels(const T *const *xr, const typename Vec<T>::type (&w)[R][KW],
+                                         int64_t ow, int64_t PW, int64_t C, int64_t c,
+                                         T *KC_RESTRICT y) {
+  KC_CONV_CONTRACT
+  typedef typename Vec<T>::type vec;
+  vec acc[U] = {};
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+    for (int kw = 0; kw < KW; ++kw)
+#pragma GCC unroll 8
+      for (int u = 0; u < U; ++u)
+        acc[u] += *(const vec *)(xr[r] + ((ow + u) * SW - PW + kw * DLW) * C + c) * w[r][kw];
+#pragma GCC unroll 8
+  for (int u = 0; u < U; ++u) *(vec *)(y + (ow + u) * C + c) = acc[u];
+}
+
+template <class T, int KW, int SW, int DLW, int R>
+KC_CONV_FMA void depthwise_rows(const T *const *xr, const T *const *wr, int64_t W, int64_t PW,
+                                int64_t C, int64_t OW, T *KC_RESTRICT y) {
+  KC_CONV_CONTRACT
+  constexpr int V = KC_CONV_VBYTES / (int)sizeof(T);
+  typedef typename Vec<T>::type vec;
+  int64_t lo, hi;  // pixels whose whole window lies inside the row
+  inside(0, OW, SW, -PW, W - (KW - 1) * DLW, &lo, &hi);
+  hi = hi > lo ? hi : lo;
+  // s: how many elements the input lies past a vector boundary (numpy's large arrays: 16
+  // bytes). With whole vectors of channels and stride 1, every vector starts s channels early
+  // so that its loads are aligned (one that straddles two cache lines costs two): the first
+  // holds the last s channels of the pixel before (their weights rotated in), so these
+  // vectors run over the pixels [lo + 1, hi), and lo and hi - 1 go through the edge path.
+  const uintptr_t at = (uintptr_t)xr[0];
+  const int64_t s = SW == 1 && C % V == 0 && at % sizeof(T) == 0 ? (int64_t)(at / sizeof(T) % V) : 0;
+  const int64_t first = s ? lo + 1 : lo, stop = s ? hi - 1 : hi;  // whole pixels: [first, stop)
+  // Vectors of channels from c = -s, V - s, ...; without a shift, the last one ends at C. A
+  // vector or block of pixels that overlaps the one before computes and stores its values
+  // again, the same.
+  const int64_t last = C >= V ? C - V : 0, CV = C >= V ? C : 0;
+  for (int64_t c0 = 0; c0 < CV; c0 += V) {
+    const int64_t c = s ? c0 - s : c0 < last ? c0 : last;
+    vec w[R][KW];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+      for (int kw = 0; kw < KW; ++kw) {
+        if (c >= 0) {
+          w[r][kw] = *(const vec *)(wr[r] + kw * C + c);
+        } else {  // channel c + j, or for j < -c that of the pixel before
+          for (int j = 0; j < V; ++j) w[r][kw][j] = wr[r][kw * C + c + j + (c + j < 0 ? C : 0)];
+        }
+      }
+    // blocks of 8 pixels (independent sums in flight), the last one ending at hi; fewer
+    // pixels one at a time
+    if (hi - first >= 8) {
+      for (int64_t o = first; o < hi; o += 8)
+        depthwise_pixels<T, KW, SW, DLW, R, 8>(xr, w, o + 8 <= hi ? o : hi - 8, PW, C, c, y);
+    } else {
+      for (int64_t ow = first; ow < hi; ++ow)
+        depthwise_pixels<T, KW, SW, DLW, R, 1>(xr, w, ow, PW, C, c, y);
+    }
+  }
+  // the edge path: pixels outside [first, stop), and channels short of a vector everywhere
+  for (int64_t ow = 0; ow < OW; ++ow) {
+    const bool inner = ow >= first && ow < stop;
+    if (inner && CV == C) continue;
+    const int64_t iw0 = ow * SW - PW;
+    if (!inner)
+      for (int64_t c0 = 0; c0 < CV; c0 += V) {
+        const int64_t c = c0 < last ? c0 : last;
+        vec acc = {};
+        for (int r = 0; r < R; ++r)
+          for (int kw = 0; kw < KW; ++kw)
+            if (iw0 + kw * DLW >= 0 && iw0 + kw * DLW < W)
+              acc += *(const vec *)(xr[r] + (iw0 + kw * DLW) * C + c) *
+                     *(const vec *)(wr[r] + kw * C + c);
+        *(vec *)(y + ow * C + c) = acc;
+      }
+    for (int64_t c = CV; c < C; ++c) {
+      T acc = 0;
+      for (int r = 0; r < R; ++r)
+        for (int kw = 0; kw < KW; ++kw)
+          if (iw0 + kw * DLW >= 0 && iw0 + kw * DLW < W)
+            acc += xr[r][(iw0 + kw * DLW) * C + c] * wr[r][kw * C + c];
+      y[ow * C + c] = acc;
+    }
+  }
+}
+
+/* depthwise_rows for the R (1..RMAX) kernel rows inside */
+template <class T, int KW, int SW, int DLW, int RMAX>
+KC_INLINE void depthwise_row(const T *const *xr, const T *const *wr, int rows, int64_t W,
+                             int64_t PW, int64_t C, int64_t OW, T *y) {
+  if (rows == RMAX) {
+    depthwise_rows<T, KW, SW, DLW, RMAX>(xr, wr, W, PW, C, OW, y);
+  } else if constexpr (RMAX > 1) {
+    depthwise_row<T, KW, SW, DLW, RMAX - 1>(xr, wr, rows, W, PW, C, OW, y);
+  } else {  // no row inside: zeros
+    for (int64_t i = 0; i < OW * C; ++i) y[i] = T(0);
+  }
 }
 
 /* The kernel gradient's tile (conv_filter_direct.j2): part[i * O + j] += sum over the runs of
