@@ -487,6 +487,76 @@ KC_INLINE double exp_sum(const float *KC_RESTRICT x, float *KC_RESTRICT y, int64
   return sum_f32(y, n);
 }
 
+#if defined(__AVX512F__)
+/* vm::exp_neg of 16 lanes (a loop the compiler turns into vector code) */
+KC_INLINE v16f exp_neg16(v16f v) {
+  float e[16];
+  __builtin_memcpy(e, &v, sizeof(e));
+  for (int j = 0; j < 16; ++j) e[j] = vm::exp_neg(e[j]);
+  __builtin_memcpy(&v, e, sizeof(e));
+  return v;
+}
+
+/* softmax (y) or logsumexp (*lse) of a short row, 16 (NV - 1) < n <= 16 NV, held in NV
+ * vectors: read once, written once; the last vector's missing lanes load as -inf (exponential
+ * 0) and are not stored. The exponentials' sum: lanes, then halves, quarters, pairs (in
+ * float32 for softmax: at most NV + 3 roundings; in double for logsumexp, whose result is
+ * often subtracted from values near it). False, with nothing written, when the max is not finite (the callers' reference
+ * formula). Such rows were mostly scalar tails and horizontal steps: over the last axis, two
+ * threads, softmax (1000,37) 24 -> 9 us, (8000,16) 109 -> 37 us, (256,256,64) 1165 -> 669 us;
+ * logsumexp (5000,3) 60 -> 40 us (with tasks sized for the exponential), (1000,37) 24 -> 13 us,
+ * (65536,64) 1573 -> 898 us. */
+template <int NV, bool LSE>
+KC_INLINE bool exp_row_f32(const float *KC_RESTRICT x, float *KC_RESTRICT y, int64_t n,
+                           double *lse) {
+  const __mmask16 last = (__mmask16)(0xffffu >> (16 * NV - n));
+  v16f v[NV];
+  for (int u = 0; u < NV - 1; ++u) v[u] = (v16f)_mm512_loadu_ps(x + 16 * u);
+  v[NV - 1] = (v16f)_mm512_mask_loadu_ps(_mm512_set1_ps(-__builtin_inff()), last,
+                                         x + 16 * (NV - 1));
+  v16f mv = v[0];
+  for (int u = 1; u < NV; ++u) mv = fold_op<FOLD_MAX>(mv, v[u]);
+  if (_mm512_cmp_ps_mask((__m512)mv, (__m512)mv, _CMP_UNORD_Q)) return false;
+  const float m = _mm512_reduce_max_ps((__m512)mv);
+  if (!(m < __builtin_inff() && m > -__builtin_inff())) return false;
+  for (int u = 0; u < NV; ++u) v[u] = exp_neg16(v[u] - m);
+  if (LSE) {
+    double t[16] = {};
+    for (int u = 0; u < NV; ++u)
+      for (int j = 0; j < 16; ++j) t[j] += (double)v[u][j];
+    for (int w = 8; w >= 1; w /= 2)
+      for (int j = 0; j < w; ++j) t[j] += t[j + w];
+    *lse = __builtin_log(t[0]) + (double)m;
+    return true;
+  }
+  v16f sv = v[0];
+  for (int u = 1; u < NV; ++u) sv += v[u];
+  float t[16];
+  __builtin_memcpy(t, &sv, sizeof(t));
+  for (int w = 8; w >= 1; w /= 2)
+    for (int j = 0; j < w; ++j) t[j] += t[j + w];
+  const v16f inv = (v16f)_mm512_set1_ps(1.0f / t[0]);
+  for (int u = 0; u < NV - 1; ++u) _mm512_storeu_ps(y + 16 * u, (__m512)(v[u] * inv));
+  _mm512_mask_storeu_ps(y + 16 * (NV - 1), last, (__m512)(v[NV - 1] * inv));
+  return true;
+}
+template <bool LSE>
+KC_INLINE bool exp_short_f32(const float *KC_RESTRICT x, float *KC_RESTRICT y, int64_t n,
+                             double *lse) {
+  switch ((n + 15) / 16) {
+  case 1: return exp_row_f32<1, LSE>(x, y, n, lse);
+  case 2: return exp_row_f32<2, LSE>(x, y, n, lse);
+  case 3: return exp_row_f32<3, LSE>(x, y, n, lse);
+  case 4: return exp_row_f32<4, LSE>(x, y, n, lse);
+  case 5: return exp_row_f32<5, LSE>(x, y, n, lse);
+  case 6: return exp_row_f32<6, LSE>(x, y, n, lse);
+  case 7: return exp_row_f32<7, LSE>(x, y, n, lse);
+  case 8: return exp_row_f32<8, LSE>(x, y, n, lse);
+  default: return false;
+  }
+}
+#endif
+
 /* logsumexp of x[0:n): online max over blocks of LSE_BLOCK that stay in L1 (the max of a
  * block, then its exponentials: float32 sums of SUM_BLOCK steps added into double lanes, which
  * are rescaled when the max grows), the next block asked for while this one computes. Blocks
@@ -495,6 +565,10 @@ KC_INLINE double exp_sum(const float *KC_RESTRICT x, float *KC_RESTRICT y, int64
  * threads, 3.8-4.1 -> 2.9-3.1 ms on one. */
 enum { LSE_BLOCK = 4096 };
 KC_INLINE double lse_f32(const float *KC_RESTRICT x, int64_t n) {
+#if defined(__AVX512F__)
+  double r;
+  if (n > 0 && n <= 128 && exp_short_f32<true>(x, nullptr, n, &r)) return r;
+#endif
   float buf[L];
   if (n < L) {  // a short row: no lanes
     const float m = extreme_f32<false>(x, n);
@@ -535,65 +609,10 @@ KC_INLINE double lse_f32(const float *KC_RESTRICT x, int64_t n) {
   return __builtin_log(tot[0] + tail) + (double)m;
 }
 
-#if defined(__AVX512F__)
-/* vm::exp_neg of 16 lanes (a loop the compiler turns into vector code) */
-KC_INLINE v16f exp_neg16(v16f v) {
-  float e[16];
-  __builtin_memcpy(e, &v, sizeof(e));
-  for (int j = 0; j < 16; ++j) e[j] = vm::exp_neg(e[j]);
-  __builtin_memcpy(&v, e, sizeof(e));
-  return v;
-}
-
-/* softmax of a short row, 16 (NV - 1) < n <= 16 NV, held in NV vectors: read once, written
- * once; the last vector's missing lanes load as -inf (exponential 0) and are not stored. The
- * exponentials' sum: lanes, then halves, quarters, pairs (float32: at most NV + 3 roundings).
- * False, with nothing written, when the max is not finite (softmax_f32's reference formula).
- * Such rows were mostly scalar tails and horizontal steps: over the last axis, two threads,
- * (1000,37) 24 -> 9 us, (8000,16) 109 -> 37 us, (256,256,64) 1165 -> 669 us. */
-template <int NV> KC_INLINE bool softmax_regs_f32(const float *KC_RESTRICT x, float *KC_RESTRICT y,
-                                                  int64_t n) {
-  const __mmask16 last = (__mmask16)(0xffffu >> (16 * NV - n));
-  v16f v[NV];
-  for (int u = 0; u < NV - 1; ++u) v[u] = (v16f)_mm512_loadu_ps(x + 16 * u);
-  v[NV - 1] = (v16f)_mm512_mask_loadu_ps(_mm512_set1_ps(-__builtin_inff()), last,
-                                         x + 16 * (NV - 1));
-  v16f mv = v[0];
-  for (int u = 1; u < NV; ++u) mv = fold_op<FOLD_MAX>(mv, v[u]);
-  if (_mm512_cmp_ps_mask((__m512)mv, (__m512)mv, _CMP_UNORD_Q)) return false;
-  const float m = _mm512_reduce_max_ps((__m512)mv);
-  if (!(m < __builtin_inff() && m > -__builtin_inff())) return false;
-  for (int u = 0; u < NV; ++u) v[u] = exp_neg16(v[u] - m);
-  v16f s = v[0];
-  for (int u = 1; u < NV; ++u) s += v[u];
-  float t[16];
-  __builtin_memcpy(t, &s, sizeof(t));
-  for (int w = 8; w >= 1; w /= 2)
-    for (int j = 0; j < w; ++j) t[j] += t[j + w];
-  const v16f inv = (v16f)_mm512_set1_ps(1.0f / t[0]);
-  for (int u = 0; u < NV - 1; ++u) _mm512_storeu_ps(y + 16 * u, (__m512)(v[u] * inv));
-  _mm512_mask_storeu_ps(y + 16 * (NV - 1), last, (__m512)(v[NV - 1] * inv));
-  return true;
-}
-KC_INLINE bool softmax_short_f32(const float *KC_RESTRICT x, float *KC_RESTRICT y, int64_t n) {
-  switch ((n + 15) / 16) {
-  case 1: return softmax_regs_f32<1>(x, y, n);
-  case 2: return softmax_regs_f32<2>(x, y, n);
-  case 3: return softmax_regs_f32<3>(x, y, n);
-  case 4: return softmax_regs_f32<4>(x, y, n);
-  case 5: return softmax_regs_f32<5>(x, y, n);
-  case 6: return softmax_regs_f32<6>(x, y, n);
-  case 7: return softmax_regs_f32<7>(x, y, n);
-  case 8: return softmax_regs_f32<8>(x, y, n);
-  default: return false;
-  }
-}
-#endif
-
 /* y = softmax(x) over x[0:n): max, exp and sum (float32 lanes, blocks in double), scale */
 KC_INLINE void softmax_f32(const float *KC_RESTRICT x, float *KC_RESTRICT y, int64_t n) {
 #if defined(__AVX512F__)
-  if (n > 0 && n <= 128 && softmax_short_f32(x, y, n)) return;
+  if (n > 0 && n <= 128 && exp_short_f32<false>(x, y, n, nullptr)) return;
 #endif
   const float m = extreme_f32<false>(x, n);
   if (!(m < __builtin_inff() && m > -__builtin_inff())) { /* NaN, +inf, all -inf: as defined */
