@@ -167,6 +167,31 @@ def test_float32_many_short_rows_special_values(march, monkeypatch):
 
 
 @pytest.mark.parametrize("march", ["native", "x86-64"])
+def test_float32_wide_column_tiles_special_values(march, monkeypatch):
+    """Column tiles wider than 256 (four rows a step in vectors, the columns past whole vectors
+    one at a time, rows left over from the steps) and bands of rows: a NaN in each of the four
+    rows of a step, in a tail column and in a left-over row wins max and min and spoils the sum;
+    infinities; a column all -inf."""
+    monkeypatch.setenv("KCOMP_MARCH", march)
+    rng = np.random.default_rng(45)
+    for rows, cols in ((39, 301), (1031, 300)):
+        a = rng.standard_normal((rows, cols)).astype(np.float32)
+        for k, c in enumerate((5, 40, 77, 299)):
+            a[8 + k, c] = np.nan
+        a[rows - 1, 150] = np.nan
+        a[3, 10], a[6, 290] = np.inf, -np.inf
+        a[:, 120] = -np.inf
+        x = K.placeholder((None, cols))
+        got, want, _ = run([(x, a)], [K.max(x, 0), K.min(x, 0), K.sum(x, 0)])
+        d = a.astype(np.float64)
+        with np.errstate(invalid="ignore"):
+            refs = (np.max(d, 0), np.min(d, 0), np.sum(d, 0))
+        for g, w, e in zip(got, want, refs):
+            assert_same(g, w)
+            assert_numpy(g, e, np.float32, rtol=2e-6, atol=1e-4)
+
+
+@pytest.mark.parametrize("march", ["native", "x86-64"])
 def test_float32_argmax_argmin_rows(march, monkeypatch):
     """Rows in vector lanes (one vector from 16 elements, four from 128; kc::red::argext_f32):
     lengths around both, ties everywhere (the first index wins across lanes and vectors), the
