@@ -193,8 +193,8 @@ KC_INLINE void direct_pack(const T *KC_RESTRICT w, T *KC_RESTRICT wp, int64_t K,
  * it runs along the row, 8 pixels at a time where their windows lie inside the row; pixels
  * near the edges, and channels short of a vector, go one at a time. The sliding-window loop
  * kept its accumulators in memory and reloaded the weights for every pixel: (8,56,56,64) 3x3
- * 'same', two threads, 234 -> 168 us (PyTorch 160; bench/sweep.py), one thread in L2 2x.
- * conv_window.j2 takes it for up to 8 kernel rows (the instantiations for 1..8 rows inside). */
+ * 'same', two threads, 234 -> 168 us (PyTorch 160; bench/sweep.py). conv_window.j2 takes it
+ * for up to 8 kernel rows (the instantiations for 1..8 rows inside). */
 /* a vector of T that may lie anywhere a T may */
 template <class T> struct Vec {
   typedef T type __attribute__((vector_size(KC_CONV_VBYTES), aligned(sizeof(T))));
@@ -202,9 +202,9 @@ template <class T> struct Vec {
 
 /* U output pixels from ow, the vector of channels at c (weights w) */
 template <class T, int KW, int SW, int DLW, int R, int U>
-KC_CONV_FMA_INLINE void depthwise_pixels(const T *const *xr, const typename Vec<T>::type (&w)[R][KW],
-                                         int64_t ow, int64_t PW, int64_t C, int64_t c,
-                                         T *KC_RESTRICT y) {
+KC_CONV_FMA_INLINE void depthwise_pixels(const T *const *xr,
+                                         const typename Vec<T>::type (&w)[R][KW], int64_t ow,
+                                         int64_t PW, int64_t C, int64_t c, T *KC_RESTRICT y) {
   KC_CONV_CONTRACT
   typedef typename Vec<T>::type vec;
   vec acc[U] = {};
@@ -234,7 +234,8 @@ KC_CONV_FMA void depthwise_rows(const T *const *xr, const T *const *wr, int64_t 
   // holds the last s channels of the pixel before (their weights rotated in), so these
   // vectors run over the pixels [lo + 1, hi), and lo and hi - 1 go through the edge path.
   const uintptr_t at = (uintptr_t)xr[0];
-  const int64_t s = SW == 1 && C % V == 0 && at % sizeof(T) == 0 ? (int64_t)(at / sizeof(T) % V) : 0;
+  const int64_t s =
+      SW == 1 && C % V == 0 && at % sizeof(T) == 0 ? (int64_t)(at / sizeof(T) % V) : 0;
   const int64_t first = s ? lo + 1 : lo, stop = s ? hi - 1 : hi;  // whole pixels: [first, stop)
   // Vectors of channels from c = -s, V - s, ...; without a shift, the last one ends at C. A
   // vector or block of pixels that overlaps the one before computes and stores its values

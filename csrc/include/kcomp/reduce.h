@@ -501,11 +501,11 @@ KC_INLINE v16f exp_neg16(v16f v) {
  * vectors: read once, written once; the last vector's missing lanes load as -inf (exponential
  * 0) and are not stored. The exponentials' sum: lanes, then halves, quarters, pairs (in
  * float32 for softmax: at most NV + 3 roundings; in double for logsumexp, whose result is
- * often subtracted from values near it). False, with nothing written, when the max is not finite (the callers' reference
- * formula). Such rows were mostly scalar tails and horizontal steps: over the last axis, two
- * threads, softmax (1000,37) 24 -> 9 us, (8000,16) 109 -> 37 us, (256,256,64) 1165 -> 669 us;
- * logsumexp (5000,3) 60 -> 40 us (with tasks sized for the exponential), (1000,37) 24 -> 13 us,
- * (65536,64) 1573 -> 898 us. */
+ * often subtracted from values near it). False, with nothing written, when the max is not
+ * finite (the callers' reference formula). Such rows were mostly scalar tails and horizontal
+ * steps: over the last axis, two threads, softmax (1000,37) 24 -> 9 us, (8000,16) 109 -> 37
+ * us, (256,256,64) 1165 -> 669 us; logsumexp (5000,3) 60 -> 40 us (with tasks sized for the
+ * exponential), (1000,37) 24 -> 13 us, (65536,64) 1573 -> 898 us. */
 template <int NV, bool LSE>
 KC_INLINE bool exp_row_f32(const float *KC_RESTRICT x, float *KC_RESTRICT y, int64_t n,
                            double *lse) {

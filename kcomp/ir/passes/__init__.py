@@ -23,5 +23,5 @@ def optimize(graph: Graph, target: str = "cpu") -> Graph:
     return graph
 
 
-__all__ = ["optimize", "rewrite", "channels_last_convs", "cse", "fold_constants", "simplify", "hoist_loops",
-           "merge_loops", "PIPELINE"]
+__all__ = ["optimize", "rewrite", "channels_last_convs", "cse", "fold_constants", "simplify",
+           "hoist_loops", "merge_loops", "PIPELINE"]
