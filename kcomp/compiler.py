@@ -257,8 +257,10 @@ def compile_graph(graph: Graph, name: str = "function", device: str | None = Non
     device = device or get_device()
     t0 = time.perf_counter()
     prepared = prepare_function(graph)
-    mkey = graph_key(prepared) + ("" if device == "cpu" else
-                                  f":{device}:tf32={int(config.cuda_tf32())}")
+    # (the build settings too: a function compiled again at another -march is another build)
+    mkey = graph_key(prepared) + (
+        f":{config.march()}:{config.extra_cxxflags()}:{config.cxx()}" if device == "cpu" else
+        f":{device}:tf32={int(config.cuda_tf32())}")
     with _memo_lock:
         hit = _memo.get(mkey)
         if hit is not None:
