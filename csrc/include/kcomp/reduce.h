@@ -11,7 +11,7 @@
 #define KCOMP_REDUCE_H
 
 #include "rt.h"
-#if defined(__AVX512F__)
+#if defined(__AVX2__)
 #include <immintrin.h>
 #endif
 
@@ -487,7 +487,44 @@ KC_INLINE double exp_sum(const float *KC_RESTRICT x, float *KC_RESTRICT y, int64
   return sum_f32(y, n);
 }
 
+/* The first `lanes` (1..16) floats at p into dst[0:16), the other lanes `fill`; and src's
+ * first `lanes` floats stored at p. AVX-512 and AVX2 mask the lanes; elsewhere a copy does.
+ * The paths built on these are written over arrays of 16 lanes, so they compute the same at
+ * every ISA: an ahead-of-time build for x86-64-v3 gives the JIT's results bit for bit. */
+#if defined(__AVX2__) && !defined(__AVX512F__)
+KC_INLINE void lane_masks(int lanes, __m256i *m) {  // lanes j < `lanes` of 16, as two halves
+  const __m256i n = _mm256_set1_epi32(lanes);
+  m[0] = _mm256_cmpgt_epi32(n, _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  m[1] = _mm256_cmpgt_epi32(n, _mm256_setr_epi32(8, 9, 10, 11, 12, 13, 14, 15));
+}
+#endif
+KC_INLINE void load16(float *KC_RESTRICT dst, const float *p, int lanes, float fill) {
 #if defined(__AVX512F__)
+  _mm512_storeu_ps(dst, _mm512_mask_loadu_ps(_mm512_set1_ps(fill),
+                                             (__mmask16)(0xffffu >> (16 - lanes)), p));
+#elif defined(__AVX2__)
+  __m256i m[2];
+  lane_masks(lanes, m);
+  for (int i = 0; i < 2; ++i)
+    _mm256_storeu_ps(dst + 8 * i,
+                     _mm256_blendv_ps(_mm256_set1_ps(fill), _mm256_maskload_ps(p + 8 * i, m[i]),
+                                      _mm256_castsi256_ps(m[i])));
+#else
+  for (int j = 0; j < 16; ++j) dst[j] = j < lanes ? p[j] : fill;
+#endif
+}
+KC_INLINE void store16(float *p, const float *KC_RESTRICT src, int lanes) {
+#if defined(__AVX512F__)
+  _mm512_mask_storeu_ps(p, (__mmask16)(0xffffu >> (16 - lanes)), _mm512_loadu_ps(src));
+#elif defined(__AVX2__)
+  __m256i m[2];
+  lane_masks(lanes, m);
+  for (int i = 0; i < 2; ++i) _mm256_maskstore_ps(p + 8 * i, m[i], _mm256_loadu_ps(src + 8 * i));
+#else
+  for (int j = 0; j < lanes; ++j) p[j] = src[j];
+#endif
+}
+
 /* vm::exp_neg of 16 lanes (a loop the compiler turns into vector code) */
 KC_INLINE v16f exp_neg16(v16f v) {
   float e[16];
@@ -497,47 +534,69 @@ KC_INLINE v16f exp_neg16(v16f v) {
   return v;
 }
 
+/* the largest of 16 lanes, none NaN (any order gives it) */
+KC_INLINE float max16(float *t) {
+#if defined(__AVX512F__)
+  return _mm512_reduce_max_ps(_mm512_loadu_ps(t));
+#else  // the steps written out vectorise (AVX2: as a loop over the widths 2.5x slower)
+  for (int j = 0; j < 8; ++j) t[j] = t[j + 8] > t[j] ? t[j + 8] : t[j];
+  for (int j = 0; j < 4; ++j) t[j] = t[j + 4] > t[j] ? t[j + 4] : t[j];
+  for (int j = 0; j < 2; ++j) t[j] = t[j + 2] > t[j] ? t[j + 2] : t[j];
+  return t[1] > t[0] ? t[1] : t[0];
+#endif
+}
+static constexpr float LOWEST = -3.40282347e38f;
+
 /* softmax (y) or logsumexp (*lse) of a short row, 16 (NV - 1) < n <= 16 NV, held in NV
- * vectors: read once, written once; the last vector's missing lanes load as -inf (exponential
- * 0) and are not stored. The exponentials' sum: lanes, then halves, quarters, pairs (in
- * float32 for softmax: at most NV + 3 roundings; in double for logsumexp, whose result is
- * often subtracted from values near it). False, with nothing written, when the max is not
- * finite (the callers' reference formula). Such rows were mostly scalar tails and horizontal
- * steps: over the last axis, two threads, softmax (1000,37) 24 -> 9 us, (8000,16) 109 -> 37
- * us, (256,256,64) 1165 -> 669 us; logsumexp (5000,3) 60 -> 40 us (with tasks sized for the
- * exponential), (1000,37) 24 -> 13 us, (65536,64) 1573 -> 898 us. */
+ * vectors of 16 lanes: read once, written once; the last vector's missing lanes are not
+ * stored. The exponentials' sum: lanes, then halves, quarters,
+ * pairs (in float32 for softmax: at most NV + 3 roundings; in double for logsumexp, whose
+ * result is often subtracted from values near it). False, with nothing written, when an
+ * element is not finite (the callers' general paths: NaN, infinities, -inf entries). Such rows were mostly scalar tails and
+ * horizontal steps: over the last axis, two threads, softmax (1000,37) 24 -> 9 us, (8000,16)
+ * 109 -> 37 us, (256,256,64) 1165 -> 669 us; logsumexp (5000,3) 60 -> 40 us (with tasks sized
+ * for the exponential), (1000,37) 24 -> 13 us, (65536,64) 1573 -> 898 us. */
 template <int NV, bool LSE>
 KC_INLINE bool exp_row_f32(const float *KC_RESTRICT x, float *KC_RESTRICT y, int64_t n,
                            double *lse) {
-  const __mmask16 last = (__mmask16)(0xffffu >> (16 * NV - n));
-  v16f v[NV];
-  for (int u = 0; u < NV - 1; ++u) v[u] = (v16f)_mm512_loadu_ps(x + 16 * u);
-  v[NV - 1] = (v16f)_mm512_mask_loadu_ps(_mm512_set1_ps(-__builtin_inff()), last,
-                                         x + 16 * (NV - 1));
-  v16f mv = v[0];
-  for (int u = 1; u < NV; ++u) mv = fold_op<FOLD_MAX>(mv, v[u]);
-  if (_mm512_cmp_ps_mask((__m512)mv, (__m512)mv, _CMP_UNORD_Q)) return false;
-  const float m = _mm512_reduce_max_ps((__m512)mv);
-  if (!(m < __builtin_inff() && m > -__builtin_inff())) return false;
-  for (int u = 0; u < NV; ++u) v[u] = exp_neg16(v[u] - m);
+  constexpr int K = 16 * NV;
+  const int tail = (int)(n - 16 * (NV - 1));
+  alignas(64) float e[K], t[16], z[16];
+  // missing lanes load as the lowest float (exponential 0); z sums e * 0, NaN unless every
+  // element is finite (a select that lets a NaN win, or NaN flags, would not vectorise)
+  for (int u = 0; u < NV; ++u) load16(e + 16 * u, x + 16 * u, u + 1 < NV ? 16 : tail, LOWEST);
+  v16f tv, zv, v;  // (the selects written as vectors: as a loop over lanes they stay scalar)
+  __builtin_memcpy(&tv, e, sizeof(v16f));
+  zv = tv * 0.0f;
+  for (int u = 1; u < NV; ++u) {
+    __builtin_memcpy(&v, e + 16 * u, sizeof(v16f));
+    tv = v > tv ? v : tv;
+    zv += v * 0.0f;
+  }
+  __builtin_memcpy(t, &tv, sizeof(v16f));
+  __builtin_memcpy(z, &zv, sizeof(v16f));
+  int32_t bad = 0;
+  for (int j = 0; j < 16; ++j) bad |= z[j] != 0.0f;
+  if (bad) return false;
+  const float m = max16(t);
+  for (int i = 0; i < K; ++i) e[i] = vm::exp_neg(e[i] - m);
   if (LSE) {
-    double t[16] = {};
+    double d[16] = {};
     for (int u = 0; u < NV; ++u)
-      for (int j = 0; j < 16; ++j) t[j] += (double)v[u][j];
+      for (int j = 0; j < 16; ++j) d[j] += (double)e[16 * u + j];
     for (int w = 8; w >= 1; w /= 2)
-      for (int j = 0; j < w; ++j) t[j] += t[j + w];
-    *lse = __builtin_log(t[0]) + (double)m;
+      for (int j = 0; j < w; ++j) d[j] += d[j + w];
+    *lse = __builtin_log(d[0]) + (double)m;
     return true;
   }
-  v16f sv = v[0];
-  for (int u = 1; u < NV; ++u) sv += v[u];
-  float t[16];
-  __builtin_memcpy(t, &sv, sizeof(t));
+  for (int j = 0; j < 16; ++j) t[j] = e[j];
+  for (int u = 1; u < NV; ++u)
+    for (int j = 0; j < 16; ++j) t[j] += e[16 * u + j];
   for (int w = 8; w >= 1; w /= 2)
     for (int j = 0; j < w; ++j) t[j] += t[j + w];
-  const v16f inv = (v16f)_mm512_set1_ps(1.0f / t[0]);
-  for (int u = 0; u < NV - 1; ++u) _mm512_storeu_ps(y + 16 * u, (__m512)(v[u] * inv));
-  _mm512_mask_storeu_ps(y + 16 * (NV - 1), last, (__m512)(v[NV - 1] * inv));
+  const float inv = 1.0f / t[0];
+  for (int i = 0; i < K; ++i) e[i] *= inv;
+  for (int u = 0; u < NV; ++u) store16(y + 16 * u, e + 16 * u, u + 1 < NV ? 16 : tail);
   return true;
 }
 template <bool LSE>
@@ -555,7 +614,6 @@ KC_INLINE bool exp_short_f32(const float *KC_RESTRICT x, float *KC_RESTRICT y, i
   default: return false;
   }
 }
-#endif
 
 /* logsumexp of x[0:n): online max over blocks of LSE_BLOCK that stay in L1 (the max of a
  * block, then its exponentials: float32 sums of SUM_BLOCK steps added into double lanes, which
@@ -565,10 +623,8 @@ KC_INLINE bool exp_short_f32(const float *KC_RESTRICT x, float *KC_RESTRICT y, i
  * threads, 3.8-4.1 -> 2.9-3.1 ms on one. */
 enum { LSE_BLOCK = 4096 };
 KC_INLINE double lse_f32(const float *KC_RESTRICT x, int64_t n) {
-#if defined(__AVX512F__)
   double r;
   if (n > 0 && n <= 128 && exp_short_f32<true>(x, nullptr, n, &r)) return r;
-#endif
   float buf[L];
   if (n < L) {  // a short row: no lanes
     const float m = extreme_f32<false>(x, n);
@@ -611,9 +667,7 @@ KC_INLINE double lse_f32(const float *KC_RESTRICT x, int64_t n) {
 
 /* y = softmax(x) over x[0:n): max, exp and sum (float32 lanes, blocks in double), scale */
 KC_INLINE void softmax_f32(const float *KC_RESTRICT x, float *KC_RESTRICT y, int64_t n) {
-#if defined(__AVX512F__)
   if (n > 0 && n <= 128 && exp_short_f32<false>(x, y, n, nullptr)) return;
-#endif
   const float m = extreme_f32<false>(x, n);
   if (!(m < __builtin_inff() && m > -__builtin_inff())) { /* NaN, +inf, all -inf: as defined */
     double s = 0;
@@ -666,40 +720,51 @@ KC_INLINE int64_t col_tile(int64_t O, int64_t I, int64_t threads) {
   return tw < 16 ? 16 : tw > COL_TILE ? COL_TILE : tw;
 }
 
-#if defined(__AVX512F__)
 /* softmax over the N rows of the w <= COL_TILE columns at x and y (rows I apart): the columns'
  * maxima, then the exponentials (stored) with float32 sums of COL_BLOCK rows added up in
- * double, then the scale; 16 columns a vector, the last one masked (its missing lanes load as
- * -inf and are not stored), so narrow tiles have no scalar tails. False, with nothing written,
- * when a column's max is not finite (the template's reference loop defines those). Over the
- * first axis, two threads: (1000,37) 41 -> 16 us, (100000,37) 4.2 -> 1.8 ms. */
+ * double, then the scale; 16 columns a vector, the last one's missing lanes neither loaded nor
+ * stored (load16, store16), so narrow tiles have no scalar tails. The same arithmetic at every
+ * ISA (AVX2 builds are 1.15-1.4x slower than the template's loop was: generic 16-lane vectors
+ * compile less well there). False, with nothing written, when an element is not finite (the
+ * template's reference loop defines those). Over the first axis, two threads, AVX-512:
+ * (1000,37) 41 -> 17 us, (100000,37) 4.2 -> 1.8 ms. */
 KC_INLINE bool softmax_cols_f32(const float *KC_RESTRICT x, float *KC_RESTRICT y, int64_t N,
                                 int64_t I, int64_t w) {
   if (N == 0) return true;
   const int64_t nv = (w + 15) / 16;
-  const __mmask16 last = (__mmask16)(0xffffu >> (16 * nv - w));
-  const __m512 ninf = _mm512_set1_ps(-__builtin_inff());
-  auto load = [&](const float *p, int64_t u) -> v16f {
-    return (v16f)(u + 1 < nv ? _mm512_loadu_ps(p + 16 * u)
-                             : _mm512_mask_loadu_ps(ninf, last, p + 16 * u));
+  const int tail = (int)(w - 16 * (nv - 1));
+  auto load = [&](const float *p, int64_t u) {  // the last vector's missing lanes the lowest
+    float b[16];
+    load16(b, p + 16 * u, u + 1 < nv ? 16 : tail, LOWEST);
+    v16f v;
+    __builtin_memcpy(&v, b, sizeof(v));
+    return v;
   };
   auto store = [&](float *p, int64_t u, v16f v) {
-    if (u + 1 < nv) _mm512_storeu_ps(p + 16 * u, (__m512)v);
-    else _mm512_mask_storeu_ps(p + 16 * u, last, (__m512)v);
+    float b[16];
+    __builtin_memcpy(b, &v, sizeof(v));
+    store16(p + 16 * u, b, u + 1 < nv ? 16 : tail);
   };
+  // maxima, and sums of e * 0 that are NaN unless every element is finite (see exp_row_f32)
   v16f m[COL_TILE / 16], acc[COL_TILE / 16];
-  for (int64_t u = 0; u < nv; ++u) m[u] = load(x, u);
+  for (int64_t u = 0; u < nv; ++u) {
+    m[u] = load(x, u);
+    acc[u] = m[u] * 0.0f;
+  }
   for (int64_t r = 1; r < N; ++r)
-    for (int64_t u = 0; u < nv; ++u) m[u] = fold_op<FOLD_MAX>(m[u], load(x + r * I, u));
-  for (int64_t u = 0; u < nv; ++u) /* NaN or an infinity: m - m is NaN */
-    if (_mm512_mask_cmp_ps_mask(u + 1 < nv ? (__mmask16)0xffff : last, (__m512)(m[u] - m[u]),
-                                (__m512)(m[u] - m[u]), _CMP_UNORD_Q))
-      return false;
+    for (int64_t u = 0; u < nv; ++u) {
+      const v16f v = load(x + r * I, u);
+      m[u] = v > m[u] ? v : m[u];
+      acc[u] += v * 0.0f;
+    }
+  for (int64_t u = 0; u < nv; ++u)
+    for (int j = 0; j < 16; ++j)
+      if (acc[u][j] != 0.0f) return false;
   double s[COL_TILE];
   for (int64_t j = 0; j < 16 * nv; ++j) s[j] = 0;
   for (int64_t r0 = 0; r0 < N; r0 += COL_BLOCK) {
     const int64_t r1 = r0 + COL_BLOCK < N ? r0 + COL_BLOCK : N;
-    for (int64_t u = 0; u < nv; ++u) acc[u] = (v16f){};
+    for (int64_t u = 0; u < nv; ++u) acc[u] = v16f{};
     for (int64_t r = r0; r < r1; ++r)
       for (int64_t u = 0; u < nv; ++u) {
         const v16f v = exp_neg16(load(x + r * I, u) - m[u]);
@@ -715,7 +780,6 @@ KC_INLINE bool softmax_cols_f32(const float *KC_RESTRICT x, float *KC_RESTRICT y
     for (int64_t u = 0; u < nv; ++u) store(y + r * I, u, load(y + r * I, u) * acc[u]);
   return true;
 }
-#endif
 
 /* sum_cols_part of whole rows of I < 64 columns, I not a multiple of 16: the rows are one
  * contiguous run, read as chunks of P = lcm(I, 16) floats (16 / gcd(I, 16) rows) into P lanes,
