@@ -545,17 +545,17 @@ KC_INLINE float max16(float *t) {
   return t[1] > t[0] ? t[1] : t[0];
 #endif
 }
-static constexpr float LOWEST = -3.40282347e38f;
+static constexpr float LOWEST = -3.40282347e38f;  // a missing lane: finite, exponential 0
 
 /* softmax (y) or logsumexp (*lse) of a short row, 16 (NV - 1) < n <= 16 NV, held in NV
  * vectors of 16 lanes: read once, written once; the last vector's missing lanes are not
- * stored. The exponentials' sum: lanes, then halves, quarters,
- * pairs (in float32 for softmax: at most NV + 3 roundings; in double for logsumexp, whose
- * result is often subtracted from values near it). False, with nothing written, when an
- * element is not finite (the callers' general paths: NaN, infinities, -inf entries). Such rows were mostly scalar tails and
- * horizontal steps: over the last axis, two threads, softmax (1000,37) 24 -> 9 us, (8000,16)
- * 109 -> 37 us, (256,256,64) 1165 -> 669 us; logsumexp (5000,3) 60 -> 40 us (with tasks sized
- * for the exponential), (1000,37) 24 -> 13 us, (65536,64) 1573 -> 898 us. */
+ * stored. The exponentials' sum: lanes, then halves, quarters, pairs (in float32 for softmax:
+ * at most NV + 3 roundings; in double for logsumexp, whose result is often subtracted from
+ * values near it). False, with nothing written, when an element is not finite (the callers'
+ * general paths: NaN, infinities, -inf entries). Such rows were mostly scalar tails and
+ * horizontal steps: over the last axis, two threads, softmax (1000,37) 24 -> 10 us, (8000,16)
+ * 109 -> 57 us, (256,256,64) 1165 -> 702 us; logsumexp (5000,3) 60 -> 55 us (with tasks sized
+ * for the exponential), (1000,37) 24 -> 15 us, (65536,64) 1573 -> 989 us. */
 template <int NV, bool LSE>
 KC_INLINE bool exp_row_f32(const float *KC_RESTRICT x, float *KC_RESTRICT y, int64_t n,
                            double *lse) {
@@ -727,7 +727,7 @@ KC_INLINE int64_t col_tile(int64_t O, int64_t I, int64_t threads) {
  * ISA (AVX2 builds are 1.15-1.4x slower than the template's loop was: generic 16-lane vectors
  * compile less well there). False, with nothing written, when an element is not finite (the
  * template's reference loop defines those). Over the first axis, two threads, AVX-512:
- * (1000,37) 41 -> 17 us, (100000,37) 4.2 -> 1.8 ms. */
+ * (1000,37) 41 -> 16 us, (100000,37) 4.2 -> 1.7 ms. */
 KC_INLINE bool softmax_cols_f32(const float *KC_RESTRICT x, float *KC_RESTRICT y, int64_t N,
                                 int64_t I, int64_t w) {
   if (N == 0) return true;
