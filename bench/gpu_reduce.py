@@ -42,6 +42,25 @@ def _rel(torch, out, ref):
     return float(torch.linalg.vector_norm(a - b) / torch.linalg.vector_norm(b))
 
 
+def softmax_call(cr, lib, x, y, outer: int, n: int, inner: int):
+    """A call of kc_cuda_softmax: y = softmax of x viewed as (outer, n, inner), along n."""
+    pargs = ctypes.byref(_struct(cr.SoftmaxArgs, outer=outer, n=n, inner=inner, x=x.data_ptr(),
+                                 y=y.data_ptr(), log=0))  # (byref keeps the struct alive)
+
+    def run():
+        cr.check(lib.kc_cuda_softmax(pargs, None), "kc_cuda_softmax")
+    return run
+
+
+def poisoned_error(torch, run, y, ref) -> float:
+    """One run into y filled with NaN first (so that unwritten elements show): y's relative
+    error against ref."""
+    y.fill_(float("nan"))
+    run()
+    torch.cuda.synchronize()
+    return _rel(torch, y, ref)
+
+
 def bench_reduce(torch, rows: list) -> None:
     from kcomp.cuda import runtime as cr
 
@@ -95,17 +114,8 @@ def bench_reduce(torch, rows: list) -> None:
 
         ref = torch.softmax(x, dim)
         y = torch.empty_like(x)
-        args = _struct(cr.SoftmaxArgs, outer=outer, n=n, inner=inner, x=x.data_ptr(),
-                       y=y.data_ptr(), log=0)
-        pargs = ctypes.byref(args)
-
-        def run_softmax(pargs=pargs):
-            cr.check(lib.kc_cuda_softmax(pargs, None), "kc_cuda_softmax")
-
-        y.fill_(float("nan"))
-        run_softmax()
-        torch.cuda.synchronize()
-        err = _rel(torch, y, ref)
+        run_softmax = softmax_call(cr, lib, x, y, outer, n, inner)
+        err = poisoned_error(torch, run_softmax, y, ref)
         if not err < 1e-4:
             raise AssertionError(f"kcomp softmax dim={dim}: relative error {err:.3g}")
         del ref

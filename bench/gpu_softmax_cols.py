@@ -6,7 +6,6 @@ and 32-column stripes at every size chose those limits (csrc/cuda/reduce.cu, lau
 
     python bench/gpu_softmax_cols.py
 """
-import ctypes
 import os
 import sys
 
@@ -14,7 +13,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from gpu_bench import bench_copy  # noqa: E402
-from gpu_reduce import _rel  # noqa: E402
+from gpu_reduce import poisoned_error, softmax_call  # noqa: E402
 from gpu_timing import cuda_time_ms  # noqa: E402
 
 SHAPES = [(1, 16384, 16384), (1, 4096, 65536), (8, 2048, 4096), (1, 8192, 16384), (64, 3000, 64)]
@@ -37,16 +36,8 @@ def main() -> int:
         cells = []
         for env in VARIANTS.values():
             os.environ["KCOMP_CUDA_REDUCE_CLUSTER"] = env
-            args = cr.SoftmaxArgs(outer=outer, n=n, inner=inner, x=x.data_ptr(), y=y.data_ptr(),
-                                  log=0)
-            pargs = ctypes.byref(args)
-
-            def run(pargs=pargs):
-                cr.check(lib.kc_cuda_softmax(pargs, None), "kc_cuda_softmax")
-            y.fill_(float("nan"))
-            run()
-            torch.cuda.synchronize()
-            rel = _rel(torch, y, want)
+            run = softmax_call(cr, lib, x, y, outer, n, inner)
+            rel = poisoned_error(torch, run, y, want)
             if not rel < 1e-5:
                 cells.append(f"WRONG (rel {rel:.2g})")
                 continue

@@ -102,6 +102,11 @@ template <class T> KC_INLINE void copy(T *KC_RESTRICT dst, const T *KC_RESTRICT 
 #define KC_CONV_CONTRACT
 #endif
 
+/* a vector of T that may lie anywhere a T may */
+template <class T> struct Vec {
+  typedef T type __attribute__((vector_size(KC_CONV_VBYTES), aligned(sizeof(T))));
+};
+
 /* A run of the reduction: depth n from input offset a (pixel 0's) and packed kernel row b. */
 struct Seg {
   int64_t a, b, n;
@@ -123,7 +128,7 @@ KC_CONV_FMA void direct_tile(const T *KC_RESTRICT a, const T *KC_RESTRICT panel,
                              const Seg *KC_RESTRICT seg, int64_t nseg, T *KC_RESTRICT y, int nr) {
   KC_CONV_CONTRACT
   constexpr int V = KC_CONV_VBYTES / (int)sizeof(T), NR = NRV * V;
-  typedef T vec __attribute__((vector_size(KC_CONV_VBYTES), aligned(sizeof(T))));
+  typedef typename Vec<T>::type vec;
   vec acc[MR][NRV];
 #pragma GCC unroll 16
   for (int i = 0; i < MR; ++i)
@@ -195,11 +200,6 @@ KC_INLINE void direct_pack(const T *KC_RESTRICT w, T *KC_RESTRICT wp, int64_t K,
  * kept its accumulators in memory and reloaded the weights for every pixel: (8,56,56,64) 3x3
  * 'same', two threads, 234 -> 168 us (PyTorch 160; bench/sweep.py). conv_window.j2 takes it
  * for up to 8 kernel rows (the instantiations for 1..8 rows inside). */
-/* a vector of T that may lie anywhere a T may */
-template <class T> struct Vec {
-  typedef T type __attribute__((vector_size(KC_CONV_VBYTES), aligned(sizeof(T))));
-};
-
 /* U output pixels from ow, the vector of channels at c (weights w) */
 template <class T, int KW, int SW, int DLW, int R, int U>
 KC_CONV_FMA_INLINE void depthwise_pixels(const T *const *xr,
@@ -317,7 +317,7 @@ KC_CONV_FMA void filter_tile(const T *KC_RESTRICT a, const T *KC_RESTRICT g,
                              int nr) {
   KC_CONV_CONTRACT
   constexpr int V = KC_CONV_VBYTES / (int)sizeof(T), NR = NRV * V;
-  typedef T vec __attribute__((vector_size(KC_CONV_VBYTES), aligned(sizeof(T))));
+  typedef typename Vec<T>::type vec;
   vec acc[MR][NRV];
 #pragma GCC unroll 16
   for (int i = 0; i < MR; ++i)
