@@ -29,6 +29,7 @@ from .jit.toolchain import toolchain
 from .ir import shapes as S
 from .ir.canonical import graph_key
 from .ir.graph import Graph, Node, Tensor, TensorType, Variable
+from .ir.ops.leaf import constant
 from .ir.passes import optimize
 from .ir.passes.rewrite import rewrite
 from .lowering.lower import lower
@@ -243,10 +244,25 @@ def generate(prepared: Graph, name: str, timings: Dict[str, float] | None = None
     return Generated(optimized, plan, source)
 
 
+def defaults_as_constants(graph: Graph) -> Graph:
+    """A placeholder that is not an input reads its default value (as Keras's learning phase
+    does, 0, outside Keras's functions): a constant, which the passes may fold."""
+    inputs = {t.node.uid for t in graph.inputs}
+
+    def visit(node: Node, _inputs):
+        if node.op.name == "placeholder" and node.uid not in inputs and \
+                node.attrs.get("default") is not None:
+            return [constant(node.attrs["default"], node.outputs[0].type.dtype)]
+        return None
+
+    return rewrite(graph, visit)
+
+
 def prepare_function(graph: Graph) -> Graph:
     """A function's graph as the compiler takes it: control dependencies resolved, ops' state
-    updates added, inputs' unknown extents named."""
-    return prepare(state_updates(resolve_control(graph)))
+    updates added, defaults of placeholders that are not inputs read as constants, inputs'
+    unknown extents named."""
+    return prepare(defaults_as_constants(state_updates(resolve_control(graph))))
 
 
 def compile_graph(graph: Graph, name: str = "function", device: str | None = None

@@ -7,13 +7,15 @@ reference and names the first node whose native result differs.
 from __future__ import annotations
 
 import sys
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from . import config, native
 from .compiler import Compiled, compile_graph, explain_text, variables_of
-from .ir.graph import Graph, Tensor, Update, Variable  # noqa: F401 (Update: re-exported)
+from .ir.graph import Graph, Tensor, Update, Variable, consumers  # noqa: F401 (Update: re-exported)
+from .ir.ops.leaf import constant
+from .ir.passes.rewrite import rewrite
 from .ir.interpret import evaluate
 
 
@@ -32,6 +34,60 @@ def _updates(updates) -> tuple:
             val = as_tensor(val, var.type.dtype)
         out.append((var, val))
     return tuple(out)
+
+
+MAX_VERSIONS = 4  # compiled values of a function's switch inputs; others run the general form
+
+
+def switch_inputs(graph: Graph) -> Tuple[int, ...]:
+    """Positions of the inputs a function is compiled for per value: rank-0 bool or uint8
+    placeholders that choose a select's branch, directly or through rank-0 ops (Keras's
+    learning phase). With the value fixed, simplify keeps one branch: dropout's random numbers
+    and the training branch of BatchNormalization are not computed at inference."""
+    users = consumers(graph.nodes())
+
+    def chooses(node) -> bool:
+        todo, seen = [node], set()
+        while todo:
+            n = todo.pop()
+            for u in users.get(n.uid, ()):
+                if u.op.name == "select" and u.inputs[0].node is n:
+                    return True
+                if u.uid not in seen and all(o.ndim == 0 for o in u.outputs):
+                    seen.add(u.uid)
+                    todo.append(u)
+        return False
+
+    return tuple(k for k, t in enumerate(graph.inputs)
+                 if t.ndim == 0 and t.type.dtype.name in ("bool", "uint8") and chooses(t.node))
+
+
+def specialize(graph: Graph, values: dict) -> Graph:
+    """graph with the inputs at these positions read as constants. They stay inputs (unread),
+    so that calls and their error messages are those of the general function."""
+    fixed = {graph.inputs[k].node.uid: v for k, v in values.items()}
+
+    def visit(node, inputs):
+        if node.uid in fixed:
+            return [constant(fixed[node.uid], node.outputs[0].type.dtype)]
+        return None
+
+    return rewrite(graph, visit)._replace(inputs=graph.inputs)
+
+
+class _Version:
+    """One compiled form of a Function: its native runner and the variables that it reads."""
+
+    def __init__(self, compiled: Compiled, prepared: Graph, info: dict, graph: Graph,
+                 device_outputs: bool, name: str):
+        self.compiled, self.info = compiled, info
+        self.debug: Optional[Compiled] = None  # debug mode's build with every value an output
+        variables = variables_of(prepared)
+        self.variables = [variables[p] for p in compiled.variable_positions]
+        updated = {v.node.uid for v, _ in graph.updates}
+        self.updated = [v for v in self.variables if v.node.uid in updated]
+        self.exe = _executable(compiled, self.variables, updated, f"kcomp function {name!r}",
+                               device_outputs)
 
 
 class Function:
@@ -56,20 +112,53 @@ class Function:
                 outputs.append(trim[1])
         self.name = name or "function"
         self.graph = Graph(tuple(inputs), tuple(outputs), _updates(updates))
-        self._compiled, prepared, self._compile_info = compile_graph(self.graph, self.name,
-                                                                     device)
-        self.device = self._compiled.device
+        from .device import get_device
+        self.device = device or get_device()
+        self._device_outputs = device_outputs
         self._rank0 = [i for i, t in enumerate(outputs[:len(outputs) - len(self._trims)])
                        if t.ndim == 0]
-        self._bind(self._compiled, variables_of(prepared), device_outputs)
-        self._debug: Optional[Compiled] = None
+        # compiled once per value of these inputs, on the first call with that value
+        self._switches = switch_inputs(self.graph)
+        self._versions = {}
+        self._v = None if self._switches else self._version(None)
 
-    def _bind(self, c: Compiled, variables: List[Variable], device_outputs: bool) -> None:
-        self._variables = [variables[p] for p in c.variable_positions]
-        updated = {v.node.uid for v, _ in self.graph.updates}
-        self._updated = [v for v in self._variables if v.node.uid in updated]
-        self._exe = _executable(c, self._variables, updated, f"kcomp function {self.name!r}",
-                                device_outputs)
+    def _version(self, values) -> "_Version":
+        """The function compiled with the switch inputs fixed to `values` (None: as given)."""
+        v = self._versions.get(values)
+        if v is None:
+            graph = self.graph if values is None else \
+                specialize(self.graph, dict(zip(self._switches, values)))
+            compiled, prepared, info = compile_graph(graph, self.name, self.device)
+            v = self._versions[values] = _Version(compiled, prepared, info, self.graph,
+                                                  self._device_outputs, self.name)
+        return v
+
+    def _choose(self, inputs) -> "_Version":
+        """The version for these switch values: the general one for values that are not
+        integer scalars of the input's dtype (it reports them) or past MAX_VERSIONS."""
+        values = []
+        for k in self._switches:
+            if k >= len(inputs):
+                return self._version(None)  # the general version reports the missing input
+            a = np.asarray(inputs[k])
+            want = self.graph.inputs[k].type.dtype.np
+            if a.shape != () or a.dtype.kind not in "biu" or a.astype(want) != a:
+                return self._version(None)
+            values.append(a.astype(want).item())
+        values = tuple(values)
+        if values not in self._versions and len(self._versions) >= MAX_VERSIONS:
+            return self._version(None)
+        return self._version(values)
+
+    @property
+    def _current(self) -> "_Version":
+        """The version last called; before any call, the one for the switch inputs' defaults
+        (Keras's learning phase: 0), else the general one."""
+        if self._v is None:
+            defaults = [self.graph.inputs[k].node.attrs.get("default") for k in self._switches]
+            self._v = self._version(None if any(d is None for d in defaults) else
+                                    tuple(d.item() for d in defaults))
+        return self._v
 
     def __call__(self, inputs=None):
         if inputs is None:
@@ -79,12 +168,13 @@ class Function:
         # scipy.sparse matrices (fed to sparse placeholders) become dense arrays at the boundary
         if "scipy.sparse" in sys.modules and any(hasattr(v, "tocoo") for v in inputs):
             inputs = [v.toarray() if hasattr(v, "tocoo") else v for v in inputs]
+        v = self._v = self._choose(inputs) if self._switches else self._v
         if config.debug_mode():
-            self._check_against_reference(inputs)
-        outs = self._exe.run(inputs)
+            self._check_against_reference(v, inputs)
+        outs = v.exe.run(inputs)
         if self.device == "cpu":
-            for v in self._updated:  # the host value changed: a GPU copy of it is stale
-                v._device = None
+            for var in v.updated:  # the host value changed: a GPU copy of it is stale
+                var._device = None
         if self._trims:
             for i, axis, at in self._trims:
                 outs[i] = outs[i][(slice(None),) * axis + (slice(0, int(outs[at])),)]
@@ -100,29 +190,30 @@ class Function:
     @property
     def source_path(self) -> str:
         """The generated C++ source of this function (in the cache)."""
-        return self._compiled.source_path
+        return self._current.compiled.source_path
 
     def explain(self) -> str:
         """The graph after the passes, the kernel plan and the generated source's path."""
-        return explain_text(self._compiled, self.name)
+        return explain_text(self._current.compiled, self.name)
 
     @property
     def compile_info(self) -> dict:
         """What creating this function did: memo_hit (reused a compiled function of this
         process), cache_hit (no compiler ran), and seconds per phase."""
-        return {"key": self._compiled.key, **self._compile_info}
+        v = self._current
+        return {"key": v.compiled.key, **v.info}
 
     # ---- debug mode -------------------------------------------------------------------------
-    def _check_against_reference(self, inputs) -> None:
-        g = self._compiled.optimized
+    def _check_against_reference(self, v: "_Version", inputs) -> None:
+        g = v.compiled.optimized
         watched = [t for n in g.nodes() if n.op.kind not in ("leaf",) for t in n.outputs]
-        if self._debug is None:
+        if v.debug is None:
             # compile the optimized graph with every intermediate value as an output
             dbg_graph = Graph(g.inputs, tuple(watched), ())
-            self._debug, _, _ = compile_graph(dbg_graph, self.name + " (debug)", self.device)
-        variables = variables_of(self._debug.optimized)
-        dv = [variables[p] for p in self._debug.variable_positions]
-        exe = _executable(self._debug, dv, set(), self.name + " (debug)", False, copies=True)
+            v.debug, _, _ = compile_graph(dbg_graph, self.name + " (debug)", self.device)
+        variables = variables_of(v.debug.optimized)
+        dv = [variables[p] for p in v.debug.variable_positions]
+        exe = _executable(v.debug, dv, set(), self.name + " (debug)", False, copies=True)
         results = exe.run(list(inputs))
         record = {}
         feeds = [np.asarray(x) for x in inputs]
@@ -135,7 +226,7 @@ class Function:
                 raise AssertionError(
                     f"KCOMP_MODE=debug: {self.name!r}: native result of {t.node.op.name} "
                     f"({t.type}) differs from the numpy reference (max abs error {err}).\n"
-                    f"graph:\n{self._compiled.graph_text}")
+                    f"graph:\n{v.compiled.graph_text}")
 
 
 def _code(a: np.ndarray) -> int:

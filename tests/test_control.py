@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 import kcomp.backend as K
+from kcomp.function import MAX_VERSIONS
 from util import assert_numpy, assert_same, keras_numpy_backend, rand, run
 
 
@@ -131,6 +132,52 @@ def test_learning_phase_branches():
     np.testing.assert_array_equal(test[0], a * 3)
     np.testing.assert_array_equal(test[1], a * 2)
     assert K.in_train_phase(1, 2, training=1) == 1 and K.in_train_phase(1, lambda: 2, training=0) == 2
+
+
+def _plan(f):
+    return f.explain().split("-- kernel plan --")[1]
+
+
+def test_learning_phase_is_compiled_per_value():
+    """A function that takes the learning phase compiles once per value it is called with, on
+    the first such call: at 0 (Keras's predict) dropout draws no random numbers; at 1 it does.
+    A learning phase that is not an input reads its default, 0, as a constant."""
+    x = K.placeholder((None, 64))
+    lp = K.learning_phase()
+    y = K.in_train_phase(lambda: K.dropout(x, 0.5), x)
+    f = K.function([x, lp], [y])
+    a = np.random.default_rng(0).uniform(1, 2, (9, 64)).astype(np.float32)
+    assert "random" not in _plan(f)  # before any call: the version for the default
+    for phase in (0, 1, 0, np.uint8(1), True, np.array(0, np.uint8)):
+        (got,) = f([a, phase])
+        if phase:
+            kept = got != 0
+            np.testing.assert_allclose(got[kept], a[kept] * 2, rtol=1e-6)
+            assert 0.3 < kept.mean() < 0.7
+            assert "[random]" in _plan(f)
+        else:
+            np.testing.assert_array_equal(got, a)
+            assert "random" not in _plan(f)
+    assert len(f._versions) == 2
+    g = K.function([x], [y])
+    np.testing.assert_array_equal(g([a])[0], a)
+    assert "random" not in _plan(g) and not g._switches
+    with pytest.raises(ValueError, match="expects 2 inputs"):
+        f([a])
+    with pytest.raises(ValueError, match="rank|shape"):
+        f([a, np.zeros(3, np.uint8)])
+
+
+def test_switch_inputs_beyond_the_versions_run_the_general_function():
+    s = K.placeholder((), dtype="uint8")
+    x = K.placeholder((3,))
+    f = K.function([x, s], [K.switch(s, x * 2.0, x * 3.0)])
+    a = np.arange(3, dtype=np.float32)
+    for v in range(7):
+        np.testing.assert_array_equal(f([a, v])[0], a * (2 if v else 3))
+    assert len(f._versions) == MAX_VERSIONS + 1 and None in f._versions
+    with pytest.raises(ValueError, match="does not convert to uint8"):  # as without versions
+        f([a, 1.5])
 
 
 def test_input_projections_are_hoisted_out_of_the_loop():

@@ -300,7 +300,7 @@ def test_debug_mode_names_the_first_differing_node(monkeypatch):
     broken = registry.OpDef("exp", exp.kind, exp.infer,
                             lambda v, at, o: [np.exp(v[0]) + np.float32(1)], exp.exact)
     monkeypatch.setitem(registry.REGISTRY, "exp", broken)
-    monkeypatch.setattr(f._compiled.optimized.nodes()[1], "op", broken)
+    monkeypatch.setattr(f._current.compiled.optimized.nodes()[1], "op", broken)
     with pytest.raises(AssertionError, match=r"native result of exp \(float32\(None, 3\)\) differs"):
         f([a])
 

@@ -39,6 +39,14 @@ def simplify(graph: Graph) -> Graph:
                 apply("transpose", [src], {"perm": perm})
         if name == "neg" and inputs[0].node.op.name == "neg":
             return [inputs[0].node.inputs[0]]
+        # a select on a constant condition (Keras's learning phase, once known) is its branch:
+        # the other branch and what only it reads (dropout's random numbers) are not computed
+        if name == "select" and inputs[0].node.op.name == "constant":
+            cond = inputs[0].node.attrs["value"]
+            if cond.size and (cond.all() or not cond.any()):
+                chosen = inputs[1] if cond.all() else inputs[2]
+                return [chosen] if chosen.type == out else \
+                    apply("broadcast_to", [chosen], {"dims": out.dims})
         # x + (-0), x - 0, x * 1, x / 1, where the constant changes neither shape nor dtype
         if name in ("add", "sub", "mul", "truediv"):
             a, b = inputs
