@@ -170,7 +170,7 @@ class Lowerer:
             else:
                 copies.append((t, out))
 
-        groups = fuse(g, materialize)
+        groups = fuse(g, materialize, self.target)
         self._claim_update_targets(g, groups, claimed)
 
         # storage of everything else, in execution order (views alias their source)

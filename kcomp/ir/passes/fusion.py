@@ -7,7 +7,9 @@ in that group; when its consumers sit in several such groups that do not depend 
 those groups merge first (sibling fusion: `e = exp(x); e + 1, e * 2` is one loop computing exp
 once). A producer of a smaller shape (a broadcast operand) stays a kernel of its own, computed
 once rather than per element. A matrix product (dot) read only by one elementwise group of its
-shape joins it: the group becomes the GEMM's fused epilogue. A 2-D transpose read only as
+shape joins it: the group becomes the GEMM's fused epilogue; so does, on the CPU, a channels_last
+convolution (bias and activation applied to each block of output pixels while it is in cache).
+A 2-D transpose read only as
 the operand of matrix products is in no group: the GEMMs read the transpose's source with its
 strides swapped (`K.dot(x, K.transpose(w))` copies nothing). An elementwise group read only
 by a reduction over its last axis joins the reduction as its prologue: each row of the
@@ -47,9 +49,9 @@ class Group:
         return self.root.op.kind == "elementwise"
 
     @property
-    def gemm(self):
-        """The matrix product whose epilogue this group is, or None."""
-        return next((m for m in self.members if m.op.name == "dot"), None)
+    def product(self):
+        """The matrix product or convolution whose epilogue this group is, or None."""
+        return next((m for m in self.members if m.op.name in ("dot", "conv")), None)
 
     @property
     def prologue(self) -> bool:
@@ -57,10 +59,10 @@ class Group:
         return self.root.op.name in REDUCTIONS and len(self.members) > 1
 
 
-def fuse(graph: Graph, materialize: Set[int] = frozenset()) -> List[Group]:
+def fuse(graph: Graph, materialize: Set[int] = frozenset(), target: str = "cpu") -> List[Group]:
     """Groups of the graph's computing nodes, in an order that respects their dependencies.
     `materialize`: uids of nodes whose outputs must be stored even when only used inside a group
-    (debug mode checks every value)."""
+    (debug mode checks every value). target: 'cpu' or 'cuda' (which products take epilogues)."""
     nodes = graph.nodes()
     pos = {n.uid: i for i, n in enumerate(nodes)}
     users = consumers(nodes)
@@ -94,38 +96,38 @@ def fuse(graph: Graph, materialize: Set[int] = frozenset()) -> List[Group]:
     for n in reversed(nodes):
         if n.op.kind in ("leaf", "view"):
             continue
-        target = None
+        into = None
         us = users[n.uid]
         if n.op.name == "slice" and us and n.uid not in materialize and \
                 (n.uid, 0) not in roots and \
                 all(u.uid in group_of and u.op.kind == "elementwise" for u in us):
             gids = {group_of[u.uid] for u in us}
             if len(gids) == 1 and members[min(gids)][0].op.kind == "elementwise":
-                target = min(gids)  # read through by the group's loop (see above)
-                if bits[target] & anc[n.uid]:
-                    target = None  # the slice's source depends on the group
+                into = min(gids)  # read through by the group's loop (see above)
+                if bits[into] & anc[n.uid]:
+                    into = None  # the slice's source depends on the group
         elif n.op.kind == "elementwise" and us and all(u.uid in group_of for u in us) and \
                 not any(u.op.name == "slice" for u in us):  # a slice reads a buffer
             dims = n.outputs[0].type.dims
             gids = sorted({group_of[u.uid] for u in us})
             if all(elementwise_group(g, dims) for g in gids):
-                target = gids[0]
+                into = gids[0]
                 for g in gids[1:]:
-                    independent = not (ancestors[target] & bits[g]) and \
-                        not (ancestors[g] & bits[target])
+                    independent = not (ancestors[into] & bits[g]) and \
+                        not (ancestors[g] & bits[into])
                     if not independent:
-                        target = None
+                        into = None
                         break
-                    target = merge(target, g)
-                if target is not None and bits[target] & anc[n.uid]:
-                    target = None  # a path from the group back to n leaves the group
-        if target is None:
-            target = n.uid
-            members[target], bits[target], ancestors[target] = [], 0, 0
-        members[target].append(n)
-        bits[target] |= 1 << pos[n.uid]
-        ancestors[target] |= anc[n.uid]
-        group_of[n.uid] = target
+                    into = merge(into, g)
+                if into is not None and bits[into] & anc[n.uid]:
+                    into = None  # a path from the group back to n leaves the group
+        if into is None:
+            into = n.uid
+            members[into], bits[into], ancestors[into] = [], 0, 0
+        members[into].append(n)
+        bits[into] |= 1 << pos[n.uid]
+        ancestors[into] |= anc[n.uid]
+        group_of[n.uid] = into
 
     # a matrix product read only by one elementwise group of its output's shape becomes that
     # group's first member: the group runs as the GEMM's epilogue (bias, activation, residual)
@@ -134,9 +136,8 @@ def fuse(graph: Graph, materialize: Set[int] = frozenset()) -> List[Group]:
             continue
         dims = members[gid][0].outputs[0].type.dims
         for d in {t.node.uid: t.node for m in members[gid] for t in m.inputs}.values():
-            if d.op.name == "dot" and d.inputs[1].ndim == 2 and group_of.get(d.uid) == d.uid \
+            if _takes_epilogue(d, target) and group_of.get(d.uid) == d.uid \
                     and d.outputs[0].type.dims == dims and \
-                    d.outputs[0].type.dtype.name in ("float32", "float64") and \
                     d.uid not in materialize and (d.uid, 0) not in roots and \
                     all(group_of.get(u.uid) == gid and u.op.kind == "elementwise"
                         for u in users[d.uid]) and \
@@ -180,6 +181,18 @@ def fuse(graph: Graph, materialize: Set[int] = frozenset()) -> List[Group]:
                     g.stored.append(t)
         groups[gid] = g
     return _schedule(groups, group_of, folded, pos)
+
+
+def _takes_epilogue(d: Node, target: str) -> bool:
+    """Whether d's kernel can apply an epilogue to each finished block of its output: a float
+    dot with a 2-D right operand, or on the CPU a channels_last convolution (kcomp/lowering/
+    rules/conv.py: its output pixels are the rows of a matrix of channels)."""
+    if d.outputs[0].type.dtype.name not in ("float32", "float64"):
+        return False
+    if d.op.name == "dot":
+        return d.inputs[1].ndim == 2
+    return d.op.name == "conv" and target == "cpu" and \
+        d.attrs["data_format"] == "channels_last"
 
 
 def _prologue_of(n: Node, group_of, members, users, roots, materialize) -> bool:

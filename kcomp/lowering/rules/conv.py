@@ -90,6 +90,13 @@ def _tile(K: int, P, itemsize: int, cf: bool) -> int:
 
 @rule("conv")
 def _conv(L, node: Node):
+    emit_conv(L, node)
+
+
+def emit_conv(L, node: Node, **epilogue):
+    """epilogue (channels_last): lower_epilogue's epi, label, reads and writes; the direct
+    kernel applies epi to each finished block of output pixels, a 1x1 convolution's GEMM to
+    each block of C."""
     x, w = node.inputs
     out = node.outputs[0]
     n = len(node.attrs["strides"])
@@ -97,15 +104,16 @@ def _conv(L, node: Node):
     C, O = w.dims[n], w.dims[n + 1]
     P = S.mul(*g.outs)
     if all(k == 1 for k in g.ks) and all(s == 1 for s in g.strides):
-        _pointwise(L, node, g, C, O, P)
+        _pointwise(L, node, g, C, O, P, **epilogue)
         return
     L.include("kcomp/conv.h")
     cf = node.attrs["data_format"] == "channels_first"
     assert L.target == "cuda" or not cf, "kcomp/ir/passes/layout.py makes CPU convs channels_last"
     K = C * int(S.mul(*g.ks))
     if not cf and O > 0:
-        _direct(L, node, g, C, O, K)
+        _direct(L, node, g, C, O, K, **epilogue)
         return
+    assert not epilogue or O == 0, "an epilogue over no output channels has nothing to do"
     nt = _tile(K, P, out.type.dtype.itemsize, cf)
     slots = _threads(L)
     col = L.buffer(out.type.dtype, (slots, nt * K), "scratch")
@@ -119,7 +127,8 @@ def _conv(L, node: Node):
                  [L.ref(out).buf, col]))
 
 
-def _direct(L, node: Node, g: Geometry, C: int, O: int, K: int):
+def _direct(L, node: Node, g: Geometry, C: int, O: int, K: int, epi=None, label=None,
+            reads=(), writes=()):
     """channels_last: the direct kernel of conv_direct.j2 (kcomp/conv.h)."""
     x, w = node.inputs
     out = node.outputs[0]
@@ -135,19 +144,22 @@ def _direct(L, node: Node, g: Geometry, C: int, O: int, K: int):
     buf = L.buffer(dt, (slots, stride), "scratch")
     ctx.update(C=C, O=O, K=K, rows=L.dims.expr(S.mul(g.batch, *g.outs[:-1])),
                slots=L.dims.expr(slots), x=L.ref(x).buf.slot, w=L.ref(w).buf.slot,
-               y=L.ref(out).buf.slot, wp=wp.slot, buf=buf.slot, bufstride=stride)
-    ins = [L.ref(x).buf, L.ref(w).buf]
-    L.add(Kernel(L.kernel_name(), "conv_direct", ctx, label_of([node]), ins + [wp, buf],
-                 [L.ref(out).buf, wp, buf]))
+               y=L.ref(out).buf.slot, wp=wp.slot, buf=buf.slot, bufstride=stride, epi=epi)
+    ins = [L.ref(x).buf, L.ref(w).buf, wp, buf]
+    outs = [L.ref(out).buf, wp, buf]
+    L.add(Kernel(L.kernel_name(), "conv_direct", ctx, label or label_of([node]),
+                 ins + [r for r in reads if r not in ins],
+                 outs + [b for b in writes if b not in outs]))
 
 
-def _pointwise(L, node: Node, g: Geometry, C, O, P):
+def _pointwise(L, node: Node, g: Geometry, C, O, P, **epilogue):
     """A 1x1 convolution with stride 1 is a product with the kernel viewed as (C, O)."""
     x, w = node.inputs
     X, Wt, Y = L.ref(x), L.ref(w), L.ref(node.outputs[0])
     if node.attrs["data_format"] == "channels_last":
         emit_gemm(L, node, X, Wt, Y, trans_a=False, trans_b=False, m=S.mul(g.batch, P), n=O,
-                  k=C, batch=1, lda=C, ldb=O, ldc=O, stride_a=0, stride_b=0, stride_c=0)
+                  k=C, batch=1, lda=C, ldb=O, ldc=O, stride_a=0, stride_b=0, stride_c=0,
+                  **epilogue)
     else:  # per item: y (O, P) = w^T (O, C) x (C, P)
         emit_gemm(L, node, Wt, X, Y, trans_a=True, trans_b=False, m=O, n=P, k=C,
                   batch=g.batch, lda=O, ldb=P, ldc=P, stride_a=0, stride_b=S.mul(C, P),

@@ -15,8 +15,8 @@ from .common import (Pointers, broadcast_strides, collapse, contiguous_strides, 
 
 
 def lower_elementwise(L, g: Group) -> None:
-    if g.gemm is not None:
-        lower_gemm_epilogue(L, g)
+    if g.product is not None:
+        lower_epilogue(L, g)
         return
     it = list(g.root.outputs[0].type.dims)
     ptrs = Pointers()
@@ -37,11 +37,13 @@ def _cost(g: Group) -> int:
     return 1 + 8 * sum(m.op.name in EXPENSIVE for m in g.members)
 
 
-def lower_gemm_epilogue(L, g: Group) -> None:
-    """The group's dot as a GEMM whose epilogue computes the rest of the group on each finished
-    block of C (rows i0 of C, columns i1)."""
+def lower_epilogue(L, g: Group) -> None:
+    """The group's dot (a GEMM) or convolution whose epilogue computes the rest of the group on
+    each finished block of its output C, seen as rows i0 (a convolution's output pixels) and
+    columns i1 (the last axis)."""
+    from .conv import emit_conv
     from .linalg import emit_dot
-    dot = g.gemm
+    dot = g.product
     rest = Group([m for m in g.members if m is not dot], g.stored)
     out = dot.outputs[0]
     if L.target == "cuda":
@@ -66,7 +68,8 @@ def lower_gemm_epilogue(L, g: Group) -> None:
                          f"({out.type.dtype.compute}){cp}[i0 * {n} + i1];"))
     L.storage[key(out)] = c_ref
     epi = {"ptrs": ptrs.decls, "loads": loads, "body": body, "stores": store_lines}
-    emit_dot(L, dot, epi=epi, label=label_of(g.members), reads=ptrs.reads, writes=ptrs.writes)
+    emit = emit_conv if dot.op.name == "conv" else emit_dot
+    emit(L, dot, epi=epi, label=label_of(g.members), reads=ptrs.reads, writes=ptrs.writes)
 
 
 # activations the CUDA GEMM applies itself (csrc/include/kcomp/cuda_api.h, kc_act)
