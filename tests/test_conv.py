@@ -431,13 +431,12 @@ def test_direct_kernel_tiles(dtype):
     run_cases(cases, dtype, batches=(2, 1))
 
 
-def epilogue_case(n, sp, cin, ks, cout, act, **kw):
-    """conv + bias, then act (relu: the Conv2D layer's; mix: relu(z) + z * 0.5, z used twice)."""
-    base = conv_case(n, sp, cin, ks, cout, **kw)
+def epilogue_case(base, cout, act, df="channels_last"):
+    """base's convolution + bias, then act (relu: a layer's; mix: relu(z) + z * 0.5, z used
+    twice)."""
     acts = {"relu": (K.relu, lambda z: np.maximum(z, 0)),
             "mix": (lambda z: K.relu(z) + z * 0.5, lambda z: np.maximum(z, 0) + z * 0.5)}
     fk, fn = acts[act]
-    df = kw.get("df", "channels_last")
     return Case(f"{base.what} + bias, {act}", base.shapes + [(cout,)],
                 lambda x, w, b: fk(K.bias_add(base.build(x, w), b, data_format=df)),
                 lambda x, w, b: fn(first(last(base.expect(x, w), df) + b, df)),
@@ -448,20 +447,25 @@ def epilogue_case(n, sp, cin, ks, cout, act, **kw):
 def test_conv_epilogues(dtype):
     """Bias and activation after a channels_last convolution run inside its kernel, on each
     block of output pixels while it is in cache (the direct kernel at 1-3 spatial dims, several
-    panels of output channels, strides; a 1x1 convolution's GEMM), and give the unfused values.
+    panels of output channels, strides; a 1x1 convolution's GEMM; depthwise rows, with a
+    channel multiplier too), and give the unfused values.
     channels_first convolutions are not fused (the CPU runs them between transposes)."""
-    cases = [epilogue_case(2, (7, 6), 3, (3, 3), 4, "relu", padding="same"),
-             epilogue_case(1, (61,), 2, (7,), 130, "relu", strides=3, padding="same"),
-             epilogue_case(3, (3, 4, 14), 3, (3, 2, 3), 17, "mix", strides=(2, 1, 2),
-                           padding="same"),
-             epilogue_case(2, (5, 3), 6, (1, 1), 7, "relu"),
-             epilogue_case(2, (30, 30), 16, (3, 3), 32, "mix", padding="same"),
-             epilogue_case(2, (7, 6), 3, (3, 3), 4, "relu", padding="same",
-                           df="channels_first")]
+    cases = [epilogue_case(conv_case(2, (7, 6), 3, (3, 3), 4, padding="same"), 4, "relu"),
+             epilogue_case(conv_case(1, (61,), 2, (7,), 130, strides=3, padding="same"), 130,
+                           "relu"),
+             epilogue_case(conv_case(3, (3, 4, 14), 3, (3, 2, 3), 17, strides=(2, 1, 2),
+                                     padding="same"), 17, "mix"),
+             epilogue_case(conv_case(2, (5, 3), 6, (1, 1), 7), 7, "relu"),
+             epilogue_case(conv_case(2, (30, 30), 16, (3, 3), 32, padding="same"), 32, "mix"),
+             epilogue_case(depthwise_case((9, 7), 5, (3, 3), 1, padding="same"), 5, "relu"),
+             epilogue_case(depthwise_case((8, 7), 2, (3, 2), 3, strides=(2, 2), padding="same"),
+                           6, "mix"),
+             epilogue_case(conv_case(2, (7, 6), 3, (3, 3), 4, padding="same",
+                                     df="channels_first"), 4, "relu", df="channels_first")]
     f = run_cases(cases, dtype, batches=(5, 1))
     plan = f.explain().split("-- kernel plan --")[1]
-    assert plan.count("[conv_direct] conv+add+") == 4 and plan.count("[gemm] conv+add+") == 1, \
-        plan
+    assert plan.count("[conv_direct] conv+add+") == 4 and plan.count("[gemm] conv+add+") == 1 \
+        and plan.count("[conv_window] depthwise_conv+add+") == 2, plan
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

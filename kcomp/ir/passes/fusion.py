@@ -8,7 +8,8 @@ those groups merge first (sibling fusion: `e = exp(x); e + 1, e * 2` is one loop
 once). A producer of a smaller shape (a broadcast operand) stays a kernel of its own, computed
 once rather than per element. A matrix product (dot) read only by one elementwise group of its
 shape joins it: the group becomes the GEMM's fused epilogue; so does, on the CPU, a channels_last
-convolution (bias and activation applied to each block of output pixels while it is in cache).
+(depthwise) convolution (bias and activation applied to each block of output pixels while it
+is in cache).
 A 2-D transpose read only as
 the operand of matrix products is in no group: the GEMMs read the transpose's source with its
 strides swapped (`K.dot(x, K.transpose(w))` copies nothing). An elementwise group read only
@@ -33,6 +34,8 @@ from ..graph import Graph, Node, Tensor, consumers
 REDUCTIONS = {"sum", "mean", "prod", "max", "min", "any", "all", "var", "std", "logsumexp",
               "argmax", "argmin"}
 PROLOGUE_MAX = 8192
+# ops whose kernels can apply an elementwise epilogue (_takes_epilogue)
+PRODUCTS = ("dot", "conv", "depthwise_conv")
 
 
 @dataclass
@@ -51,7 +54,7 @@ class Group:
     @property
     def product(self):
         """The matrix product or convolution whose epilogue this group is, or None."""
-        return next((m for m in self.members if m.op.name in ("dot", "conv")), None)
+        return next((m for m in self.members if m.op.name in PRODUCTS), None)
 
     @property
     def prologue(self) -> bool:
@@ -185,13 +188,13 @@ def fuse(graph: Graph, materialize: Set[int] = frozenset(), target: str = "cpu")
 
 def _takes_epilogue(d: Node, target: str) -> bool:
     """Whether d's kernel can apply an epilogue to each finished block of its output: a float
-    dot with a 2-D right operand, or on the CPU a channels_last convolution (kcomp/lowering/
-    rules/conv.py: its output pixels are the rows of a matrix of channels)."""
+    dot with a 2-D right operand, or on the CPU a channels_last (depthwise) convolution
+    (kcomp/lowering/rules/conv.py: its output pixels are the rows of a matrix of channels)."""
     if d.outputs[0].type.dtype.name not in ("float32", "float64"):
         return False
     if d.op.name == "dot":
         return d.inputs[1].ndim == 2
-    return d.op.name == "conv" and target == "cpu" and \
+    return d.op.name in ("conv", "depthwise_conv") and target == "cpu" and \
         d.attrs["data_format"] == "channels_last"
 
 

@@ -208,6 +208,11 @@ def _conv_filter_grad(L, node: Node):
 
 @rule("depthwise_conv", "pool")
 def _window(L, node: Node):
+    emit_window(L, node)
+
+
+def emit_window(L, node: Node, epi=None, label=None, reads=(), writes=()):
+    """epi (channels_last): lower_epilogue's epilogue, applied to each finished output row."""
     L.include("kcomp/conv.h")
     x, out = node.inputs[0], node.outputs[0]
     n = len(node.attrs["strides"])
@@ -228,9 +233,12 @@ def _window(L, node: Node):
     cm = S.mul(g.channels, M)
     rows = S.mul(g.batch, cm, *g.outs[:-1]) if ctx["cf"] else S.mul(g.batch, *g.outs[:-1])
     lanes = 1 if ctx["cf"] else cm
+    assert epi is None or not ctx["cf"], "fusion gives epilogues to channels_last kernels only"
     ctx.update(ptrs=ptrs.decls, rows=L.dims.expr(rows),
-               work=L.dims.expr(S.mul(g.outs[-1], int(S.mul(*ks)), lanes)))
-    L.add(Kernel(L.kernel_name(), "conv_window", ctx, label_of([node]), ptrs.reads, ptrs.writes))
+               work=L.dims.expr(S.mul(g.outs[-1], int(S.mul(*ks)), lanes)), epi=epi)
+    L.add(Kernel(L.kernel_name(), "conv_window", ctx, label or label_of([node]),
+                 ptrs.reads + [r for r in reads if r not in ptrs.reads],
+                 ptrs.writes + [w for w in writes if w not in ptrs.writes]))
 
 
 @rule("pool_grad", "depthwise_input_grad", "depthwise_filter_grad")

@@ -38,10 +38,10 @@ def _cost(g: Group) -> int:
 
 
 def lower_epilogue(L, g: Group) -> None:
-    """The group's dot (a GEMM) or convolution whose epilogue computes the rest of the group on
+    """The group's dot (a GEMM) or (depthwise) convolution whose epilogue computes the rest of the group on
     each finished block of its output C, seen as rows i0 (a convolution's output pixels) and
     columns i1 (the last axis)."""
-    from .conv import emit_conv
+    from .conv import emit_conv, emit_window
     from .linalg import emit_dot
     dot = g.product
     rest = Group([m for m in g.members if m is not dot], g.stored)
@@ -68,7 +68,7 @@ def lower_epilogue(L, g: Group) -> None:
                          f"({out.type.dtype.compute}){cp}[i0 * {n} + i1];"))
     L.storage[key(out)] = c_ref
     epi = {"ptrs": ptrs.decls, "loads": loads, "body": body, "stores": store_lines}
-    emit = emit_conv if dot.op.name == "conv" else emit_dot
+    emit = {"dot": emit_dot, "conv": emit_conv, "depthwise_conv": emit_window}[dot.op.name]
     emit(L, dot, epi=epi, label=label_of(g.members), reads=ptrs.reads, writes=ptrs.writes)
 
 
