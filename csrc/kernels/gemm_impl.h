@@ -467,22 +467,36 @@ Plain plain_kind(const kc_gemm_args &g) {
   return Plain::none;
 }
 
-// Outputs [r0, r1) of the split axis of one batch item's C: columns for rows, dots_j and
-// packed_rows (b: that item's pack_skinny blocks), rows of C for cols_t and dots_i.
+// Whether tasks split an item's C by columns (else by rows): the few rows of rows, dots_j and
+// packed_rows. rows over many rows (B small enough for L1: a 1x1 convolution to 32 channels)
+// splits its rows: its columns may fill no more than one block of 4 vectors (measured, 12544
+// rows of 64 to 32 columns: one thread before).
+inline bool splits_cols(const kc_gemm_args &g, Plain kind) {
+  return (kind == Plain::rows && g.m <= SK) || kind == Plain::dots_j ||
+         kind == Plain::packed_rows;
+}
+
+// Outputs [r0, r1) of the split axis (splits_cols) of one batch item's C (b: for packed_rows,
+// that item's pack_skinny blocks).
 template <class T>
 void plain_block(const kc_gemm_args &g, Plain kind, const T *a, const T *b, T *c, int64_t r0,
                  int64_t r1) {
   const Strides st = strides(g);
   const int64_t sa_i = st.a_i, sa_p = st.a_p, sb_p = st.b_p, sb_j = st.b_j;
   switch (kind) {
-    case Plain::rows:
+    case Plain::rows: {
+      const bool cols = splits_cols(g, kind);
+      const int64_t i0 = cols ? 0 : r0, i1 = cols ? g.m : r1;
+      const int64_t j0 = cols ? r0 : 0, j1 = cols ? r1 : g.n;
       if (g.k == 0) {
-        for (int64_t i = 0; i < g.m; ++i)
-          for (int64_t j = r0; j < r1; ++j) c[i * g.ldc + j] = T(0);
+        for (int64_t i = i0; i < i1; ++i)
+          for (int64_t j = j0; j < j1; ++j) c[i * g.ldc + j] = T(0);
       } else {
-        skinny<T>(g.m, g.k, a, sa_i, sa_p, b, sb_p, c, g.ldc, r0, r1);
+        skinny<T>(i1 - i0, g.k, a + i0 * sa_i, sa_i, sa_p, b, sb_p, c + i0 * g.ldc, g.ldc, j0,
+                  j1);
       }
       break;
+    }
     case Plain::cols_t:  // C^T (1 x m) = B^T (1 x k) A^T (k x m): A's columns are contiguous
       if (g.k == 0) {
         for (int64_t i = r0; i < r1; ++i) c[i] = T(0);
@@ -524,16 +538,18 @@ struct PlainSplit {
 template <class T>
 PlainSplit plain_split(const kc_gemm_args &g, Plain kind) {
   PlainSplit sp;
-  const bool by_cols = kind == Plain::rows || kind == Plain::dots_j || kind == Plain::packed_rows;
+  const bool by_cols = splits_cols(g, kind);
   sp.extent = by_cols ? g.n : g.m;
   const double flops = 2.0 * g.m * g.n * g.k * g.batch;
   const int64_t threads = flops < 1.0e5 ? 1 : num_threads();
   // split the outputs of an item only when the batch alone does not give every thread work;
   // column splits fall on whole vector blocks
   sp.parts = g.batch >= threads ? 1 : (threads + g.batch - 1) / g.batch;
-  const int64_t unit = kind == Plain::rows || kind == Plain::cols_t ? 4 * Cfg<T>::V
-                       : kind == Plain::packed_rows                ? skinny_block<T>()
-                                                                   : 1;
+  // (whole blocks of skinny_rows: 4 vectors of columns, SK rows)
+  const int64_t unit = kind == Plain::rows      ? (by_cols ? 4 * Cfg<T>::V : SK)
+                       : kind == Plain::cols_t      ? 4 * Cfg<T>::V
+                       : kind == Plain::packed_rows ? skinny_block<T>()
+                                                    : 1;
   sp.width = (sp.extent + sp.parts - 1) / sp.parts;
   sp.width = (sp.width + unit - 1) / unit * unit;
   sp.parts = (sp.extent + sp.width - 1) / sp.width;
@@ -555,7 +571,7 @@ void run_plain(void *ctx, int64_t begin, int64_t end) {
                           : static_cast<const T *>(g.b) + bi * g.stride_b;
     plain_block<T>(g, t.kind, static_cast<const T *>(g.a) + bi * g.stride_a, b,
                    static_cast<T *>(g.c) + bi * g.stride_c, r0, r1);
-    if (t.kind == Plain::rows || t.kind == Plain::dots_j || t.kind == Plain::packed_rows)
+    if (splits_cols(g, t.kind))
       t.epi(bi, 0, g.m, r0, r1);
     else
       t.epi(bi, r0, r1, 0, g.n);
