@@ -16,6 +16,13 @@ that they matter):
              32 on 80 tokens
   conv_gru:  Embedding 5000x64, Conv1D 64 (5), MaxPooling1D 4, GRU 64 (reset_after), Dense 1
              sigmoid, at batch 64 on 200 tokens
+  autoencoder: Conv2D 32, MaxPooling, Conv2D 16, MaxPooling, Conv2DTranspose 16 (stride 2),
+             UpSampling2D, Conv2D 1 sigmoid, at batch 64 on 28x28x1
+  inception: four branches (1x1; 1x1 then 3x3; 1x1 then 5x5; 3x3 average pooling then 1x1)
+             concatenated, GlobalMaxPooling, Dense 10, at batch 16 on 28x28x64
+  bilstm:    Embedding 10000x64, Bidirectional LSTM 64 (all steps), GlobalAveragePooling1D,
+             Dense 1 sigmoid, at batch 32 on 50 tokens
+  mlp:       Dense 784-512-512-10 (relu, relu, softmax) with Dropout 0.2, at batch 1
 
 Each model is defined once, as a function of the `keras` module, and built in both Kerases.
 kcomp runs in this process (Keras 2.3.1 with KERAS_BACKEND=kcomp.backend); TensorFlow runs in
@@ -98,12 +105,53 @@ def conv_gru(keras):
         L.Dense(1, activation="sigmoid")])
 
 
+def autoencoder(keras):
+    L = keras.layers
+    return keras.models.Sequential([
+        L.Conv2D(32, 3, padding="same", activation="relu", input_shape=(28, 28, 1)),
+        L.MaxPooling2D(2), L.Conv2D(16, 3, padding="same", activation="relu"), L.MaxPooling2D(2),
+        L.Conv2DTranspose(16, 3, strides=2, padding="same", activation="relu"),
+        L.UpSampling2D(2), L.Conv2D(1, 3, padding="same", activation="sigmoid")])
+
+
+def inception(keras):
+    L = keras.layers
+    inp = L.Input((28, 28, 64))
+    a = L.Conv2D(32, 1, activation="relu")(inp)
+    b = L.Conv2D(48, 3, padding="same", activation="relu")(L.Conv2D(24, 1, activation="relu")(inp))
+    c = L.Conv2D(16, 5, padding="same", activation="relu")(L.Conv2D(8, 1, activation="relu")(inp))
+    d = L.Conv2D(16, 1, activation="relu")(L.AveragePooling2D(3, strides=1, padding="same")(inp))
+    x = L.concatenate([a, b, c, d])
+    out = L.Dense(10, activation="softmax")(L.GlobalMaxPooling2D()(x))
+    return keras.models.Model(inp, out)
+
+
+def bilstm(keras):
+    L = keras.layers
+    return keras.models.Sequential([
+        L.Embedding(10000, 64, input_length=50),
+        L.Bidirectional(L.LSTM(64, return_sequences=True, recurrent_activation="sigmoid")),
+        L.GlobalAveragePooling1D(), L.Dense(1, activation="sigmoid")])
+
+
+def mlp(keras):
+    L = keras.layers
+    return keras.models.Sequential([L.Dense(512, activation="relu", input_shape=(784,)),
+                                    L.Dropout(0.2), L.Dense(512, activation="relu"),
+                                    L.Dropout(0.2), L.Dense(10, activation="softmax")])
+
+
 MODELS = {  # name: (builder, input shape, integer vocabulary (0: float input), description)
     "cnn": (cnn, (128, 28, 28, 1), 0, "mnist_cnn, batch 128"),
     "resnet": (resnet, (32, 32, 32, 3), 0, "ResNet blocks + BN, batch 32, 32x32x3"),
     "mobilenet": (mobilenet, (16, 56, 56, 32), 0, "depthwise-separable + BN, batch 16, 56x56x32"),
     "lstm": (lstm, (32, 80), 20000, "imdb_lstm: Embedding + LSTM 128, batch 32 x 80"),
     "conv_gru": (conv_gru, (64, 200), 5000, "Embedding + Conv1D + GRU 64, batch 64 x 200"),
+    "autoencoder": (autoencoder, (64, 28, 28, 1), 0,
+                    "convolutional autoencoder (Conv2DTranspose, UpSampling2D), batch 64"),
+    "inception": (inception, (16, 28, 28, 64), 0, "inception block, batch 16, 28x28x64"),
+    "bilstm": (bilstm, (32, 50), 10000, "Embedding + Bidirectional LSTM 64, batch 32 x 50"),
+    "mlp": (mlp, (1, 784), 0, "MLP 784-512-512-10 with dropout, batch 1"),
 }
 IMPLS = ("kcomp", "tf predict_on_batch", "tf XLA")
 
