@@ -104,7 +104,8 @@ def cases():
          lambda a: torch.nn.functional.normalize(a, dim=-1), None),
     ]
     for m, k, n in [(17, 17, 17), (100, 100, 100), (333, 777, 555), (2048, 64, 2048),
-                    (64, 4096, 64), (3000, 3, 3000)]:
+                    (64, 4096, 64), (3000, 3, 3000),
+                    (12544, 64, 24)]:  # a 1x1 convolution's product: many rows, small B
         out.append((f"dot ({m},{k})x({k},{n})", [_r(m, k), _r(k, n)], K.dot,
                     lambda a, b: a @ b, lambda a, b: a @ b))
     out += [

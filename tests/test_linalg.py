@@ -241,10 +241,15 @@ cases += [((9, 300), (300, 45), None), ((17, 600), (600, 2100), None),
 # packed panels with a last register tile of 1 or a few rows (a narrower micro-kernel), over
 # two depth panels
 cases += [((41, 300), (300, 40), None), ((36, 300), (300, 70), None)]
-# fewer columns than a vector from a B^T of at most 32 KiB: dot products (2..15 columns; not
-# for batched items with their own B)
-cases += [((40, 1000), (1000, 8), None), ((6, 300), (300, 2), None),
-          ((3, 9, 70), (3, 70, 15), (2, 1))]
+# fewer than 16 bytes of columns from a B^T of at most 32 KiB: dot products (2 or 3 float32
+# columns; not for batched items with their own B)
+cases += [((40, 1000), (1000, 3), None), ((6, 300), (300, 2), None),
+          ((3, 9, 70), (3, 70, 3), (2, 1))]
+# many rows from a B that stays in L1, split by rows between the threads: groups of 8 rows
+# over at most 2 vectors of columns, the last vector ending at the range's end (8, 24, 40 and
+# 50 columns: 1 to 4 vectors in one pass)
+cases += [((40, 1000), (1000, 8), None), ((300, 64), (64, 24), None),
+          ((133, 100), (100, 40), None), ((1001, 20), (20, 50), None)]
 # batches of small matrices, B read in place: ragged column tails as a last vector ending at
 # the range's end, or narrower vectors (half, quarter), then scalars
 cases += [((50, 20, 30), (50, 30, 20), (2, 1)), ((40, 7, 64), (40, 64, 8), (2, 1)),

@@ -279,6 +279,33 @@ void skinny_tail(int64_t k, const T *a, int64_t ai, int64_t ap, const T *b, int6
   }
 }
 
+// The columns [j, j1) left of a range at least a vector wide, in one pass of NV vectors: at j,
+// j + V, ..., the last ending at j1 (its columns shared with the vector before get the same
+// values, computed alike). M x NV accumulator chains: one vector at a time gave M, too few to
+// hide the FMA latency ((12544,64)x(64,24) float32, two threads: 159 -> 112 us; (2000,100)x(100,
+// 60) 86 -> 52 us).
+template <class T, int M, int NV>
+void skinny_last(int64_t k, const T *a, int64_t ai, int64_t ap, const T *b, int64_t bp, T *c,
+                 int64_t ci, int64_t j, int64_t j1) {
+  typedef Cfg<T> K;
+  typedef T vec __attribute__((vector_size(K::V * sizeof(T))));
+  int64_t at[NV];
+  for (int q = 0; q < NV; ++q) at[q] = q == NV - 1 ? j1 - K::V : j + q * K::V;
+  vec acc[M][NV];
+  for (int i = 0; i < M; ++i)
+    for (int q = 0; q < NV; ++q) acc[i][q] = vec{};
+  for (int64_t p = 0; p < k; ++p) {
+    vec bv[NV];
+    for (int q = 0; q < NV; ++q) std::memcpy(&bv[q], b + p * bp + at[q], sizeof(vec));
+    for (int i = 0; i < M; ++i) {
+      const T av = a[i * ai + p * ap];
+      for (int q = 0; q < NV; ++q) acc[i][q] += bv[q] * av;
+    }
+  }
+  for (int i = 0; i < M; ++i)
+    for (int q = 0; q < NV; ++q) std::memcpy(c + i * ci + at[q], &acc[i][q], sizeof(vec));
+}
+
 template <class T, int M>
 void skinny_rows(int64_t k, const T *a, int64_t ai, int64_t ap, const T *b, int64_t bp, T *c,
                  int64_t ci, int64_t j0, int64_t j1) {
@@ -304,6 +331,17 @@ void skinny_rows(int64_t k, const T *a, int64_t ai, int64_t ap, const T *b, int6
     for (int i = 0; i < M; ++i)
       for (int q = 0; q < NB; ++q) std::memcpy(c + i * ci + j + q * K::V, &acc[i][q], sizeof(vec));
   }
+  const int64_t nv = (j1 - j + K::V - 1) / K::V;  // vectors left, the last one maybe partial
+  if (j1 - j0 >= K::V && nv <= 4) {
+    switch (nv) {
+      case 0: break;
+      case 1: skinny_last<T, M, 1>(k, a, ai, ap, b, bp, c, ci, j, j1); break;
+      case 2: skinny_last<T, M, 2>(k, a, ai, ap, b, bp, c, ci, j, j1); break;
+      case 3: skinny_last<T, M, 3>(k, a, ai, ap, b, bp, c, ci, j, j1); break;
+      default: skinny_last<T, M, 4>(k, a, ai, ap, b, bp, c, ci, j, j1); break;
+    }
+    return;
+  }
   for (; j + K::V <= j1; j += K::V) skinny_vec<T, M, K::V>(k, a, ai, ap, b, bp, c, ci, j);
   skinny_tail<T, M, K::V>(k, a, ai, ap, b, bp, c, ci, j0, j, j1);
 }
@@ -311,7 +349,11 @@ void skinny_rows(int64_t k, const T *a, int64_t ai, int64_t ap, const T *b, int6
 template <class T>
 void skinny(int64_t m, int64_t k, const T *a, int64_t ai, int64_t ap, const T *b, int64_t bp,
             T *c, int64_t ci, int64_t j0, int64_t j1) {
-  for (int64_t i = 0; i < m; i += SK) {
+  int64_t i = 0;
+  if (j1 - j0 <= 2 * Cfg<T>::V)  // at most 2 vectors of columns: 8 rows make the chains
+    for (; i + 2 * SK <= m; i += 2 * SK)
+      skinny_rows<T, 2 * SK>(k, a + i * ai, ai, ap, b, bp, c + i * ci, ci, j0, j1);
+  for (; i < m; i += SK) {
     const T *ar = a + i * ai;
     T *cr = c + i * ci;
     switch (m - i < SK ? m - i : SK) {
@@ -708,20 +750,22 @@ void run_plain_kind(const kc_gemm_args &g, Plain kind, const T *packed, const Ep
   parallel_for(sp.tasks, sp.grain, run_plain<T>, &t);
 }
 
-// ---- fewer columns of C than a vector, B row-major -------------------------------------------
-// Packed panels would be mostly zero padding (a classifier's 10 outputs in panels of 32) and the
-// rows path scalar: each output is a dot product of a row of A with a column of B, the columns
-// first copied into contiguous rows (B^T, n x k: small). Alternating builds, float32:
-// (256,512)x(512,10) 26-28 -> 20-22 us, (1000,300)x(300,3) 61-71 -> 21-22 us. B^T larger than
-// L1 measured slower than the panels ((64,2048)x(2048,15) 37 -> 86 us), hence NARROW_BYTES.
+// ---- fewer than 16 bytes of columns of C, B row-major ----------------------------------------
+// Packed panels would be mostly zero padding and the rows path scalar: each output is a dot
+// product of a row of A with a column of B, the columns first copied into contiguous rows (B^T,
+// n x k: small). Alternating builds, float32: (1000,300)x(300,3) 61-71 -> 21-22 us. From 16
+// bytes of columns the rows path's vectors win ((12544,64)x(64,8) 229 -> 64 us, (5000,64)x(64,
+// 10) 114 -> 50 us, (256,512)x(512,10) 23 -> 20 us). B^T larger than L1 measured slower than
+// the panels ((64,2048)x(2048,15) 37 -> 86 us), hence NARROW_BYTES.
 constexpr int64_t NARROW_BYTES = 32 * 1024;  // B^T at most: it stays in L1
 thread_local Scratch tl_n;
 
 template <class T>
 bool use_narrow(const kc_gemm_args &g) {
   const Strides st = strides(g);
-  return g.n > 1 && g.n < Cfg<T>::V && g.m > SK && g.k > 0 && st.a_p == 1 && st.b_j == 1 &&
-         (g.batch == 1 || g.stride_b == 0) && g.n * g.k * (int64_t)sizeof(T) <= NARROW_BYTES;
+  return g.n > 1 && g.n * (int64_t)sizeof(T) < 16 && g.m > SK && g.k > 0 && st.a_p == 1 &&
+         st.b_j == 1 && (g.batch == 1 || g.stride_b == 0) &&
+         g.n * g.k * (int64_t)sizeof(T) <= NARROW_BYTES;
 }
 
 // false when B^T cannot be allocated (the caller takes another path)
