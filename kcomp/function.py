@@ -1,8 +1,10 @@
 """`kcomp.function`: a graph compiled to native code, called with numpy arrays.
 
 Calls run native code only (the GIL is released meanwhile, so several Python threads may call
-one function at once). In debug mode (KCOMP_MODE=debug) each call also evaluates the numpy
-reference and names the first node whose native result differs.
+one function at once). A function that takes Keras's learning phase (switch_inputs) is compiled
+once per value it is called with, on the first call with that value. In debug mode
+(KCOMP_MODE=debug) each call also evaluates the numpy reference and names the first node whose
+native result differs.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import numpy as np
 
 from . import config, native
 from .compiler import Compiled, compile_graph, explain_text, variables_of
-from .ir.graph import Graph, Tensor, Update, Variable, consumers  # noqa: F401 (Update: re-exported)
+from .ir.graph import Graph, Tensor, Update, Variable, consumers  # noqa: F401 (Update)
 from .ir.ops.leaf import constant
 from .ir.passes.rewrite import rewrite
 from .ir.interpret import evaluate
@@ -198,8 +200,9 @@ class Function:
 
     @property
     def compile_info(self) -> dict:
-        """What creating this function did: memo_hit (reused a compiled function of this
-        process), cache_hit (no compiler ran), and seconds per phase."""
+        """What compiling this function (the version last called, see _current) did: memo_hit
+        (reused a compiled function of this process), cache_hit (no compiler ran), and seconds
+        per phase."""
         v = self._current
         return {"key": v.compiled.key, **v.info}
 

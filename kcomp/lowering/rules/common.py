@@ -149,6 +149,12 @@ def loop_ctx(L, extents: List[S.Dim], cost: int = 1) -> dict:
             "grain": grain, "serial": serial}
 
 
+def merged(first: Sequence, more: Sequence) -> list:
+    """first, then the buffers of more that it lacks (a kernel's reads or writes with those of
+    its fused epilogue)."""
+    return list(first) + [b for b in more if b not in first]
+
+
 def label_of(nodes: Sequence[Node]) -> str:
     ops = "+".join(n.op.name for n in nodes)
     return f"{ops} -> {nodes[-1].outputs[0].type}"

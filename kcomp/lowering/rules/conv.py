@@ -28,7 +28,7 @@ from ...ir.ops.conv import Geometry, geometry, op_name, split, transpose_geometr
 from ..names import Code, c_string, int_lit
 from ..plan import Kernel, Ref
 from . import rule
-from .common import Axis, Pointers, contiguous_strides, emit_copy, label_of
+from .common import Axis, Pointers, contiguous_strides, emit_copy, label_of, merged
 from .linalg import emit_gemm
 
 # An im2col tile of about TILE_BYTES, within TILE_ROWS output pixels: each GEMM call repacks the
@@ -148,8 +148,7 @@ def _direct(L, node: Node, g: Geometry, C: int, O: int, K: int, epi=None, label=
     ins = [L.ref(x).buf, L.ref(w).buf, wp, buf]
     outs = [L.ref(out).buf, wp, buf]
     L.add(Kernel(L.kernel_name(), "conv_direct", ctx, label or label_of([node]),
-                 ins + [r for r in reads if r not in ins],
-                 outs + [b for b in writes if b not in outs]))
+                 merged(ins, reads), merged(outs, writes)))
 
 
 def _pointwise(L, node: Node, g: Geometry, C, O, P, **epilogue):
@@ -237,8 +236,7 @@ def emit_window(L, node: Node, epi=None, label=None, reads=(), writes=()):
     ctx.update(ptrs=ptrs.decls, rows=L.dims.expr(rows),
                work=L.dims.expr(S.mul(g.outs[-1], int(S.mul(*ks)), lanes)), epi=epi)
     L.add(Kernel(L.kernel_name(), "conv_window", ctx, label or label_of([node]),
-                 ptrs.reads + [r for r in reads if r not in ptrs.reads],
-                 ptrs.writes + [w for w in writes if w not in ptrs.writes]))
+                 merged(ptrs.reads, reads), merged(ptrs.writes, writes)))
 
 
 @rule("pool_grad", "depthwise_input_grad", "depthwise_filter_grad")

@@ -38,19 +38,19 @@ def _cost(g: Group) -> int:
 
 
 def lower_epilogue(L, g: Group) -> None:
-    """The group's dot (a GEMM) or (depthwise) convolution whose epilogue computes the rest of the group on
-    each finished block of its output C, seen as rows i0 (a convolution's output pixels) and
-    columns i1 (the last axis)."""
+    """The group's product, a dot (a GEMM) or a (depthwise) convolution, whose epilogue computes
+    the rest of the group on each finished block of its output C, seen as rows i0 (a
+    convolution's output pixels) and columns i1 (the last axis)."""
     from .conv import emit_conv, emit_window
     from .linalg import emit_dot
-    dot = g.product
-    rest = Group([m for m in g.members if m is not dot], g.stored)
-    out = dot.outputs[0]
+    product = g.product
+    rest = Group([m for m in g.members if m is not product], g.stored)
+    out = product.outputs[0]
     if L.target == "cuda":
-        fused = _bias_act(L, g, dot)
+        fused = _bias_act(L, g, product)
         if fused is not None:  # the CUDA library GEMM's own epilogue: no pass of its own
             L.storage[key(out)] = L.ref(g.stored[0])
-            emit_dot(L, dot, bias=fused[0], act=fused[1], label=label_of(g.members))
+            emit_dot(L, product, bias=fused[0], act=fused[1], label=label_of(g.members))
             return
     it = list(out.dims)
     ptrs = Pointers()
@@ -68,8 +68,8 @@ def lower_epilogue(L, g: Group) -> None:
                          f"({out.type.dtype.compute}){cp}[i0 * {n} + i1];"))
     L.storage[key(out)] = c_ref
     epi = {"ptrs": ptrs.decls, "loads": loads, "body": body, "stores": store_lines}
-    emit = {"dot": emit_dot, "conv": emit_conv, "depthwise_conv": emit_window}[dot.op.name]
-    emit(L, dot, epi=epi, label=label_of(g.members), reads=ptrs.reads, writes=ptrs.writes)
+    emit = {"dot": emit_dot, "conv": emit_conv, "depthwise_conv": emit_window}[product.op.name]
+    emit(L, product, epi=epi, label=label_of(g.members), reads=ptrs.reads, writes=ptrs.writes)
 
 
 # activations the CUDA GEMM applies itself (csrc/include/kcomp/cuda_api.h, kc_act)

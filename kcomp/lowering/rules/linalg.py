@@ -9,7 +9,7 @@ from ...ir.graph import Node, Tensor
 from ..names import Code, int_lit
 from ..plan import Kernel, Ref
 from . import rule
-from .common import Axis, Pointers, contiguous_strides, emit_copy, key, label_of
+from .common import Axis, Pointers, contiguous_strides, emit_copy, key, label_of, merged
 
 
 def _materialize_moved(L, x: Tensor, src_axis: int, dst_axis: int) -> Tuple[Ref, S.Shape]:
@@ -49,9 +49,8 @@ def emit_gemm(L, node: Node, a: Ref, b: Ref, c: Ref, *, trans_a, trans_b, m, n, 
                              config.cuda_tf32()))
     if bias is not None:
         reads = list(reads) + [bias.buf]
-    rs = ptrs.reads + [r for r in reads if r not in ptrs.reads]
-    ws = ptrs.writes + [w for w in writes if w not in ptrs.writes]
-    L.add(Kernel(L.kernel_name(), "gemm", ctx, label or label_of([node]), rs, ws))
+    L.add(Kernel(L.kernel_name(), "gemm", ctx, label or label_of([node]),
+                 merged(ptrs.reads, reads), merged(ptrs.writes, writes)))
 
 
 @rule("dot")
