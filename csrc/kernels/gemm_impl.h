@@ -185,8 +185,11 @@ bool gemm_block(const kc_gemm_args &g, const T *a, const T *b, const T *packed, 
   const bool inplace = !packed && !g.trans_b && m1 - m0 <= INPLACE_ROWS;
   for (int64_t jc = n0; jc < n1; jc += K::NC) {
     const int64_t nc = n1 - jc < K::NC ? n1 - jc : K::NC;
-    for (int64_t pc = 0; pc < k; pc += K::KC) {
-      const int64_t kc = k - pc < K::KC ? k - pc : K::KC;
+    // depth panels of equal depth (784: 196 x 4, not 256 x 3 + 16, whose last panel's tiles
+    // pay for loading and storing C over 16 steps)
+    const int64_t panels = (k + K::KC - 1) / K::KC, depth = (k + panels - 1) / panels;
+    for (int64_t pc = 0; pc < k; pc += depth) {
+      const int64_t kc = k - pc < depth ? k - pc : depth;
       const int64_t full = inplace ? nc / K::NR * K::NR : 0;  // panels read in place
       if (!packed) pack_b(b, g.ldb, g.trans_b, pc, kc, jc + full, nc - full, bp);
       for (int64_t ic = m0; ic < m1; ic += K::MC) {
