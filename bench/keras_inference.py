@@ -36,7 +36,6 @@ Writes markdown (default bench/results/keras_inference.md).
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import statistics
@@ -47,6 +46,8 @@ import time
 
 os.environ.setdefault("KERAS_BACKEND", "kcomp.backend")
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from sampling import sample  # noqa: E402  (the worker, without kcomp, uses it too)
 DEFAULT_OUT = os.path.join(HERE, "results", "keras_inference.md")
 
 
@@ -154,17 +155,6 @@ MODELS = {  # name: (builder, input shape, integer vocabulary (0: float input), 
     "mlp": (mlp, (1, 784), 0, "MLP 784-512-512-10 with dropout, batch 1"),
 }
 IMPLS = ("kcomp", "tf predict_on_batch", "tf XLA")
-
-
-def sample(fn, seconds):
-    """Seconds per call over a sample lasting about `seconds` (at least 3 calls)."""
-    n, start = 0, time.perf_counter()
-    while True:
-        fn()
-        n += 1
-        elapsed = time.perf_counter() - start
-        if n >= 3 and elapsed >= seconds:
-            return elapsed / n
 
 
 # ---- the TensorFlow worker: JSON requests on stdin, one JSON answer per line on stdout --------
@@ -296,13 +286,9 @@ def measure(name, peer, rounds, sample_s, tmp):
 
 def report(results, versions, argv, elapsed, load):
     import keras
-    from kcomp.bench import machine
-    info = machine.describe()
-    lines = ["# Keras inference: kcomp against TensorFlow", "",
-             f"Command: `python bench/keras_inference.py {' '.join(argv)}`".rstrip() + "  ",
-             f"Date: {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC  ",
-             f"Whole run: {elapsed:.0f} s", "", "Machine:", ""]
-    lines += [f"- {k}: {v}" for k, v in info.items() if isinstance(v, (str, int, float))]
+    from kcomp.bench.report import script_header
+    lines = script_header("Keras inference: kcomp against TensorFlow",
+                          " ".join(["python bench/keras_inference.py"] + list(argv)), elapsed)
     lines += [f"- keras {keras.__version__} (kcomp)"]
     lines += [f"- {name} {v}" for name, v in versions.items()]
     lines += ["", "| model | kcomp | " + " | ".join(IMPLS[1:]) + " | kcomp vs best |",

@@ -20,7 +20,6 @@ Writes markdown (default bench/results/training.md).
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
 import statistics
 import sys
@@ -28,6 +27,8 @@ import time
 
 os.environ["KERAS_BACKEND"] = "kcomp.backend"
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from sampling import sample  # noqa: E402
 DEFAULT_OUT = os.path.join(HERE, "results", "training.md")
 CLASSES = 10
 
@@ -104,17 +105,6 @@ def steps(name):
     return out
 
 
-def sample(fn, seconds):
-    """Seconds per call over a sample lasting about `seconds` (at least 3 calls)."""
-    n, start = 0, time.perf_counter()
-    while True:
-        fn()
-        n += 1
-        elapsed = time.perf_counter() - start
-        if n >= 3 and elapsed >= seconds:
-            return elapsed / n
-
-
 def measure(rounds, sample_s, only):
     results = {}
     for name in only:
@@ -142,13 +132,9 @@ def peer_versions():
 
 
 def report(results, argv, elapsed):
-    from kcomp.bench import machine
-    info = machine.describe()
-    lines = ["# Training step: kcomp against PyTorch eager", "",
-             f"Command: `python bench/training_step.py {' '.join(argv)}`".rstrip() + "  ",
-             f"Date: {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC  ",
-             f"Whole run: {elapsed:.0f} s", "", "Machine:", ""]
-    lines += [f"- {k}: {v}" for k, v in info.items() if isinstance(v, (str, int, float))]
+    from kcomp.bench.report import script_header
+    lines = script_header("Training step: kcomp against PyTorch eager",
+                          " ".join(["python bench/training_step.py"] + list(argv)), elapsed)
     lines += [f"- {name} {version}" for name, version in peer_versions().items()]
     lines += ["",
               "| model | kcomp step | kcomp train_on_batch | PyTorch eager | kcomp vs PyTorch |",

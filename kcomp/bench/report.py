@@ -49,6 +49,18 @@ def write_text(path: str, text: str) -> None:
         f.write(text)
 
 
+def script_header(title: str, command: str, elapsed: float) -> List[str]:
+    """The first lines of a bench/ script's markdown report: the title, the command, the date,
+    the run's length and the machine (kcomp.bench.machine.describe's scalar fields)."""
+    import datetime
+    from .machine import describe
+    lines = [f"# {title}", "", f"Command: `{command}`  ",
+             f"Date: {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC  ",
+             f"Whole run: {elapsed:.0f} s", "", "Machine:", ""]
+    return lines + [f"- {k}: {v}" for k, v in describe().items()
+                    if isinstance(v, (str, int, float))]
+
+
 def fmt_time(s: Optional[float]) -> str:
     if s is None or not math.isfinite(s):
         return "—"
