@@ -244,18 +244,24 @@ def generate(prepared: Graph, name: str, timings: Dict[str, float] | None = None
     return Generated(optimized, plan, source)
 
 
+def placeholders_as_constants(graph: Graph, values: Dict[int, np.ndarray]) -> Graph:
+    """graph with the placeholders of these uids read as constants of these values (which the
+    passes may fold); graph.inputs are mapped as the rest (a fixed input becomes a constant)."""
+    def visit(node: Node, _inputs):
+        v = values.get(node.uid)
+        return None if v is None else [constant(v, node.outputs[0].type.dtype)]
+
+    return rewrite(graph, visit) if values else graph
+
+
 def defaults_as_constants(graph: Graph) -> Graph:
     """A placeholder that is not an input reads its default value (as Keras's learning phase
-    does, 0, outside Keras's functions): a constant, which the passes may fold."""
+    does, 0, outside Keras's functions)."""
     inputs = {t.node.uid for t in graph.inputs}
-
-    def visit(node: Node, _inputs):
-        if node.op.name == "placeholder" and node.uid not in inputs and \
-                node.attrs.get("default") is not None:
-            return [constant(node.attrs["default"], node.outputs[0].type.dtype)]
-        return None
-
-    return rewrite(graph, visit)
+    return placeholders_as_constants(graph, {
+        n.uid: n.attrs["default"] for n in graph.nodes()
+        if n.op.name == "placeholder" and n.uid not in inputs and
+        n.attrs.get("default") is not None})
 
 
 def prepare_function(graph: Graph) -> Graph:

@@ -14,10 +14,9 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 
 from . import config, native
-from .compiler import Compiled, compile_graph, explain_text, variables_of
+from .compiler import (Compiled, compile_graph, explain_text, placeholders_as_constants,
+                       variables_of)
 from .ir.graph import Graph, Tensor, Update, Variable, consumers  # noqa: F401 (Update)
-from .ir.ops.leaf import constant
-from .ir.passes.rewrite import rewrite
 from .ir.interpret import evaluate
 
 
@@ -68,13 +67,20 @@ def specialize(graph: Graph, values: dict) -> Graph:
     """graph with the inputs at these positions read as constants. They stay inputs (unread),
     so that calls and their error messages are those of the general function."""
     fixed = {graph.inputs[k].node.uid: v for k, v in values.items()}
+    return placeholders_as_constants(graph, fixed)._replace(inputs=graph.inputs)
 
-    def visit(node, inputs):
-        if node.uid in fixed:
-            return [constant(fixed[node.uid], node.outputs[0].type.dtype)]
+
+def _switch_value(v, dtype: np.dtype):
+    """v as a value of a switch input of this dtype (a Python int, bool or numpy integer
+    scalar that it holds exactly), else None. Keras feeds Python ints: they skip numpy."""
+    if type(v) is int or type(v) is bool:
+        if 0 <= v <= (1 if dtype.kind == "b" else 255):  # (switch inputs: bool or uint8)
+            return bool(v) if dtype.kind == "b" else int(v)
         return None
-
-    return rewrite(graph, visit)._replace(inputs=graph.inputs)
+    a = np.asarray(v)
+    if a.shape != () or a.dtype.kind not in "biu" or a.astype(dtype) != a:
+        return None
+    return a.astype(dtype).item()
 
 
 class _Version:
@@ -142,11 +148,10 @@ class Function:
         for k in self._switches:
             if k >= len(inputs):
                 return self._version(None)  # the general version reports the missing input
-            a = np.asarray(inputs[k])
-            want = self.graph.inputs[k].type.dtype.np
-            if a.shape != () or a.dtype.kind not in "biu" or a.astype(want) != a:
+            value = _switch_value(inputs[k], self.graph.inputs[k].type.dtype.np)
+            if value is None:
                 return self._version(None)
-            values.append(a.astype(want).item())
+            values.append(value)
         values = tuple(values)
         if values not in self._versions and len(self._versions) >= MAX_VERSIONS:
             return self._version(None)

@@ -4,7 +4,7 @@ import pytest
 
 import kcomp.backend as K
 from kcomp.function import MAX_VERSIONS
-from util import assert_numpy, assert_same, keras_numpy_backend, rand, run
+from util import assert_numpy, assert_same, kernel_plan, keras_numpy_backend, rand, run
 
 
 def test_map_fn_foldl_foldr():
@@ -134,10 +134,6 @@ def test_learning_phase_branches():
     assert K.in_train_phase(1, 2, training=1) == 1 and K.in_train_phase(1, lambda: 2, training=0) == 2
 
 
-def _plan(f):
-    return f.explain().split("-- kernel plan --")[1]
-
-
 def test_learning_phase_is_compiled_per_value():
     """A function that takes the learning phase compiles once per value it is called with, on
     the first such call: at 0 (Keras's predict) dropout draws no random numbers; at 1 it does.
@@ -147,21 +143,21 @@ def test_learning_phase_is_compiled_per_value():
     y = K.in_train_phase(lambda: K.dropout(x, 0.5), x)
     f = K.function([x, lp], [y])
     a = np.random.default_rng(0).uniform(1, 2, (9, 64)).astype(np.float32)
-    assert "random" not in _plan(f)  # before any call: the version for the default
+    assert "random" not in kernel_plan(f)  # before any call: the version for the default
     for phase in (0, 1, 0, np.uint8(1), True, np.array(0, np.uint8)):
         (got,) = f([a, phase])
         if phase:
             kept = got != 0
             np.testing.assert_allclose(got[kept], a[kept] * 2, rtol=1e-6)
             assert 0.3 < kept.mean() < 0.7
-            assert "[random]" in _plan(f)
+            assert "[random]" in kernel_plan(f)
         else:
             np.testing.assert_array_equal(got, a)
-            assert "random" not in _plan(f)
+            assert "random" not in kernel_plan(f)
     assert len(f._versions) == 2
     g = K.function([x], [y])
     np.testing.assert_array_equal(g([a])[0], a)
-    assert "random" not in _plan(g) and not g._switches
+    assert "random" not in kernel_plan(g) and not g._switches
     with pytest.raises(ValueError, match="expects 2 inputs"):
         f([a])
     with pytest.raises(ValueError, match="rank|shape"):

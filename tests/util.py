@@ -33,6 +33,11 @@ def concrete(shape, fill=5):
     return tuple(fill if d is None else d for d in shape)
 
 
+def kernel_plan(f) -> str:
+    """The kernel plan of compiled function f (its explain() text after the graph)."""
+    return f.explain().split("-- kernel plan --")[1]
+
+
 def run(inputs, outputs, name="test", device=None):
     """Compile inputs -> outputs (for `device`, default kcomp's) and run it on the arrays paired
     with the placeholders. inputs: [(placeholder, array)]. Returns (native results, reference

@@ -714,6 +714,12 @@ KC_INLINE void prefetch_row(const float *x, int64_t r, int64_t N, int64_t I, int
     for (int64_t j = 0; j < w; j += 16) __builtin_prefetch(x + r * I + j);
 }
 
+/* a four-row step's vector of columns at p (rows I apart), PREFETCH_ROWS rows on: asked for as
+ * the loop goes */
+KC_INLINE void prefetch_four(const float *p, int64_t I) {
+  for (int k = 0; k < 4; ++k) __builtin_prefetch(p + (PREFETCH_ROWS + k) * I);
+}
+
 KC_INLINE int64_t col_tile(int64_t O, int64_t I, int64_t threads) {
   const int64_t parts = O >= threads ? 1 : (threads + O - 1) / (O > 0 ? O : 1);
   int64_t tw = ((I + parts - 1) / parts + 15) / 16 * 16;
@@ -828,8 +834,7 @@ KC_INLINE void sum_cols_part(const float *KC_RESTRICT x, int64_t N, int64_t I, i
       const bool ahead = r + 4 + PREFETCH_ROWS <= N;
       int64_t j = 0;
       for (; j + 16 <= w; j += 16) {
-        if (ahead)  // the same columns PREFETCH_ROWS rows on, asked for as the loop goes
-          for (int k = 0; k < 4; ++k) __builtin_prefetch(p + (PREFETCH_ROWS + k) * I + j);
+        if (ahead) prefetch_four(p + j, I);
         v16f v[4], a;
         for (int k = 0; k < 4; ++k) __builtin_memcpy(&v[k], p + k * I + j, sizeof(v16f));
         __builtin_memcpy(&a, acc + j, sizeof(v16f));
@@ -875,8 +880,7 @@ KC_INLINE void extreme_cols_f32(const float *KC_RESTRICT x, int64_t N, int64_t I
       const float *KC_RESTRICT p = x + r * I;
       const bool ahead = r + 4 + PREFETCH_ROWS <= N;
       for (int64_t j = 0; j < wv; j += 16) {
-        if (ahead)  // the same columns PREFETCH_ROWS rows on, asked for as the loop goes
-          for (int k = 0; k < 4; ++k) __builtin_prefetch(p + (PREFETCH_ROWS + k) * I + j);
+        if (ahead) prefetch_four(p + j, I);
         v16f v[4], mj;
         for (int k = 0; k < 4; ++k) __builtin_memcpy(&v[k], p + k * I + j, sizeof(v16f));
         __builtin_memcpy(&mj, m + j, sizeof(v16f));
