@@ -124,7 +124,9 @@ template <class O> KC_INLINE O lse_result(double s, double shift) {
   return (O)(__builtin_log(s) + shift);
 }
 
-/* R's reduction of x[b:e) in U independent accumulators merged pairwise, in a fixed order */
+/* R's reduction of x[b:e) in U independent accumulators merged pairwise, in a fixed order.
+ * (Here and below the pairwise halvings are unrolled: each then vectorises; as a loop GCC
+ * merged lanes one at a time through the stack. Max over rows of 100 floats 31 -> 15 us.) */
 template <class R, class T, int U, class S>
 KC_INLINE typename R::A fold_lanes(const S *KC_RESTRICT x, int64_t b, int64_t e) {
   typename R::A acc[U];
@@ -133,6 +135,7 @@ KC_INLINE typename R::A fold_lanes(const S *KC_RESTRICT x, int64_t b, int64_t e)
   for (; r + U <= e; r += U)
     for (int u = 0; u < U; ++u) acc[u] = R::step(acc[u], (T)x[r + u]);
   for (; r < e; ++r) acc[0] = R::step(acc[0], (T)x[r]);
+  #pragma GCC unroll 8
   for (int w = U / 2; w >= 1; w /= 2)
     for (int u = 0; u < w; ++u) acc[u] = R::merge(acc[u], acc[u + w]);
   return acc[0];
@@ -205,6 +208,7 @@ KC_INLINE void prefetch_block(const float *x, int64_t n) {
 KC_INLINE double lanes_sum(const float *KC_RESTRICT acc) {
   double t[L / 2];
   for (int j = 0; j < L / 2; ++j) t[j] = (double)acc[j] + (double)acc[j + L / 2];
+  #pragma GCC unroll 8
   for (int w = L / 4; w >= 1; w /= 2)
     for (int j = 0; j < w; ++j) t[j] += t[j + w];
   return t[0];
@@ -242,24 +246,27 @@ KC_INLINE double sum_f32(const float *KC_RESTRICT x, int64_t n) {
   }
   double tail = 0;
   for (; i < n; ++i) tail += (double)x[i];
+  #pragma GCC unroll 8
   for (int w = L / 2; w >= 1; w /= 2)  // pairwise over lanes
     for (int j = 0; j < w; ++j) tot[j] += tot[j + w];
   return tot[0] + tail;
 }
 
 /* max (MIN: min) of x[0:n) in W lanes (AHEAD: asking for the stream STREAM_AHEAD ahead); NaN
- * when any element is NaN, as numpy */
+ * when any element is NaN, as numpy. The lanes' selects skip NaNs (one vmaxps each); a float
+ * sum of the elements beside them turns NaN if any element is NaN (or on inf - inf), and only
+ * then is the row scanned for one. NaN flags cost a compare, a masked move and an or per
+ * vector: rows of a 1024 x 1024 matrix (in cache) 26 -> 21 us, as fast as sum. */
 template <bool MIN, int W, bool AHEAD>
 KC_INLINE float extreme_lanes(const float *KC_RESTRICT x, int64_t n) {
   float r = MIN ? __builtin_inff() : -__builtin_inff();
-  int32_t any = 0;
+  float sentinel = 0;
   int64_t i = 0;
   if (n >= W) {
-    float m[W];
-    int32_t nan[W];
+    float m[W], s[W];
     for (int j = 0; j < W; ++j) {
       m[j] = r;
-      nan[j] = 0;
+      s[j] = 0;
     }
     for (; i + W <= n; i += W) {
       if (AHEAD)
@@ -267,22 +274,26 @@ KC_INLINE float extreme_lanes(const float *KC_RESTRICT x, int64_t n) {
       for (int j = 0; j < W; ++j) {
         const float v = x[i + j];
         m[j] = (MIN ? v < m[j] : v > m[j]) ? v : m[j];
-        nan[j] |= v != v;
+        s[j] += v;
       }
     }
+    #pragma GCC unroll 8
     for (int w = W / 2; w >= 1; w /= 2)
       for (int j = 0; j < w; ++j) {
         m[j] = (MIN ? m[j + w] < m[j] : m[j + w] > m[j]) ? m[j + w] : m[j];
-        nan[j] |= nan[j + w];
+        s[j] += s[j + w];
       }
     r = m[0];
-    any = nan[0];
+    sentinel = s[0];
   }
   for (; i < n; ++i) {
     r = (MIN ? x[i] < r : x[i] > r) ? x[i] : r;
-    any |= x[i] != x[i];
+    sentinel += x[i];
   }
-  return any ? __builtin_nanf("") : r;
+  if (sentinel != sentinel)
+    for (i = 0; i < n; ++i)
+      if (x[i] != x[i]) return x[i];
+  return r;
 }
 /* a short row in fewer lanes, as in sum_f32 */
 template <bool MIN> KC_INLINE float extreme_f32(const float *KC_RESTRICT x, int64_t n) {
@@ -356,6 +367,7 @@ template <int OP> KC_INLINE float row16_f32(const float *KC_RESTRICT x, int64_t 
   }
   float t[16];
   __builtin_memcpy(t, &v, 64);
+  #pragma GCC unroll 8
   for (int w = 8; w >= 1; w /= 2)
     for (int j = 0; j < w; ++j) {
       t[j] = fold_op<OP>(t[j], t[j + w]);
@@ -584,6 +596,7 @@ KC_INLINE bool exp_row_f32(const float *KC_RESTRICT x, float *KC_RESTRICT y, int
     double d[16] = {};
     for (int u = 0; u < NV; ++u)
       for (int j = 0; j < 16; ++j) d[j] += (double)e[16 * u + j];
+    #pragma GCC unroll 8
     for (int w = 8; w >= 1; w /= 2)
       for (int j = 0; j < w; ++j) d[j] += d[j + w];
     *lse = __builtin_log(d[0]) + (double)m;
@@ -592,6 +605,7 @@ KC_INLINE bool exp_row_f32(const float *KC_RESTRICT x, float *KC_RESTRICT y, int
   for (int j = 0; j < 16; ++j) t[j] = e[j];
   for (int u = 1; u < NV; ++u)
     for (int j = 0; j < 16; ++j) t[j] += e[16 * u + j];
+  #pragma GCC unroll 8
   for (int w = 8; w >= 1; w /= 2)
     for (int j = 0; j < w; ++j) t[j] += t[j + w];
   const float inv = 1.0f / t[0];
@@ -660,6 +674,7 @@ KC_INLINE double lse_f32(const float *KC_RESTRICT x, int64_t n) {
     tail += exp_sum(x + e, buf, b + len - e, m);
   }
   if (m == -__builtin_inff()) return lse_plain_f32(x, n, 1); /* all -inf (or empty) */
+  #pragma GCC unroll 8
   for (int w = L / 2; w >= 1; w /= 2)  // pairwise over lanes
     for (int j = 0; j < w; ++j) tot[j] += tot[j + w];
   return __builtin_log(tot[0] + tail) + (double)m;
