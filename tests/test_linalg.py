@@ -257,11 +257,15 @@ cases += [((50, 20, 30), (50, 30, 20), (2, 1)), ((40, 7, 64), (40, 64, 8), (2, 1
           ((20, 6, 10), (20, 10, 31), (2, 1)), ((20, 6, 10), (20, 10, 6), (2, 1))]
 # B^T packed in 16x16 tiles (whole and ragged, full and ragged panels, two depth panels)
 cases += [((2, 40, 600), (2, 70, 600), (2, 2)), ((3, 100, 33), (3, 47, 33), (2, 2))]
+cases = [c + ("float32",) for c in cases]
+# float64: columns fewer than a vector (masked loads and stores where the ISA has them)
+cases += [((30, 5, 17), (30, 17, 5), (2, 1), "float64"), ((7, 40), (40, 3), None, "float64"),
+          ((300, 64), (64, 6), None, "float64")]
 outs, feeds, refs = [], [], []
-for sx, sy, axes in cases:
-    a = rng.standard_normal(sx).astype(np.float32)
-    b = rng.standard_normal(sy).astype(np.float32)
-    x, y = K.placeholder(sx), K.placeholder(sy)
+for sx, sy, axes, dtype in cases:
+    a = rng.standard_normal(sx).astype(dtype)
+    b = rng.standard_normal(sy).astype(dtype)
+    x, y = K.placeholder(sx, dtype=dtype), K.placeholder(sy, dtype=dtype)
     feeds += [(x, a), (y, b)]
     if axes is None:
         outs.append(K.dot(x, y))
@@ -283,7 +287,8 @@ for g, (r, s), c in zip(got, refs, cases):
     assert g.shape == r.shape, (c, g.shape, r.shape)
     ax0 = None if c[2] is None else (c[2] if isinstance(c[2], int) else c[2][0])
     k = max(1, c[0][-1] if ax0 is None else c[0][ax0])  # the contracted length
-    assert np.all(np.abs(g - r) <= 2 * k * 1.2e-7 * s + 1e-30), (c, np.abs(g - r).max())
+    eps = np.finfo(c[3]).eps
+    assert g.dtype == c[3] and np.all(np.abs(g - r) <= 2 * k * eps * s + 1e-30), (c, abs(g - r).max())
 print("ok")
 """
 
