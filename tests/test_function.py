@@ -49,6 +49,27 @@ def test_in_place_updates_never_clobber_a_later_reader():
         np.testing.assert_allclose(K.get_value(v), v_old * 3, rtol=1e-6)
 
 
+def test_updates_computed_by_a_product_epilogue():
+    """An update whose value is a product's epilogue reading the variable (a gradient step
+    W - lr dot(x^T, d), W + dot(x^T, e)) is not written into the variable by the product: the
+    epilogue would read the old value where the product has already written."""
+    rng = np.random.default_rng(3)
+    w0 = rng.normal(size=(6, 5)).astype(np.float32)
+    w, w2 = K.variable(w0), K.variable(w0)
+    x, d, e = K.placeholder((None, 6)), K.placeholder((None, 5)), K.placeholder((None, 5))
+    f = K.function([x, d, e], [K.dot(x, w), K.dot(x, w2)],  # read first: the update may claim w
+                   updates=[K.update(w, w - 0.1 * K.dot(K.transpose(x), d)),
+                            K.update_add(w2, K.dot(K.transpose(x), e))])
+    g, h = np.zeros((6, 5)), np.zeros((6, 5))
+    for _ in range(2):
+        xv, dv, ev = (rng.normal(size=(7, n)).astype(np.float32) for n in (6, 5, 5))
+        f([xv, dv, ev])
+        g += xv.T.astype(np.float64) @ dv
+        h += xv.T.astype(np.float64) @ ev
+        np.testing.assert_allclose(K.get_value(w), w0 - 0.1 * g, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(K.get_value(w2), w0 + h, rtol=1e-5, atol=1e-5)
+
+
 def test_update_helpers():
     v = K.variable(np.ones((2, 3)))
     n = K.variable(0, dtype="int64")

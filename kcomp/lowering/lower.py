@@ -208,7 +208,9 @@ class Lowerer:
         """An update value computed by a fused elementwise kernel is written straight into its
         variable (an optimizer step updates weights in place, without a copy) when nothing
         reads the variable's old value after that kernel: every reader runs in an earlier
-        kernel, or in that kernel itself, which reads each element before writing it."""
+        kernel, or in that kernel itself, which reads each element before writing it. Not so an
+        epilogue of a matrix product or convolution: the product writes its block of the output
+        before the epilogue reads the variable there (W + dot(x^T, y) would compute 2 dot)."""
         if not g.updates:
             return
         group_at = {m.uid: i for i, grp in enumerate(groups) for m in grp.members}
@@ -229,8 +231,9 @@ class Lowerer:
             if at is None or not groups[at].fused or src.dims != var.dims or \
                     var.node.uid in kept or key(src) in claimed or key(src) in self.storage:
                 continue
-            if all(group_at.get(r.uid, -1) < at or (group_at.get(r.uid) == at and
-                                                    r.outputs[0].dims == var.dims)
+            same_kernel_ok = groups[at].product is None
+            if all(group_at.get(r.uid, -1) < at or (same_kernel_ok and group_at.get(r.uid) == at
+                                                    and r.outputs[0].dims == var.dims)
                    for r in readers.get(var.node.uid, [])):
                 claimed.add(key(src))
                 self.storage[key(src)] = Ref(self.ref(var).buf, src.dims)
