@@ -159,6 +159,7 @@ int32_t gemm_ex(const kc_gemm_args *args, const void *packed, kc_epilogue_fn epi
   KC_DISPATCH(gemm_ex(args, packed, epi, ctx))
 }
 int32_t lstm(const kc_lstm_args *args) { KC_DISPATCH(lstm(args)) }
+int32_t gemm_packing(const kc_gemm_args *args) { KC_DISPATCH(gemm_packing(args)) }
 #undef KC_DISPATCH
 
 }  // namespace kcomp
@@ -170,6 +171,7 @@ KC_EXPORT const kc_api *kcomp_kernels_api(void) {
       KC_ABI_VERSION, sizeof(kc_api), kcomp::num_threads, kcomp::parallel_for,
       kcomp::aligned_alloc64, kcomp::free_, kcomp::gemm, kcomp::print_stderr,
       kcomp::gemm_packed_size, kcomp::gemm_pack, kcomp::gemm_ex, kcomp::lstm,
+      kcomp::pack_cached, kcomp::pack_release, kcomp::weights_written,
   };
   return &api;
 }

@@ -990,6 +990,12 @@ int64_t gemm_packed_size(const kc_gemm_args *g) {
   return 0;
 }
 
+int32_t gemm_packing(const kc_gemm_args *g) {
+  if (g->dtype == KC_FLOAT32) return static_cast<int32_t>(packing<float>(*g));
+  if (g->dtype == KC_FLOAT64) return static_cast<int32_t>(packing<double>(*g));
+  return 0;
+}
+
 int32_t gemm_pack(const kc_gemm_args *g, void *packed) {
   if (g->dtype == KC_FLOAT32) return pack_t<float>(*g, static_cast<float *>(packed));
   if (g->dtype == KC_FLOAT64) return pack_t<double>(*g, static_cast<double *>(packed));

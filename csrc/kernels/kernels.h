@@ -19,13 +19,21 @@ int64_t gemm_packed_size(const kc_gemm_args *args);
 int32_t gemm_pack(const kc_gemm_args *args, void *packed);
 int32_t gemm_ex(const kc_gemm_args *args, const void *packed, kc_epilogue_fn epi, void *ctx);
 int32_t lstm(const kc_lstm_args *args);
+// Which packed form gemm_pack makes for args (0: none; others differ by layout, not only size).
+int32_t gemm_packing(const kc_gemm_args *args);
+
+// Packed weights kept across calls (pack_cache.cpp; kc_api.pack_cached).
+const void *pack_cached(const kc_gemm_args *args, void **handle);
+void pack_release(void *handle);
+void weights_written();
 
 #define KC_ISA_DECLS                                                    \
   int32_t gemm(const kc_gemm_args *args);                               \
   int64_t gemm_packed_size(const kc_gemm_args *args);                   \
   int32_t gemm_pack(const kc_gemm_args *args, void *packed);            \
   int32_t gemm_ex(const kc_gemm_args *args, const void *packed, kc_epilogue_fn epi, void *ctx); \
-  int32_t lstm(const kc_lstm_args *args);
+  int32_t lstm(const kc_lstm_args *args);                               \
+  int32_t gemm_packing(const kc_gemm_args *args);
 namespace generic { KC_ISA_DECLS }
 namespace avx2 { KC_ISA_DECLS }
 namespace avx512 { KC_ISA_DECLS }

@@ -240,6 +240,8 @@ class Executable {
       keep_.push_back(v);
       fill_tensor(variables_[i], v, variable_dtypes[i]);
     }
+    // its buffers may sit where freed ones were: packed panels cached for those are stale
+    kcomp_kernels_api()->weights_written();
   }
 
   py::list run(const py::sequence &args) {
@@ -346,6 +348,9 @@ PYBIND11_MODULE(_runtime, m) {
         "Instruction set the kernel library dispatched to.");
   m.def("num_threads", [] { return kcomp_kernels_api()->num_threads(); },
         "Threads in the kernel library's pool.");
+  m.def("weights_written", [] { kcomp_kernels_api()->weights_written(); },
+        "Variable memory was written outside compiled functions: the kernel library's cached "
+        "packed panels are stale (kc_api.weights_written).");
   py::class_<Library, std::shared_ptr<Library>>(m, "Library")
       .def(py::init<const std::string &, const std::string &, const std::string &>(), py::arg("path"),
            py::arg("key"), py::arg("suffix") = "")

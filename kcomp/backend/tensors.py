@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import native
 from ..ir import build as B
 from ..ir import dtypes as D
 from ..ir.graph import Tensor, Variable
@@ -167,6 +168,7 @@ def set_value(x, value) -> None:
                          f"the new value has shape {value.shape}")
     np.copyto(x._value, value)
     x._device = None  # a GPU copy of the old value (kcomp/cuda/executable.py) is stale
+    native().weights_written()  # packed panels of the old value (kc_api.pack_cached) are stale
 
 
 def batch_set_value(tuples) -> None:

@@ -16,6 +16,7 @@ from typing import List, Sequence
 
 import numpy as np
 
+from .. import native
 from ..ir.dtypes import BY_CODE, as_dtype
 from . import runtime as rt
 
@@ -128,6 +129,8 @@ class CudaExecutable:
             v = self.variables[i]
             rt.check(self.kernels.kc_cuda_memcpy(v._value.ctypes.data, variables[i].ptr,
                                                  variables[i].nbytes, rt.D2H), "variable update")
+        if self.updated and not self.copies:
+            native().weights_written()  # CPU functions' cached packed panels are stale
         if self.device_outputs:
             return results
         return [a.numpy() for a in results]

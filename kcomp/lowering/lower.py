@@ -17,6 +17,7 @@ from .names import Code, ident, literal
 from .plan import Buffer, Kernel, Plan, Ref, plan_arena
 from .rules import lower_group
 from .rules.common import copy_ref, copy_value
+from .rules.linalg import mark_cached_weights
 
 Key = Tuple[int, int]
 Binding = Union[Ref, Code]  # where a parameter lives, or the literal it is
@@ -99,6 +100,7 @@ class Lowerer:
                    for i, t in enumerate(g.outputs)]
         self._lower_graph(g, bound, outputs, self.materialize)
         self._lower_updates()
+        mark_cached_weights(self, self.kernels)
         for b in self.all_buffers():
             for d in b.dims:
                 self.dims.expr(d)

@@ -95,6 +95,11 @@ def _can_fail(kernels) -> bool:
     return any(k.ctx.get("can_fail") or _can_fail(k.ctx.get("loop_body", ())) for k in kernels)
 
 
+def _uses_pack_cache(kernels) -> bool:
+    return any(k.template == "gemm" and k.ctx.get("cache_b") or
+               _uses_pack_cache(k.ctx.get("loop_body") or []) for k in kernels)
+
+
 def render(plan: Plan, title: str, bytecode_dir: str | None = None, target: str = "cpu") -> str:
     env = environment(bytecode_dir)
     dims = plan.dims
@@ -132,6 +137,8 @@ def render(plan: Plan, title: str, bytecode_dir: str | None = None, target: str 
         "arg_checks": arg_checks, "dim_lines": list(dims.lines), "outputs": outputs,
         "pointer_lines": pointer_lines, "arena": arena, "scratch": scratch,
         "defines": [d for d in defines if d], "launches": launches,
+        "writes_variables": any(b.kind == "variable" for k in plan.kernels for b in k.writes),
+        "uses_pack_cache": _uses_pack_cache(plan.kernels),
     }
     if target == "cuda":
         ctx["can_fail"] = _can_fail(plan.kernels)

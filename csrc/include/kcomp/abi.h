@@ -122,6 +122,16 @@ typedef struct kc_api {
                      void *ctx);
   /* A Keras LSTM layer's whole time loop (kc_lstm_args). */
   int32_t (*lstm)(const struct kc_lstm_args *args);
+  /* Packed weights kept across calls. pack_cached(args, &handle): gemm_pack's panels of args->b
+   * from the library's cache, packed there if the cache holds none for this B (same memory,
+   * layout and weights epoch); NULL when this shape has no packed form or the cache is full or
+   * busy (then pass NULL to gemm_ex). A non-NULL result stays valid until
+   * pack_release(handle). Only for B that is a variable's (or constant's) memory: whoever writes
+   * such memory, or hands the library memory that may hold other values at an address used
+   * before, calls weights_written() afterwards, which makes every cached panel stale. */
+  const void *(*pack_cached)(const kc_gemm_args *args, void **handle);
+  void (*pack_release)(void *handle);
+  void (*weights_written)(void);
 } kc_api;
 
 /* Whether the kc_api table `api` provides member `field`. */

@@ -42,7 +42,7 @@ def emit_gemm(L, node: Node, a: Ref, b: Ref, c: Ref, *, trans_a, trans_b, m, n, 
     ptrs = Pointers()
     ctx.update(pa=ptrs.get(a.buf), pb=ptrs.get(b.buf), pc=ptrs.get(c.buf, write=True),
                ptrs=ptrs.decls, slot_a=a.buf.slot, slot_b=b.buf.slot, slot_c=c.buf.slot,
-               what=Code(node.op.name), prepack=False, epi=epi, act=act,
+               what=Code(node.op.name), prepack=False, cache_b=False, epi=epi, act=act,
                bias_slot=bias.buf.slot if bias is not None else -1,
                # CUDA float32: TF32 tensor cores only when the user allows them
                precision=int(L.target == "cuda" and dt.name == "float32" and
@@ -51,6 +51,23 @@ def emit_gemm(L, node: Node, a: Ref, b: Ref, c: Ref, *, trans_a, trans_b, m, n, 
         reads = list(reads) + [bias.buf]
     L.add(Kernel(L.kernel_name(), "gemm", ctx, label or label_of([node]),
                  merged(ptrs.reads, reads), merged(ptrs.writes, writes)))
+
+
+def mark_cached_weights(L, kernels) -> None:
+    """CPU matrix products whose B is a variable that the function never writes take B's packed
+    panels from the kernel library's cache, kept across calls (gemm.j2, kc_api.pack_cached).
+    A variable the function writes is left out: a read may see the value written in the call."""
+    if L.target != "cpu":
+        return
+    written = {b.slot for k in kernels for b in k.writes if b.kind == "variable"}
+
+    def mark(ks):
+        for k in ks:
+            if k.template == "gemm" and k.ctx["native"]:
+                b = next(r for r in k.reads if r.slot == k.ctx["slot_b"])
+                k.ctx["cache_b"] = b.kind == "variable" and b.slot not in written
+            mark(k.ctx.get("loop_body") or [])
+    mark(kernels)
 
 
 @rule("dot")
