@@ -92,17 +92,20 @@ def test_keras_lstm_runs_as_the_fused_cpu_kernel(kw, batch):
     f = K.function([model.input], [model.output])
     assert "c->api->lstm(" in open(f.source_path).read()
     x = rng.normal(size=(batch, steps, inputs)).astype(np.float32)
-    weights = [w.astype(np.float64) for w in model.get_weights()]
-    kernel, recurrent = weights[:2]
-    bias = weights[2] if len(weights) == 3 else 0.0
     hard = kw.get("recurrent_activation") == "hard_sigmoid"
-    h = c = np.zeros((batch, units))
-    seq = []
-    for t in range(steps):
-        z = x[:, t].astype(np.float64) @ kernel + h @ recurrent + bias
-        i, fg, g, o = (z[:, k * units:(k + 1) * units] for k in range(4))
-        c = _sig(fg, hard) * c + _sig(i, hard) * np.tanh(g)
-        h = _sig(o, hard) * np.tanh(c)
-        seq.append(h)
-    want = np.stack(seq, 1) if kw.get("return_sequences") else h
-    np.testing.assert_allclose(f([x])[0], want, rtol=1e-5, atol=2e-6)
+    for _ in range(2):  # new weights between calls: the kernel's cached recurrent weights too
+        weights = [w.astype(np.float64) for w in model.get_weights()]
+        kernel, recurrent = weights[:2]
+        bias = weights[2] if len(weights) == 3 else 0.0
+        h = c = np.zeros((batch, units))
+        seq = []
+        for t in range(steps):
+            z = x[:, t].astype(np.float64) @ kernel + h @ recurrent + bias
+            i, fg, g, o = (z[:, k * units:(k + 1) * units] for k in range(4))
+            c = _sig(fg, hard) * c + _sig(i, hard) * np.tanh(g)
+            h = _sig(o, hard) * np.tanh(c)
+            seq.append(h)
+        want = np.stack(seq, 1) if kw.get("return_sequences") else h
+        np.testing.assert_allclose(f([x])[0], want, rtol=1e-5, atol=2e-6)
+        model.set_weights([rng.normal(size=w.shape).astype(np.float32) * 0.5
+                           for w in model.get_weights()])

@@ -48,6 +48,15 @@ void lstm_pack(void *ctx, int64_t lo, int64_t hi) {
   }
 }
 
+// All blocks into `out` (cached_pack's fill), on the pool's threads.
+int32_t lstm_pack_all(void *ctx, void *out) {
+  LstmRun r = *static_cast<const LstmRun *>(ctx);
+  r.packed = static_cast<float *>(out);
+  r.parts = 1;
+  parallel_for(r.blocks, 1, lstm_pack, &r);
+  return KC_OK;
+}
+
 inline float lstm_rec(float x, bool hard) { return hard ? kc::hard_sigmoid(x) : kc::sigmoid(x); }
 
 // The gate math of one row's n units, gate g's products at z[g * zs]; (n == zs == UB: constant
@@ -164,13 +173,19 @@ int32_t lstm_two_pass(const kc_lstm_args *a, const float *bias, float *h0, float
   const int64_t T = a->steps, B = a->batch, U = a->units;
   kc_gemm_args g = {KC_FLOAT32, 0, 0, B, 4 * U, U, 1, nullptr, U, 0, a->w_rec, 4 * U, 0,
                     nullptr, 4 * U, 0};
-  const int64_t pbytes = packed_size_t<float>(g);
+  void *handle = nullptr;
+  const float *cached = a->cache_w_rec ? (const float *)pack_cached(&g, &handle) : nullptr;
+  const int64_t pbytes = cached ? 0 : packed_size_t<float>(g);
   const int64_t zbytes = sizeof(float) * 4 * B * U;
   char *mem = static_cast<char *>(std::aligned_alloc(64, (pbytes + zbytes + 127) / 64 * 64));
-  if (!mem) return KC_ENOMEM;
-  float *packed = pbytes ? reinterpret_cast<float *>(mem) : nullptr;
+  if (!mem) {
+    if (handle) pack_release(handle);
+    return KC_ENOMEM;
+  }
+  float *own = pbytes ? reinterpret_cast<float *>(mem) : nullptr;
   float *z = reinterpret_cast<float *>(mem + (pbytes + 63) / 64 * 64);
-  if (packed) pack_t<float>(g, packed);
+  if (own) pack_t<float>(g, own);
+  const float *packed = cached ? cached : own;
   g.c = z;
   LstmRows r{a, bias, z, nullptr, 0};
   const int64_t grain = 1 + (int64_t)(2.0e4 / (40.0 * U));  // gate math: ~40 flops a unit
@@ -182,6 +197,7 @@ int32_t lstm_two_pass(const kc_lstm_args *a, const float *bias, float *h0, float
     st = gemm_t<float>(g, packed, Epi{});
     if (st == KC_OK) parallel_for(B, grain, lstm_rows, &r);
   }
+  if (handle) pack_release(handle);
   std::free(mem);
   return st;
 }
@@ -198,21 +214,34 @@ int32_t lstm_fused(const kc_lstm_args *a, const float *bias, float *h0, float *h
   r.parts = r.blocks >= threads ? 1 : (threads + r.blocks - 1) / r.blocks;
   r.rows = ((B + r.parts - 1) / r.parts + LM - 1) / LM * LM;
   r.parts = (B + r.rows - 1) / r.rows;
-  const size_t wbytes = sizeof(float) * r.blocks * U * 4 * UB;
-  r.packed = static_cast<float *>(std::aligned_alloc(64, (wbytes + 63) / 64 * 64));
-  if (!r.packed) return KC_ENOMEM;
+  const int64_t wbytes = sizeof(float) * r.blocks * U * 4 * UB;
   // a thread's share of one step, in flops: enough to be worth a thread of its own
   const int64_t tasks = r.blocks * r.parts;
   const double per_task = 8.0 * UB * U * r.rows + 1.0;
   const int64_t grain = (int64_t)(1.0e5 / per_task) + 1;
-  parallel_for(tasks, grain, lstm_pack, &r);  // the same split as the steps: packed where used
+  // the recurrent weights packed once per variable value (pack_cache.cpp): at batch 1 packing
+  // them was a sixteenth of a 100-step call; else packed here, with the same split as the steps
+  // (each block packed where it is used)
+  void *handle = nullptr;
+  float *own = nullptr;
+  if (a->cache_w_rec) {
+    const PackKey key{a->w_rec, {2, KC_VBYTES, U, UB}};
+    r.packed = (float *)cached_pack(key, wbytes, lstm_pack_all, &r, &handle);
+  }
+  if (!r.packed) {
+    own = static_cast<float *>(std::aligned_alloc(64, (wbytes + 63) / 64 * 64));
+    if (!own) return KC_ENOMEM;
+    r.packed = own;
+    parallel_for(tasks, grain, lstm_pack, &r);
+  }
   for (int64_t t = 0; t < T; ++t) {
     r.t = t;
     r.hp = t ? r.hn : h0;
     r.hn = lstm_h_out(a, t, h0, h1);
     parallel_for(tasks, grain, lstm_step, &r);
   }
-  std::free(r.packed);
+  if (handle) pack_release(handle);
+  std::free(own);
   return KC_OK;
 }
 

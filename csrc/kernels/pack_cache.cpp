@@ -1,10 +1,11 @@
 // Packed weights kept across calls (kc_api.pack_cached). A compiled function whose matrix
 // product reads a variable as B would otherwise pack B's panels again at every call: for a
 // Dense layer at batch 1 that copy costs more than the product read from packed panels
-// ((1,784)x(784,512) float32: 7.6 -> 4.9 us), and at batch 64 it is a sixth of the time.
+// ((1,784)x(784,512) float32: 7.6 -> 4.9 us), and at batch 64 it is a sixth of the time. The
+// fused LSTM keeps its recurrent weights here too (lstm_impl.h).
 //
-// An entry is found by what was packed (B's address, strides, extents, dtype, the packed form)
-// and is valid for one weights epoch. The epoch moves on whenever variable memory may have new
+// An entry is found by what was packed (the weights' address and the packed form: kernel,
+// layout, extents, strides, dtype) and is valid for one weights epoch. The epoch moves on whenever variable memory may have new
 // values (weights_written: set_value, a function that updates variables, a new executable whose
 // buffers may sit where freed ones were), so a stale entry is never used: it is packed again,
 // in place, on its next use. Entries in use are never repacked or freed; the idle ones are
@@ -25,8 +26,7 @@ namespace {
 std::atomic<uint64_t> epoch{1};
 
 struct Entry {
-  kc_gemm_args src;  // what was packed (a, c and m unused but for the packed form)
-  int32_t form;
+  PackKey key;
   int64_t bytes;
   void *packed;
   uint64_t valid_for;  // the epoch it was packed in; 0 while being packed
@@ -58,12 +58,14 @@ int64_t cap_bytes() {
   return cap;
 }
 
-bool same_b(const Entry &e, const kc_gemm_args &g, int32_t form, int64_t bytes) {
-  const kc_gemm_args &s = e.src;
-  return e.form == form && e.bytes == bytes && s.b == g.b && s.dtype == g.dtype &&
-         s.trans_b == g.trans_b && s.n == g.n && s.k == g.k && s.ldb == g.ldb &&
-         s.stride_b == g.stride_b && (g.stride_b == 0 || s.batch == g.batch);
+bool same_key(const PackKey &a, const PackKey &b) {
+  if (a.src != b.src) return false;
+  for (int i = 0; i < 8; ++i)
+    if (a.form[i] != b.form[i]) return false;
+  return true;
 }
+
+int32_t fill_gemm(void *g, void *out) { return gemm_pack(static_cast<const kc_gemm_args *>(g), out); }
 
 // Frees idle entries, least recently used first, until `bytes` more fit under the cap.
 bool make_room(Cache &c, int64_t bytes) {
@@ -84,17 +86,16 @@ bool make_room(Cache &c, int64_t bytes) {
 
 void weights_written() { epoch.fetch_add(1, std::memory_order_acq_rel); }
 
-const void *pack_cached(const kc_gemm_args *g, void **handle) {
+const void *cached_pack(const PackKey &key, int64_t bytes, int32_t (*fill)(void *, void *),
+                        void *ctx, void **handle) {
   *handle = nullptr;
-  const int32_t form = gemm_packing(g);
-  const int64_t bytes = form ? gemm_packed_size(g) : 0;
   if (bytes <= 0 || bytes > cap_bytes()) return nullptr;
   Cache &c = cache();
   std::unique_lock<std::mutex> lock(c.mu);
   const uint64_t now = epoch.load(std::memory_order_acquire);
   Entry *e = nullptr;
   for (Entry *x : c.entries)
-    if (same_b(*x, *g, form, bytes)) {
+    if (x->bytes == bytes && same_key(x->key, key)) {
       e = x;
       break;
     }
@@ -109,18 +110,17 @@ const void *pack_cached(const kc_gemm_args *g, void **handle) {
     if (!make_room(c, bytes)) return nullptr;
     void *mem = std::aligned_alloc(64, (static_cast<size_t>(bytes) + 63) & ~size_t(63));
     if (!mem) return nullptr;
-    e = new Entry{*g, form, bytes, mem, 0, 0, 0};
+    e = new Entry{key, bytes, mem, 0, 0, 0};
     c.entries.push_back(e);
     c.total += bytes;
   }
-  e->src = *g;
   e->valid_for = 0;
   e->users = 1;
   e->last_use = ++c.clock;
   lock.unlock();
   // packed outside the lock (it may take the pool's threads); the epoch read before packing,
   // so that weights written meanwhile leave the entry stale
-  const int32_t st = gemm_pack(g, e->packed);
+  const int32_t st = fill(ctx, e->packed);
   lock.lock();
   if (st != KC_OK) {
     --e->users;
@@ -129,6 +129,15 @@ const void *pack_cached(const kc_gemm_args *g, void **handle) {
   e->valid_for = now;
   *handle = e;
   return e->packed;
+}
+
+const void *pack_cached(const kc_gemm_args *g, void **handle) {
+  *handle = nullptr;
+  const int32_t form = gemm_packing(g);
+  if (!form) return nullptr;
+  const PackKey key{g->b, {1, form, 2 * g->dtype + g->trans_b, g->n, g->k, g->ldb, g->stride_b,
+                           g->stride_b ? g->batch : 0}};
+  return cached_pack(key, gemm_packed_size(g), fill_gemm, const_cast<kc_gemm_args *>(g), handle);
 }
 
 void pack_release(void *handle) {

@@ -14,7 +14,7 @@
 extern "C" {
 #endif
 
-#define KC_ABI_VERSION 1u
+#define KC_ABI_VERSION 2u
 #define KC_MAX_RANK 8
 #define KC_ERROR_CAP 512
 
@@ -73,6 +73,7 @@ typedef struct kc_lstm_args {
   const float *xproj, *bias, *w_rec, *h0, *c0;
   float *h_seq, *h_out, *c_out;
   int32_t hard_sigmoid; /* rec: 0 sigmoid, 1 Keras's hard_sigmoid clip(0.2 x + 0.5, 0, 1) */
+  int32_t cache_w_rec;  /* w_rec may be packed once and kept across calls (kc_api.pack_cached) */
 } kc_lstm_args;
 
 /* A GEMM epilogue: called on the block C[item][i0:i1, j0:j1] of a finished product. */

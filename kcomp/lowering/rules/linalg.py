@@ -55,17 +55,23 @@ def emit_gemm(L, node: Node, a: Ref, b: Ref, c: Ref, *, trans_a, trans_b, m, n, 
 
 def mark_cached_weights(L, kernels) -> None:
     """CPU matrix products whose B is a variable that the function never writes take B's packed
-    panels from the kernel library's cache, kept across calls (gemm.j2, kc_api.pack_cached).
-    A variable the function writes is left out: a read may see the value written in the call."""
+    panels from the kernel library's cache, kept across calls (gemm.j2, kc_api.pack_cached);
+    so does the fused LSTM for its recurrent weights (lstm.j2). A variable the function writes
+    is left out: a read may see the value written in the call."""
     if L.target != "cpu":
         return
     written = {b.slot for k in kernels for b in k.writes if b.kind == "variable"}
 
+    def cacheable(k, slot):
+        b = next(r for r in k.reads if r.slot == slot)
+        return b.kind == "variable" and b.slot not in written
+
     def mark(ks):
         for k in ks:
             if k.template == "gemm" and k.ctx["native"]:
-                b = next(r for r in k.reads if r.slot == k.ctx["slot_b"])
-                k.ctx["cache_b"] = b.kind == "variable" and b.slot not in written
+                k.ctx["cache_b"] = cacheable(k, k.ctx["slot_b"])
+            elif k.template == "lstm":
+                k.ctx["cache_w"] = cacheable(k, k.ctx["w"])
             mark(k.ctx.get("loop_body") or [])
     mark(kernels)
 
