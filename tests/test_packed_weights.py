@@ -65,6 +65,26 @@ def test_functions_that_update_a_weight():
         np.testing.assert_allclose(predict([a])[0], a @ w, rtol=1e-4, atol=1e-4)
 
 
+def test_a_function_writing_another_variable_keeps_the_panels():
+    """A prediction function that advances a counter (as Keras's predict advances its random
+    generator) writes only the counter's memory: W's panels stay cached, and set_value still
+    reaches them."""
+    rng = np.random.default_rng(76)
+    w = rng.standard_normal((200, 120)).astype(np.float32)
+    W, n = K.variable(w), K.variable(0.0)
+    x = K.placeholder((None, 200))
+    f = K.function([x], [K.dot(x, W)], updates=[K.update_add(n, 1.0)])
+    src = open(f.source_path).read()
+    assert "CachedPanels panels" in src and "weights_written(c->variables" in src
+    for step in range(3):
+        for m in (1, 50):
+            a = rng.standard_normal((m, 200)).astype(np.float32)
+            _check(f([a])[0], a.astype(np.float64) @ w)
+        w = rng.standard_normal((200, 120)).astype(np.float32)
+        K.set_value(W, w)
+    assert K.get_value(n) == 6
+
+
 def test_loop_weights_from_the_cache():
     """A recurrent step's weight, packed once per call before the loop, comes from the cache."""
     rng = np.random.default_rng(72)

@@ -23,17 +23,18 @@ int32_t lstm(const kc_lstm_args *args);
 int32_t gemm_packing(const kc_gemm_args *args);
 
 // Packed weights kept across calls (pack_cache.cpp; kc_api.pack_cached). cached_pack: the
-// `bytes` that fill(ctx, out) packs from weights `key.src` (key.form: the layout and its
-// extents, kernel by kernel), from the cache, or packed into it; null when it cannot be had.
+// `bytes` that fill(ctx, out) packs from the src_bytes of weights at `key.src` (key.form: the
+// layout and its extents, kernel by kernel), from the cache, or packed into it; null when it
+// cannot be had.
 struct PackKey {
   const void *src;
   int64_t form[8];
 };
-const void *cached_pack(const PackKey &key, int64_t bytes, int32_t (*fill)(void *ctx, void *out),
-                        void *ctx, void **handle);
+const void *cached_pack(const PackKey &key, int64_t src_bytes, int64_t bytes,
+                        int32_t (*fill)(void *ctx, void *out), void *ctx, void **handle);
 const void *pack_cached(const kc_gemm_args *args, void **handle);
 void pack_release(void *handle);
-void weights_written();
+void weights_written(const void *data, int64_t bytes);
 
 #define KC_ISA_DECLS                                                    \
   int32_t gemm(const kc_gemm_args *args);                               \

@@ -226,7 +226,8 @@ int32_t lstm_fused(const kc_lstm_args *a, const float *bias, float *h0, float *h
   float *own = nullptr;
   if (a->cache_w_rec) {
     const PackKey key{a->w_rec, {2, KC_VBYTES, U, UB}};
-    r.packed = (float *)cached_pack(key, wbytes, lstm_pack_all, &r, &handle);
+    r.packed = (float *)cached_pack(key, sizeof(float) * U * 4 * U, wbytes, lstm_pack_all, &r,
+                                    &handle);
   }
   if (!r.packed) {
     own = static_cast<float *>(std::aligned_alloc(64, (wbytes + 63) / 64 * 64));

@@ -5,15 +5,17 @@
 // fused LSTM keeps its recurrent weights here too (lstm_impl.h).
 //
 // An entry is found by what was packed (the weights' address and the packed form: kernel,
-// layout, extents, strides, dtype) and is valid for one weights epoch. The epoch moves on whenever variable memory may have new
-// values (weights_written: set_value, a function that updates variables, a new executable whose
-// buffers may sit where freed ones were), so a stale entry is never used: it is packed again,
-// in place, on its next use. Entries in use are never repacked or freed; the idle ones are
-// freed least recently used first when the cache would outgrow KCOMP_PACK_CACHE_MB (default
-// 256; 0 turns the cache off). When an entry cannot be had (cache full of entries in use, one
-// being packed by another thread), the caller packs for itself as before.
+// layout, extents, strides, dtype) and knows the memory it was packed from. weights_written
+// (set_value, a function that writes variables, each variable it wrote; a new executable or
+// AOT model, all memory: its buffers may sit where freed ones were) marks the entries packed
+// from that memory stale, and a stale entry is never used: it is packed again, in place, on its
+// next use. Only the memory written counts: a Keras predict function that advances its random
+// generator's state leaves the Dense kernels' panels valid. Entries in use are never repacked
+// or freed; the idle ones are freed least recently used first when the cache would outgrow
+// KCOMP_PACK_CACHE_MB (default 256; 0 turns the cache off). When an entry cannot be had (the
+// cache full of entries in use, one being packed by another thread), the caller packs for
+// itself as before.
 #include <algorithm>
-#include <atomic>
 #include <cstdlib>
 #include <mutex>
 #include <vector>
@@ -23,13 +25,13 @@
 namespace kcomp {
 namespace {
 
-std::atomic<uint64_t> epoch{1};
-
 struct Entry {
   PackKey key;
+  const char *begin, *end;  // the memory packed from
   int64_t bytes;
   void *packed;
-  uint64_t valid_for;  // the epoch it was packed in; 0 while being packed
+  bool valid;    // packed from the memory's current values
+  bool written;  // the memory was written while this entry was being packed
   int32_t users;
   uint64_t last_use;
 };
@@ -65,8 +67,6 @@ bool same_key(const PackKey &a, const PackKey &b) {
   return true;
 }
 
-int32_t fill_gemm(void *g, void *out) { return gemm_pack(static_cast<const kc_gemm_args *>(g), out); }
-
 // Frees idle entries, least recently used first, until `bytes` more fit under the cap.
 bool make_room(Cache &c, int64_t bytes) {
   while (c.total + bytes > cap_bytes()) {
@@ -82,24 +82,34 @@ bool make_room(Cache &c, int64_t bytes) {
   return true;
 }
 
+int32_t fill_gemm(void *g, void *out) { return gemm_pack(static_cast<const kc_gemm_args *>(g), out); }
+
 }  // namespace
 
-void weights_written() { epoch.fetch_add(1, std::memory_order_acq_rel); }
+void weights_written(const void *data, int64_t bytes) {
+  Cache &c = cache();
+  std::lock_guard<std::mutex> lock(c.mu);
+  const char *b = static_cast<const char *>(data), *e = b + (bytes > 0 ? bytes : 0);
+  for (Entry *x : c.entries)
+    if (!data || (x->begin < e && b < x->end)) {
+      x->valid = false;
+      x->written = true;
+    }
+}
 
-const void *cached_pack(const PackKey &key, int64_t bytes, int32_t (*fill)(void *, void *),
-                        void *ctx, void **handle) {
+const void *cached_pack(const PackKey &key, int64_t src_bytes, int64_t bytes,
+                        int32_t (*fill)(void *, void *), void *ctx, void **handle) {
   *handle = nullptr;
   if (bytes <= 0 || bytes > cap_bytes()) return nullptr;
   Cache &c = cache();
   std::unique_lock<std::mutex> lock(c.mu);
-  const uint64_t now = epoch.load(std::memory_order_acquire);
   Entry *e = nullptr;
   for (Entry *x : c.entries)
     if (x->bytes == bytes && same_key(x->key, key)) {
       e = x;
       break;
     }
-  if (e && e->valid_for == now) {  // a hit
+  if (e && e->valid) {  // a hit
     ++e->users;
     e->last_use = ++c.clock;
     *handle = e;
@@ -110,23 +120,23 @@ const void *cached_pack(const PackKey &key, int64_t bytes, int32_t (*fill)(void 
     if (!make_room(c, bytes)) return nullptr;
     void *mem = std::aligned_alloc(64, (static_cast<size_t>(bytes) + 63) & ~size_t(63));
     if (!mem) return nullptr;
-    e = new Entry{key, bytes, mem, 0, 0, 0};
+    const char *src = static_cast<const char *>(key.src);
+    e = new Entry{key, src, src + src_bytes, bytes, mem, false, false, 0, 0};
     c.entries.push_back(e);
     c.total += bytes;
   }
-  e->valid_for = 0;
+  e->valid = false;
+  e->written = false;
   e->users = 1;
   e->last_use = ++c.clock;
   lock.unlock();
-  // packed outside the lock (it may take the pool's threads); the epoch read before packing,
-  // so that weights written meanwhile leave the entry stale
-  const int32_t st = fill(ctx, e->packed);
+  const int32_t st = fill(ctx, e->packed);  // outside the lock: it may take the pool's threads
   lock.lock();
   if (st != KC_OK) {
     --e->users;
     return nullptr;
   }
-  e->valid_for = now;
+  e->valid = !e->written;  // weights written meanwhile: this call's panels, nobody else's
   *handle = e;
   return e->packed;
 }
@@ -135,9 +145,15 @@ const void *pack_cached(const kc_gemm_args *g, void **handle) {
   *handle = nullptr;
   const int32_t form = gemm_packing(g);
   if (!form) return nullptr;
+  // the bytes B spans: k rows of n (op(B) = B^T: n rows of k), ldb apart, per batch item
+  const int64_t esize = g->dtype == KC_FLOAT64 ? 8 : 4;
+  const int64_t rows = g->trans_b ? g->n : g->k, cols = g->trans_b ? g->k : g->n;
+  const int64_t span = ((rows - 1) * g->ldb + cols +
+                        (g->stride_b ? (g->batch - 1) * g->stride_b : 0)) * esize;
   const PackKey key{g->b, {1, form, 2 * g->dtype + g->trans_b, g->n, g->k, g->ldb, g->stride_b,
                            g->stride_b ? g->batch : 0}};
-  return cached_pack(key, gemm_packed_size(g), fill_gemm, const_cast<kc_gemm_args *>(g), handle);
+  return cached_pack(key, span, gemm_packed_size(g), fill_gemm, const_cast<kc_gemm_args *>(g),
+                     handle);
 }
 
 void pack_release(void *handle) {

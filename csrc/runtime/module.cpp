@@ -241,7 +241,7 @@ class Executable {
       fill_tensor(variables_[i], v, variable_dtypes[i]);
     }
     // its buffers may sit where freed ones were: packed panels cached for those are stale
-    kcomp_kernels_api()->weights_written();
+    kcomp_kernels_api()->weights_written(nullptr, 0);
   }
 
   py::list run(const py::sequence &args) {
@@ -348,9 +348,11 @@ PYBIND11_MODULE(_runtime, m) {
         "Instruction set the kernel library dispatched to.");
   m.def("num_threads", [] { return kcomp_kernels_api()->num_threads(); },
         "Threads in the kernel library's pool.");
-  m.def("weights_written", [] { kcomp_kernels_api()->weights_written(); },
-        "Variable memory was written outside compiled functions: the kernel library's cached "
-        "packed panels are stale (kc_api.weights_written).");
+  m.def("weights_written", [](uintptr_t data, int64_t bytes) {
+          kcomp_kernels_api()->weights_written(reinterpret_cast<const void *>(data), bytes);
+        }, py::arg("data"), py::arg("bytes"),
+        "Variable memory [data, data + bytes) was written outside compiled functions: the "
+        "kernel library's packed panels of it are stale (kc_api.weights_written).");
   py::class_<Library, std::shared_ptr<Library>>(m, "Library")
       .def(py::init<const std::string &, const std::string &, const std::string &>(), py::arg("path"),
            py::arg("key"), py::arg("suffix") = "")

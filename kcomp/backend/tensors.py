@@ -168,7 +168,8 @@ def set_value(x, value) -> None:
                          f"the new value has shape {value.shape}")
     np.copyto(x._value, value)
     x._device = None  # a GPU copy of the old value (kcomp/cuda/executable.py) is stale
-    native().weights_written()  # packed panels of the old value (kc_api.pack_cached) are stale
+    # packed panels of the old value (kc_api.pack_cached) are stale
+    native().weights_written(x._value.ctypes.data, x._value.nbytes)
 
 
 def batch_set_value(tuples) -> None:

@@ -129,8 +129,8 @@ class CudaExecutable:
             v = self.variables[i]
             rt.check(self.kernels.kc_cuda_memcpy(v._value.ctypes.data, variables[i].ptr,
                                                  variables[i].nbytes, rt.D2H), "variable update")
-        if self.updated and not self.copies:
-            native().weights_written()  # CPU functions' cached packed panels are stale
+            # CPU functions' packed panels of the old value are stale
+            native().weights_written(v._value.ctypes.data, v._value.nbytes)
         if self.device_outputs:
             return results
         return [a.numpy() for a in results]

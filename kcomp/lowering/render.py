@@ -126,6 +126,7 @@ def render(plan: Plan, title: str, bytecode_dir: str | None = None, target: str 
                 "extents": [dims.expr(d) for d in b.dims],
                 "none": join(", ", [Code("-1")] * max(1, len(b.dims)))} for b in plan.outputs]
     arena = [dims.expr(n) for n in plan.arena]
+    written = {b.slot for k in plan.kernels for b in k.writes if b.kind == "variable"}
     scratch = [{"slot": b.slot, "arena": b.arena} for b in plan.scratch]
     ctx = {
         "title": comment_text(title, 120),
@@ -137,7 +138,8 @@ def render(plan: Plan, title: str, bytecode_dir: str | None = None, target: str 
         "arg_checks": arg_checks, "dim_lines": list(dims.lines), "outputs": outputs,
         "pointer_lines": pointer_lines, "arena": arena, "scratch": scratch,
         "defines": [d for d in defines if d], "launches": launches,
-        "writes_variables": any(b.kind == "variable" for k in plan.kernels for b in k.writes),
+        "written_variables": [{"index": b.index, "bytes": dims.expr(b.nbytes)}
+                              for b in plan.variables if b.slot in written],
         "uses_pack_cache": _uses_pack_cache(plan.kernels),
     }
     if target == "cuda":

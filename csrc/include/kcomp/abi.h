@@ -128,11 +128,12 @@ typedef struct kc_api {
    * layout and weights epoch); NULL when this shape has no packed form or the cache is full or
    * busy (then pass NULL to gemm_ex). A non-NULL result stays valid until
    * pack_release(handle). Only for B that is a variable's (or constant's) memory: whoever writes
-   * such memory, or hands the library memory that may hold other values at an address used
-   * before, calls weights_written() afterwards, which makes every cached panel stale. */
+   * such memory calls weights_written(data, bytes) afterwards, which makes the panels packed
+   * from it stale; weights_written(NULL, 0), all of them (for memory that may hold other
+   * values at an address used before: a new model's weights). */
   const void *(*pack_cached)(const kc_gemm_args *args, void **handle);
   void (*pack_release)(void *handle);
-  void (*weights_written)(void);
+  void (*weights_written)(const void *data, int64_t bytes);
 } kc_api;
 
 /* Whether the kc_api table `api` provides member `field`. */
