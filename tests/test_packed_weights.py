@@ -18,7 +18,7 @@ import kcomp.backend as K
 BATCHES = (1, 3, 40, 100)
 
 
-def _dense(f, x, w, b):
+def _dense(x, w, b):
     return np.maximum(x.astype(np.float64) @ w + b, 0)
 
 
@@ -35,10 +35,10 @@ def test_set_value_reaches_cached_panels():
     f = K.function([x], [K.relu(K.dot(x, W) + b)])
     assert "CachedPanels panels" in open(f.source_path).read()
     w = w0
-    for step in range(3):
+    for _ in range(3):
         for m in BATCHES:
             a = rng.standard_normal((m, 300)).astype(np.float32)
-            _check(f([a])[0], _dense(f, a, w, b0))
+            _check(f([a])[0], _dense(a, w, b0))
         w = rng.standard_normal((300, 200)).astype(np.float32)
         K.set_value(W, w)
 
@@ -55,7 +55,7 @@ def test_functions_that_update_a_weight():
     assert "CachedPanels" in open(predict.source_path).read()
     assert "CachedPanels" not in open(train.source_path).read()
     w = w.astype(np.float64)
-    for step in range(4):
+    for _ in range(4):
         a = rng.standard_normal((50, 64)).astype(np.float32)
         d = rng.standard_normal((50, 48)).astype(np.float32) * 0.1
         np.testing.assert_allclose(predict([a])[0], a @ w, rtol=1e-4, atol=1e-4)
@@ -76,7 +76,7 @@ def test_a_function_writing_another_variable_keeps_the_panels():
     f = K.function([x], [K.dot(x, W)], updates=[K.update_add(n, 1.0)])
     src = open(f.source_path).read()
     assert "CachedPanels panels" in src and "weights_written(c->variables" in src
-    for step in range(3):
+    for _ in range(3):
         for m in (1, 50):
             a = rng.standard_normal((m, 200)).astype(np.float32)
             _check(f([a])[0], a.astype(np.float64) @ w)
@@ -134,7 +134,7 @@ def test_threads_share_the_cached_panels():
     x = K.placeholder((None, 256))
     f = K.function([x], [K.relu(K.dot(x, K.variable(w)) + K.variable(b))])
     inputs = [rng.standard_normal((m, 256)).astype(np.float32) for m in (1, 40, 64, 100) * 2]
-    wants = [_dense(f, a, w, b) for a in inputs]
+    wants = [_dense(a, w, b) for a in inputs]
     errors = []
 
     def work(k):

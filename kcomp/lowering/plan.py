@@ -88,6 +88,11 @@ class Plan:
         return "\n".join(lines)
 
 
+def variables_written(kernels: List[Kernel]) -> set:
+    """Slots of the variable buffers these kernels (loops with their bodies') write."""
+    return {b.slot for k in kernels for b in k.writes if b.kind == "variable"}
+
+
 def plan_arena(plan: Plan) -> None:
     """Give each scratch buffer an arena slot, reusing the slot of a dead buffer of the same
     size (buffers are dead after the last kernel that reads them)."""

@@ -12,7 +12,7 @@ from typing import Any
 
 from .rules.common import PARALLEL_MIN
 from .names import Code, c_string, comment_text, int_lit, join
-from .plan import Plan
+from .plan import Plan, variables_written
 
 TEMPLATES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "templates")
 KEY_SLOT = "@@KCOMP_KEY@@"  # replaced by the cache key once the source is final
@@ -126,7 +126,7 @@ def render(plan: Plan, title: str, bytecode_dir: str | None = None, target: str 
                 "extents": [dims.expr(d) for d in b.dims],
                 "none": join(", ", [Code("-1")] * max(1, len(b.dims)))} for b in plan.outputs]
     arena = [dims.expr(n) for n in plan.arena]
-    written = {b.slot for k in plan.kernels for b in k.writes if b.kind == "variable"}
+    written = variables_written(plan.kernels)
     scratch = [{"slot": b.slot, "arena": b.arena} for b in plan.scratch]
     ctx = {
         "title": comment_text(title, 120),

@@ -7,7 +7,7 @@ from ... import config
 from ...ir import shapes as S
 from ...ir.graph import Node, Tensor
 from ..names import Code, int_lit
-from ..plan import Kernel, Ref
+from ..plan import Kernel, Ref, variables_written
 from . import rule
 from .common import Axis, Pointers, contiguous_strides, emit_copy, key, label_of, merged
 
@@ -60,7 +60,7 @@ def mark_cached_weights(L, kernels) -> None:
     is left out: a read may see the value written in the call."""
     if L.target != "cpu":
         return
-    written = {b.slot for k in kernels for b in k.writes if b.kind == "variable"}
+    written = variables_written(kernels)
 
     def cacheable(k, slot):
         b = next(r for r in k.reads if r.slot == slot)
