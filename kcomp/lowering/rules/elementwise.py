@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Dict, List, Tuple
 
 from ...ir import shapes as S
-from ...ir.graph import Tensor
 from ...ir.passes.fusion import Group
 from .. import scalar
 from ..names import Code
-from ..plan import Kernel, Ref
+from ..plan import Kernel
 from .common import (Pointers, broadcast_strides, collapse, contiguous_strides, index_expr, key,
                      label_of, loop_ctx, slice_map)
 
