@@ -33,7 +33,7 @@ def test_set_value_reaches_cached_panels():
     W, b = K.variable(w0), K.variable(b0)
     x = K.placeholder((None, 300))
     f = K.function([x], [K.relu(K.dot(x, W) + b)])
-    assert "CachedPanels panels" in open(f.source_path).read()
+    assert "CachedPack panels" in open(f.source_path).read()
     w = w0
     for _ in range(3):
         for m in BATCHES:
@@ -52,8 +52,8 @@ def test_functions_that_update_a_weight():
     x, y = K.placeholder((None, 64)), K.placeholder((None, 48))
     predict = K.function([x], [K.dot(x, W)])
     train = K.function([x, y], [K.dot(x, W)], updates=[K.update_add(W, K.dot(K.transpose(x), y))])
-    assert "CachedPanels" in open(predict.source_path).read()
-    assert "CachedPanels" not in open(train.source_path).read()
+    assert "CachedPack" in open(predict.source_path).read()
+    assert "CachedPack" not in open(train.source_path).read()
     w = w.astype(np.float64)
     for _ in range(4):
         a = rng.standard_normal((50, 64)).astype(np.float32)
@@ -75,7 +75,7 @@ def test_a_function_writing_another_variable_keeps_the_panels():
     x = K.placeholder((None, 200))
     f = K.function([x], [K.dot(x, W)], updates=[K.update_add(n, 1.0)])
     src = open(f.source_path).read()
-    assert "CachedPanels panels" in src and "weights_written(c->variables" in src
+    assert "CachedPack panels" in src and "weights_written(c->variables" in src
     for _ in range(3):
         for m in (1, 50):
             a = rng.standard_normal((m, 200)).astype(np.float32)
@@ -110,6 +110,27 @@ def test_loop_weights_from_the_cache():
             s = rng.standard_normal((m, 7, 40)).astype(np.float32)
             h = rng.standard_normal((m, 40)).astype(np.float32)
             _check(f([s, h])[0], reference(s.astype(np.float64), h, u))
+
+
+def test_convolution_kernels_from_the_cache():
+    """A direct convolution's packed kernel (pack_cached_with, a layout of generated code's own)
+    follows set_value, at 1 and 3 images and an odd channel count."""
+    rng = np.random.default_rng(77)
+    w = rng.standard_normal((3, 3, 8, 21)).astype(np.float32)
+    W = K.variable(w)
+    x = K.placeholder((None, 9, 9, 8))
+    f = K.function([x], [K.conv2d(x, W, padding="valid")])
+    assert "_fill, f);" in open(f.source_path).read()
+
+    def reference(a, w):
+        win = np.lib.stride_tricks.sliding_window_view(a.astype(np.float64), (3, 3), axis=(1, 2))
+        return np.einsum("nhwcij,ijco->nhwo", win, w)
+    for _ in range(3):
+        for n in (1, 3):
+            a = rng.standard_normal((n, 9, 9, 8)).astype(np.float32)
+            _check(f([a])[0], reference(a, w))
+        w = rng.standard_normal((3, 3, 8, 21)).astype(np.float32)
+        K.set_value(W, w)
 
 
 def test_new_variables_where_freed_ones_were():

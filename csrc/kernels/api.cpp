@@ -171,7 +171,7 @@ KC_EXPORT const kc_api *kcomp_kernels_api(void) {
       KC_ABI_VERSION, sizeof(kc_api), kcomp::num_threads, kcomp::parallel_for,
       kcomp::aligned_alloc64, kcomp::free_, kcomp::gemm, kcomp::print_stderr,
       kcomp::gemm_packed_size, kcomp::gemm_pack, kcomp::gemm_ex, kcomp::lstm,
-      kcomp::pack_cached, kcomp::pack_release, kcomp::weights_written,
+      kcomp::pack_cached, kcomp::pack_release, kcomp::weights_written, kcomp::pack_cached_with,
   };
   return &api;
 }

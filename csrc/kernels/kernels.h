@@ -33,6 +33,9 @@ struct PackKey {
 const void *cached_pack(const PackKey &key, int64_t src_bytes, int64_t bytes,
                         int32_t (*fill)(void *ctx, void *out), void *ctx, void **handle);
 const void *pack_cached(const kc_gemm_args *args, void **handle);
+const void *pack_cached_with(const void *src, int64_t src_bytes, const int64_t *form,
+                             int64_t bytes, int32_t (*fill)(void *ctx, void *out), void *ctx,
+                             void **handle);
 void pack_release(void *handle);
 void weights_written(const void *data, int64_t bytes);
 

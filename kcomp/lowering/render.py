@@ -96,7 +96,7 @@ def _can_fail(kernels) -> bool:
 
 
 def _uses_pack_cache(kernels) -> bool:
-    return any(k.template == "gemm" and k.ctx.get("cache_b") or
+    return any(k.ctx.get("cache_b") or k.template == "conv_direct" and k.ctx["cache_w"] or
                _uses_pack_cache(k.ctx.get("loop_body") or []) for k in kernels)
 
 

@@ -134,6 +134,12 @@ typedef struct kc_api {
   const void *(*pack_cached)(const kc_gemm_args *args, void **handle);
   void (*pack_release)(void *handle);
   void (*weights_written)(const void *data, int64_t bytes);
+  /* pack_cached for any layout: the `bytes` that fill(ctx, out) packs from the src_bytes at
+   * src, whose layout form[0..7] names (form[0]: a code of its own; the kernel library's are
+   * below 100, generated code's 100 and up; then whatever the layout depends on). */
+  const void *(*pack_cached_with)(const void *src, int64_t src_bytes, const int64_t *form,
+                                  int64_t bytes, int32_t (*fill)(void *ctx, void *out), void *ctx,
+                                  void **handle);
 } kc_api;
 
 /* Whether the kc_api table `api` provides member `field`. */

@@ -56,8 +56,9 @@ def emit_gemm(L, node: Node, a: Ref, b: Ref, c: Ref, *, trans_a, trans_b, m, n, 
 def mark_cached_weights(L, kernels) -> None:
     """CPU matrix products whose B is a variable that the function never writes take B's packed
     panels from the kernel library's cache, kept across calls (gemm.j2, kc_api.pack_cached);
-    so does the fused LSTM for its recurrent weights (lstm.j2). A variable the function writes
-    is left out: a read may see the value written in the call."""
+    so do the fused LSTM for its recurrent weights (lstm.j2) and the direct convolution for its
+    kernel (conv_direct.j2). A variable the function writes is left out: a read may see the
+    value written in the call."""
     if L.target != "cpu":
         return
     written = variables_written(kernels)
@@ -70,7 +71,7 @@ def mark_cached_weights(L, kernels) -> None:
         for k in ks:
             if k.template == "gemm" and k.ctx["native"]:
                 k.ctx["cache_b"] = cacheable(k, k.ctx["slot_b"])
-            elif k.template == "lstm":
+            elif k.template in ("lstm", "conv_direct"):
                 k.ctx["cache_w"] = cacheable(k, k.ctx["w"])
             mark(k.ctx.get("loop_body") or [])
     mark(kernels)
