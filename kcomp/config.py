@@ -19,8 +19,8 @@ VARIABLES = {
     "KCOMP_LOCK_TIMEOUT": "seconds to wait for another process building the same function "
                           "(default 600)",
     "KCOMP_ISA": "force the kernel library's 'generic' or 'avx2' path (testing)",
-    "KCOMP_PACK_CACHE_MB": "memory for variables' matrix-product panels kept packed across "
-                           "calls (default 256; 0 turns the cache off)",
+    "KCOMP_PACK_CACHE_MB": "memory for variables' packed matrix-product panels and "
+                           "convolution kernels kept across calls (default 256; 0: off)",
     "KCOMP_DEVICE": "'cpu' (default) or 'cuda': where compiled functions run (also "
                     "kcomp.set_device() and keras.json's \"kcomp_device\")",
     "KCOMP_CUDA_ARCH": "GPU architecture for CUDA code, e.g. 90 (default: the GPU's own)",

@@ -12,10 +12,10 @@
 // from that memory stale, and a stale entry is never used: it is packed again, in place, on its
 // next use. Only the memory written counts: a Keras predict function that advances its random
 // generator's state leaves the Dense kernels' panels valid. Entries in use are never repacked
-// or freed; the idle ones are freed least recently used first when the cache would outgrow
-// KCOMP_PACK_CACHE_MB (default 256; 0 turns the cache off). When an entry cannot be had (the
-// cache full of entries in use, one being packed by another thread), the caller packs for
-// itself as before.
+// or freed; stale idle ones are freed, least recently used first, when the cache would
+// outgrow KCOMP_PACK_CACHE_MB (default 256; 0 turns the cache off). When an entry cannot be
+// had (the cache full of valid entries, one being packed by another thread), the caller packs
+// for itself as before.
 #include <algorithm>
 #include <cstdlib>
 #include <mutex>
@@ -68,12 +68,14 @@ bool same_key(const PackKey &a, const PackKey &b) {
   return true;
 }
 
-// Frees idle entries, least recently used first, until `bytes` more fit under the cap.
+// Frees stale idle entries, least recently used first, until `bytes` more fit under the cap.
+// Valid entries stay: weights that a model reads in turn and that do not all fit would
+// otherwise evict each other at every call, each repacked into freshly mapped memory.
 bool make_room(Cache &c, int64_t bytes) {
   while (c.total + bytes > cap_bytes()) {
     Entry *oldest = nullptr;
     for (Entry *e : c.entries)
-      if (e->users == 0 && (!oldest || e->last_use < oldest->last_use)) oldest = e;
+      if (e->users == 0 && !e->valid && (!oldest || e->last_use < oldest->last_use)) oldest = e;
     if (!oldest) return false;
     c.total -= oldest->bytes;
     std::free(oldest->packed);
