@@ -124,9 +124,9 @@ typedef struct kc_api {
   /* A Keras LSTM layer's whole time loop (kc_lstm_args). */
   int32_t (*lstm)(const struct kc_lstm_args *args);
   /* Packed weights kept across calls. pack_cached(args, &handle): gemm_pack's panels of args->b
-   * from the library's cache, packed there if the cache holds none for this B (same memory,
-   * layout and weights epoch); NULL when this shape has no packed form or the cache is full or
-   * busy (then pass NULL to gemm_ex). A non-NULL result stays valid until
+   * from the library's cache, packed there if the cache holds none for this B (same memory and
+   * layout, not written since); NULL when this shape has no packed form or the cache is full
+   * or busy (then pass NULL to gemm_ex). A non-NULL result stays valid until
    * pack_release(handle). Only for B that is a variable's (or constant's) memory: whoever writes
    * such memory calls weights_written(data, bytes) afterwards, which makes the panels packed
    * from it stale; weights_written(NULL, 0), all of them (for memory that may hold other
