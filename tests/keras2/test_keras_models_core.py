@@ -202,3 +202,25 @@ def test_batch_normalization_inference(axis, shape):
         m2, v2 = (p.reshape(bshape) for p in w[4:6])
         return [R.batch_norm(x, g, b, m, v, 1e-3), R.batch_norm(x, 1.0, 0.0, m2, v2, 0.01)]
     check_model(model, lambda n: data((n,) + shape, n, -2, 2), ref)
+
+
+def test_new_weights_reach_a_compiled_model(tmp_path):
+    """A model that has predicted (its Dense and Conv2D weights packed and kept by the kernel
+    library) predicts with new weights after set_weights and after load_weights from a file
+    another model saved."""
+    def build():
+        return Sequential([L.Conv2D(12, 3, activation="relu", input_shape=(7, 7, 3)),
+                           L.Flatten(), L.Dense(9, activation="relu"), L.Dense(4)])
+
+    def ref(w, x):
+        h = R.conv(x, w[0], w[1], activation="relu").reshape(len(x), -1)
+        return R.dense(R.dense(h, w[2], w[3], "relu"), w[4], w[5])
+    model, other = build(), build()
+    x = data((3, 7, 7, 3), 5)
+    for seed in (1, 2):
+        w = randomize(model, seed)
+        close(model.predict(x), ref(w, x), what=f"set_weights {seed}")
+    w = randomize(other, 3)
+    other.save_weights(str(tmp_path / "other.h5"))
+    model.load_weights(str(tmp_path / "other.h5"))
+    close(model.predict(x), ref(w, x), what="load_weights")
