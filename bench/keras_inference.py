@@ -47,7 +47,7 @@ import time
 os.environ.setdefault("KERAS_BACKEND", "kcomp.backend")
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from sampling import sample  # noqa: E402  (the worker, without kcomp, uses it too)
+from sampling import chosen, sample  # noqa: E402  (the worker, without kcomp, uses them too)
 DEFAULT_OUT = os.path.join(HERE, "results", "keras_inference.md")
 
 
@@ -323,10 +323,7 @@ def main(argv=None):
     p.add_argument("--only", default=",".join(MODELS))
     p.add_argument("--out", default=DEFAULT_OUT)
     args = p.parse_args(argv)
-    only = [m for m in args.only.split(",") if m]
-    unknown = set(only) - set(MODELS)
-    if unknown:
-        p.error(f"unknown models {sorted(unknown)}; choose from {sorted(MODELS)}")
+    only = chosen(p, args.only, MODELS)
     start, load = time.time(), [os.getloadavg()[0]]
     peer = Peer(args.peer_python)
     if peer.error:

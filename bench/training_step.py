@@ -28,7 +28,7 @@ import time
 os.environ["KERAS_BACKEND"] = "kcomp.backend"
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from sampling import sample  # noqa: E402
+from sampling import chosen, sample  # noqa: E402
 DEFAULT_OUT = os.path.join(HERE, "results", "training.md")
 CLASSES = 10
 
@@ -158,10 +158,7 @@ def main(argv=None):
     p.add_argument("--only", default="mlp,lstm")
     p.add_argument("--out", default=DEFAULT_OUT)
     args = p.parse_args(argv)
-    only = [m for m in args.only.split(",") if m]
-    unknown = set(only) - set(MODELS)
-    if unknown:
-        p.error(f"unknown models {sorted(unknown)}; choose from {sorted(MODELS)}")
+    only = chosen(p, args.only, MODELS)
     start = time.time()
     results = measure(args.rounds, args.sample, only)
     text = report(results, argv, time.time() - start)

@@ -14,10 +14,9 @@ from ..ir.graph import Graph, Tensor
 from ..ir.passes.fusion import fuse
 from .dims import DimTable
 from .names import Code, ident, literal
-from .plan import Buffer, Kernel, Plan, Ref, plan_arena
+from .plan import Buffer, Kernel, Plan, Ref, plan_arena, variables_written
 from .rules import lower_group
 from .rules.common import copy_ref, copy_value
-from .rules.linalg import mark_cached_weights
 
 Key = Tuple[int, int]
 Binding = Union[Ref, Code]  # where a parameter lives, or the literal it is
@@ -100,7 +99,7 @@ class Lowerer:
                    for i, t in enumerate(g.outputs)]
         self._lower_graph(g, bound, outputs, self.materialize)
         self._lower_updates()
-        mark_cached_weights(self, self.kernels)
+        _mark_cached_weights(self, self.kernels)
         for b in self.all_buffers():
             for d in b.dims:
                 self.dims.expr(d)
@@ -285,3 +284,27 @@ class Lowerer:
 
 def lower(graph: Graph, materialize: Set[int] = frozenset(), target: str = "cpu") -> Plan:
     return Lowerer(graph, materialize, target).lower()
+
+
+def _mark_cached_weights(L, kernels) -> None:
+    """CPU matrix products whose B is a variable that the function never writes take B's packed
+    panels from the kernel library's cache, kept across calls (gemm.j2, kc_api.pack_cached);
+    so do the fused LSTM for its recurrent weights (lstm.j2) and the direct convolution for its
+    kernel (conv_direct.j2). A variable the function writes is left out: a read may see the
+    value written in the call."""
+    if L.target != "cpu":
+        return
+    written = variables_written(kernels)
+
+    def cacheable(k, slot):
+        b = next(r for r in k.reads if r.slot == slot)
+        return b.kind == "variable" and b.slot not in written
+
+    def mark(ks):
+        for k in ks:
+            if k.template == "gemm" and k.ctx["native"]:
+                k.ctx["cache_b"] = cacheable(k, k.ctx["slot_b"])
+            elif k.template in ("lstm", "conv_direct"):
+                k.ctx["cache_w"] = cacheable(k, k.ctx["w"])
+            mark(k.ctx.get("loop_body") or [])
+    mark(kernels)

@@ -7,19 +7,17 @@ in that group; when its consumers sit in several such groups that do not depend 
 those groups merge first (sibling fusion: `e = exp(x); e + 1, e * 2` is one loop computing exp
 once). A producer of a smaller shape (a broadcast operand) stays a kernel of its own, computed
 once rather than per element. A matrix product (dot) read only by one elementwise group of its
-shape joins it: the group becomes the GEMM's fused epilogue; so does, on the CPU, a channels_last
-(depthwise) convolution (bias and activation applied to each block of output pixels while it
-is in cache).
-A 2-D transpose read only as
-the operand of matrix products is in no group: the GEMMs read the transpose's source with its
-strides swapped (`K.dot(x, K.transpose(w))` copies nothing). An elementwise group read only
-by a reduction over its last axis joins the reduction as its prologue: each row of the
-reduced value is computed into a buffer that stays in L1, never stored (`K.sum(K.square(x),
--1)` reads x once). A slice read
-only by one elementwise group joins it: the loop
-reads the sliced elements straight from the slice's source (an RNN step's gate slices cost no
-copies). Every other node is a group by itself. Groups never form cycles: a merge is refused
-when any path between the parts leaves the group.
+shape joins it: the group becomes the GEMM's fused epilogue; so does, on the CPU, a
+channels_last (depthwise) convolution (bias and activation applied to each block of output
+pixels while it is in cache). A 2-D transpose read only as the operand of matrix products is in
+no group: the GEMMs read the transpose's source with its strides swapped
+(`K.dot(x, K.transpose(w))` copies nothing). An elementwise group read only by a reduction
+over its last axis joins the reduction as its prologue: each row of the reduced value is
+computed into a buffer that stays in L1, never stored (`K.sum(K.square(x), -1)` reads x
+once). A slice read only
+by one elementwise group joins it: the loop reads the sliced elements straight from the slice's
+source (an RNN step's gate slices cost no copies). Every other node is a group by itself. Groups
+never form cycles: a merge is refused when any path between the parts leaves the group.
 """
 from __future__ import annotations
 

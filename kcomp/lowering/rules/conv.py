@@ -145,7 +145,7 @@ def _direct(L, node: Node, g: Geometry, C: int, O: int, K: int, epi=None, label=
     ctx.update(C=C, O=O, K=K, rows=L.dims.expr(S.mul(g.batch, *g.outs[:-1])),
                slots=L.dims.expr(slots), x=L.ref(x).buf.slot, w=L.ref(w).buf.slot,
                y=L.ref(out).buf.slot, wp=wp.slot, buf=buf.slot, bufstride=stride, epi=epi,
-               cache_w=False)  # set by mark_cached_weights
+               cache_w=False)  # set by lower._mark_cached_weights
     ins = [L.ref(x).buf, L.ref(w).buf, wp, buf]
     outs = [L.ref(out).buf, wp, buf]
     L.add(Kernel(L.kernel_name(), "conv_direct", ctx, label or label_of([node]),

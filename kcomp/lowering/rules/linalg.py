@@ -7,7 +7,7 @@ from ... import config
 from ...ir import shapes as S
 from ...ir.graph import Node, Tensor
 from ..names import Code, int_lit
-from ..plan import Kernel, Ref, variables_written
+from ..plan import Kernel, Ref
 from . import rule
 from .common import Axis, Pointers, contiguous_strides, emit_copy, key, label_of, merged
 
@@ -51,30 +51,6 @@ def emit_gemm(L, node: Node, a: Ref, b: Ref, c: Ref, *, trans_a, trans_b, m, n, 
         reads = list(reads) + [bias.buf]
     L.add(Kernel(L.kernel_name(), "gemm", ctx, label or label_of([node]),
                  merged(ptrs.reads, reads), merged(ptrs.writes, writes)))
-
-
-def mark_cached_weights(L, kernels) -> None:
-    """CPU matrix products whose B is a variable that the function never writes take B's packed
-    panels from the kernel library's cache, kept across calls (gemm.j2, kc_api.pack_cached);
-    so do the fused LSTM for its recurrent weights (lstm.j2) and the direct convolution for its
-    kernel (conv_direct.j2). A variable the function writes is left out: a read may see the
-    value written in the call."""
-    if L.target != "cpu":
-        return
-    written = variables_written(kernels)
-
-    def cacheable(k, slot):
-        b = next(r for r in k.reads if r.slot == slot)
-        return b.kind == "variable" and b.slot not in written
-
-    def mark(ks):
-        for k in ks:
-            if k.template == "gemm" and k.ctx["native"]:
-                k.ctx["cache_b"] = cacheable(k, k.ctx["slot_b"])
-            elif k.template in ("lstm", "conv_direct"):
-                k.ctx["cache_w"] = cacheable(k, k.ctx["w"])
-            mark(k.ctx.get("loop_body") or [])
-    mark(kernels)
 
 
 @rule("dot")

@@ -162,7 +162,7 @@ def emit_lstm(L, node, m: LstmMatch) -> None:
            "xw": xw.slot, "xb": xb.slot, "bias": bias.slot if bias is not None else -1,
            "w": w.slot, "h0": inits[0].slot, "c0": inits[1].slot, "h_seq": h_seq.slot,
            "h_out": h_out.slot, "c_out": c_out.slot, "hard": m.rec == "hard_sigmoid",
-           "cache_w": False}  # set by mark_cached_weights
+           "cache_w": False}  # set by lower._mark_cached_weights
     reads = [xw, w] + inits + ([bias] if bias is not None else []) + ([xb] if own_pass else [])
     writes = [h_seq, h_out, c_out] + ([xb] if own_pass else [])
     L.add(Kernel(L.kernel_name(), "lstm", ctx, "fused LSTM: " + label_of([node]), reads, writes))
