@@ -142,3 +142,36 @@ def test_sin_cos_accuracy(march, monkeypatch):
     s, c = got[0][-8:], got[1][-8:]
     assert s[0] == 0 and not np.signbit(s[0]) and s[1] == 0 and np.signbit(s[1])
     assert c[0] == 1 and c[1] == 1 and s[5] == a[-3] and s[6] == a[-2]
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+def test_sin_cos_of_huge_values_computed_in_the_loop(dtype):
+    """Elementwise loops run sin and cos without the huge-argument reduction and rerun a range
+    exactly where an argument is 2^24 or more (elementwise.j2): here arguments that a product
+    computes in the loop, a few of them huge, in a few rows of an odd shape."""
+    rng = np.random.default_rng(5)
+    a = rng.uniform(-3, 3, (37, 1001)).astype(dtype)
+    b = rng.uniform(-3, 3, (37, 1001)).astype(dtype)
+    big = 6e4 if dtype == "float16" else 3e30
+    a[5, 7], a[30, 1000], b[30, 1000] = big, -big, big  # sin(+-inf) for float16: NaN
+    x, y = K.placeholder((37, 1001), dtype=dtype), K.placeholder((37, 1001), dtype=dtype)
+    got, want, _ = run([(x, a), (y, b)], [K.sin(x * y) + K.cos(x), K.cos(y * 0.5)])
+    for g, w in zip(got, want):
+        assert_same(g, w)
+    prod = (a * b).astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        ref = np.sin(prod) + np.cos(a.astype(np.float64))
+    tol = 2e-3 if dtype == "float16" else 1e-6
+    np.testing.assert_allclose(got[0], ref, rtol=tol, atol=tol, equal_nan=True)
+
+
+def test_sin_update_in_place_runs_once():
+    """An update written over the variable it reads (lower._claim_update_targets) must not be
+    rerun for its huge arguments: the second run would read the first one's results."""
+    v0 = np.concatenate([np.full(3000, 1e30), np.linspace(-5, 5, 3000)]).astype(np.float32)
+    v = K.variable(v0)
+    step = K.function([], [], updates=[(v, K.sin(v) + 1.0)])
+    step([])
+    want = (np.sin(v0.astype(np.float64)) + 1).astype(np.float32)
+    np.testing.assert_allclose(K.get_value(v), want, rtol=1e-6, atol=1e-6)
+    assert "_nest<1>" not in open(step.source_path).read()

@@ -89,8 +89,14 @@ def _cast(a, attrs, i, o):
     return Code(f"(({o.compute})({a[0]}))")
 
 
-def expression(op: str, args: List[Code], attrs: dict, in_dtype: DType, out_dtype: DType) -> Code:
-    e = RULES[op](args, attrs, in_dtype, out_dtype)
+def expression(op: str, args: List[Code], attrs: dict, in_dtype: DType, out_dtype: DType,
+               loop_trig: bool = False) -> Code:
+    """loop_trig: sin and cos as elementwise.j2's kernels call them (a fast pass, then a rerun
+    of the range at arguments of 2^24 or more: kc::sin_loop in rt.h)."""
+    if loop_trig and op in ("sin", "cos"):
+        e = Code(f"kc::{op}_loop<FAST>({args[0]}, huge)")
+    else:
+        e = RULES[op](args, attrs, in_dtype, out_dtype)
     # numpy rounds float16 results after every op; so do we (casts round themselves)
     if out_dtype.name == "float16" and op not in ("cast", "identity", "select", "neg", "abs"):
         e = Code(f"kc::r16({e})")

@@ -150,6 +150,19 @@ KC_INLINE float log1p_01(float e) { return vm::log1p_01(e); }
 KC_INLINE float pow(float x, float y) { return vm::pow(x, y); }
 KC_INLINE float sin(float x) { return vm::sin(x); }
 KC_INLINE float cos(float x) { return vm::cos(x); }
+/* sin and cos in elementwise loops (elementwise.j2): FAST = 1 leaves out the reduction of
+ * arguments of 2^24 or more (vm::sincos_fast) and sets `huge` when it meets one; the loop then
+ * runs again with FAST = 0. float64 through libm either way. */
+template <int FAST> KC_INLINE float sin_loop(float x, int &huge) {
+  if constexpr (FAST) return vm::sincos_fast(x, 0, huge);
+  return vm::sin(x);
+}
+template <int FAST> KC_INLINE float cos_loop(float x, int &huge) {
+  if constexpr (FAST) return vm::sincos_fast(x, 1, huge);
+  return vm::cos(x);
+}
+template <int FAST> KC_INLINE double sin_loop(double x, int &) { return __builtin_sin(x); }
+template <int FAST> KC_INLINE double cos_loop(double x, int &) { return __builtin_cos(x); }
 KC_INLINE float exp(float x) { return vm::exp(x); }
 KC_INLINE float log(float x) { return vm::log(x); }
 KC_INLINE float tanh(float x) { return vm::tanh(x); }

@@ -19,9 +19,12 @@ def lower_elementwise(L, g: Group) -> None:
         return
     it = list(g.root.outputs[0].type.dims)
     ptrs = Pointers()
-    loads, body, store_lines, extents = _loop_parts(L, g, it, ptrs)
+    trig = L.target == "cpu" and any(m.op.name in ("sin", "cos") for m in g.members)
+    loads, body, store_lines, extents = _loop_parts(L, g, it, ptrs, loop_trig=trig)
     ctx = loop_ctx(L, extents, cost=_cost(g))
     ctx.update(ptrs=ptrs.decls, loads=loads, body=body, stores=store_lines)
+    # a second run of a range is only right when the loop writes no buffer it reads
+    ctx.update(trig=trig, rerun=not {b.slot for b in ptrs.reads} & {b.slot for b in ptrs.writes})
     L.add(Kernel(L.kernel_name(), "elementwise", ctx, label_of(g.members), ptrs.reads,
                  ptrs.writes))
 
@@ -103,13 +106,14 @@ def _bias_act(L, g: Group, dot):
     return L.ref(bias), Code(act)
 
 
-def _loop_parts(L, g: Group, it, ptrs: Pointers, given=None, rows=False, into=None):
+def _loop_parts(L, g: Group, it, ptrs: Pointers, given=None, rows=False, into=None,
+                loop_trig=False):
     """Loads, body, stores and loop extents of group g over iteration space `it`. given: values
     already in variables. rows: the space is seen as (rows, last axis), loop variables i0 and i1
     (when the operands' leading axes do not collapse to one, the loads first split i0 into
     them: a broadcast operand of a middle axis). into: (tensor, array name):
     instead of the group's stores, the tensor's value into that array at [i1] (a reduction
-    prologue's row)."""
+    prologue's row). loop_trig: sin and cos as elementwise.j2 calls them (scalar.expression)."""
     members = {m.uid for m in g.members}
     values: Dict[tuple, Code] = dict(given or {})
     # operands: (name, buffer, dtype, strides over `it`, base offset)
@@ -140,7 +144,8 @@ def _loop_parts(L, g: Group, it, ptrs: Pointers, given=None, rows=False, into=No
             continue
         out = m.outputs[0]
         args = [values[key(t)] for t in m.inputs]
-        e = scalar.expression(m.op.name, args, m.attrs, m.inputs[-1].type.dtype, out.type.dtype)
+        e = scalar.expression(m.op.name, args, m.attrs, m.inputs[-1].type.dtype, out.type.dtype,
+                              loop_trig)
         name = Code(f"v{i}")
         body.append(Code(f"const {out.type.dtype.compute} {name} = {e};"))
         values[key(out)] = name
