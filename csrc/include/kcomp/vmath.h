@@ -151,6 +151,15 @@ static inline __attribute__((always_inline)) float tanh(float x) {
   return x != x ? x : r;
 }
 
+/* a b + c, in one rounding where the ISA fuses it (pow's double Horner steps: a loop of pow over
+ * 1M floats, one thread, AVX-512: 1960 -> 1600 us) */
+static inline __attribute__((always_inline)) double fma_or(double a, double b, double c) {
+#ifdef __FMA__
+  return __builtin_fma(a, b, c);
+#else
+  return a * b + c;
+#endif
+}
 /* x^y for float32, as C's powf (numpy's float32 power). |x|^y = 2^(y log2|x|) in double:
  * log2 by the odd series in s = (m-1)/(m+1) for |x| = m 2^e, m in [sqrt(1/2), sqrt(2)), and 2^f
  * by its Taylor series (t = y log2|x| within about 1e-10 relative), then one rounding to float
@@ -164,26 +173,26 @@ static inline __attribute__((always_inline)) float pow(float x, float y) {
   const double e = (double)((int64_t)(b >> 52) - 1023 + big);
   const double s = (m - 1.0) / (m + 1.0), z = s * s;
   double p = 1.0 / 11; /* ln m = 2 s (1 + z/3 + ... + z^5/11), within 6e-11 */
-  p = p * z + 1.0 / 9;
-  p = p * z + 1.0 / 7;
-  p = p * z + 1.0 / 5;
-  p = p * z + 1.0 / 3;
-  p = p * z + 1.0;
+  p = fma_or(p, z, 1.0 / 9);
+  p = fma_or(p, z, 1.0 / 7);
+  p = fma_or(p, z, 1.0 / 5);
+  p = fma_or(p, z, 1.0 / 3);
+  p = fma_or(p, z, 1.0);
   double t = (double)y * (e + (2.0 * s * p) * 1.4426950408889634);
   t = t > 300.0 ? 300.0 : t; /* (2^300 is inf and 2^-300 is 0 as floats) */
   t = t < -300.0 ? -300.0 : t;
   t = t == t ? t : 0.0; /* NaN: fixed by the selects below */
   const double n = __builtin_rint(t), f = (t - n) * 0.6931471805599453;
   double q = 1.0 / 362880; /* e^f, |f| <= ln2 / 2: Taylor to f^9, within 8e-12 */
-  q = q * f + 1.0 / 40320;
-  q = q * f + 1.0 / 5040;
-  q = q * f + 1.0 / 720;
-  q = q * f + 1.0 / 120;
-  q = q * f + 1.0 / 24;
-  q = q * f + 1.0 / 6;
-  q = q * f + 0.5;
-  q = q * f + 1.0;
-  q = q * f + 1.0;
+  q = fma_or(q, f, 1.0 / 40320);
+  q = fma_or(q, f, 1.0 / 5040);
+  q = fma_or(q, f, 1.0 / 720);
+  q = fma_or(q, f, 1.0 / 120);
+  q = fma_or(q, f, 1.0 / 24);
+  q = fma_or(q, f, 1.0 / 6);
+  q = fma_or(q, f, 0.5);
+  q = fma_or(q, f, 1.0);
+  q = fma_or(q, f, 1.0);
   const float mag = (float)(q * bit_cast<double>((uint64_t)((int64_t)n + 1023) << 52));
   /* y an integer (infinities count as even ones), and odd */
   const float half = y * 0.5f;
