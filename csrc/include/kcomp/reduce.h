@@ -142,8 +142,10 @@ KC_INLINE typename R::A fold_lanes(const S *KC_RESTRICT x, int64_t b, int64_t e)
 }
 /* as many accumulators as the length repays: 32 (four vector registers of chains) for long
  * runs, where 8 left a product waiting on each multiply (prod of 4M float32 269 -> 100 us,
- * all over rows of 1024 bools 158 -> 29 us), 8 for medium ones, one for short rows, whose
- * set-up and merge would cost more than the loop (prod over rows of 3 3 -> 103 us with 32) */
+ * all over rows of 1024 bools 158 -> 29 us), 8 for medium ones (16 from 64 on when they are
+ * wider than the data, as a float32 product's doubles: prod over rows of 64 143 -> 114 us), one
+ * for short rows, whose set-up and merge would cost more than the loop (prod over rows of 3
+ * 3 -> 103 us with 32) */
 /* (out of line for runs of 2 KiB or more: inlined into a caller's row loop, GCC kept the 32
  * accumulators on the stack, a store and a load in every multiply's chain: prod over rows of
  * 100000 floats, one thread, 281 -> 145-165 us; below 2 KiB the call costs more than it saves:
@@ -155,7 +157,9 @@ __attribute__((noinline)) typename R::A fold_long(const S *KC_RESTRICT x, int64_
 template <class R, class T, class S>
 KC_INLINE typename R::A fold(const S *KC_RESTRICT x, int64_t b, int64_t e) {
   return e - b < 16 ? fold_lanes<R, T, 1>(x, b, e)
-         : e - b < 256                          ? fold_lanes<R, T, 8>(x, b, e)
+         : e - b < 256 && (e - b < 64 || sizeof(typename R::A) == sizeof(T))
+                                                ? fold_lanes<R, T, 8>(x, b, e)
+         : e - b < 256                          ? fold_lanes<R, T, 16>(x, b, e)
          : (e - b) * (int64_t)sizeof(S) < 2048  ? fold_lanes<R, T, 32>(x, b, e)
                                                 : fold_long<R, T>(x, b, e);
 }
