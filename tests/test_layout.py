@@ -50,7 +50,10 @@ def test_large_layout_copies():
     cases = [(K.permute_dimensions(x, (2, 0, 1)), a.transpose(2, 0, 1)),
              (K.permute_dimensions(x, (0, 2, 1)), a.transpose(0, 2, 1)),
              (K.tile(x, (1, 2, 3)), np.tile(a, (1, 2, 3))),
+             (K.tile(x, (3, 1, 2)), np.tile(a, (3, 1, 2))),
              (K.repeat_elements(x, 2, 1), np.repeat(a, 2, 1)),
+             (K.repeat_elements(x, 3, 2), np.repeat(a, 3, 2)),
+             (K.repeat_elements(x, 2, 0), np.repeat(a, 2, 0)),
              (K.concatenate([x, x[:, ::-1]], 2), np.concatenate([a, a[:, ::-1]], 2)),
              (x[3:30:2, 1::3, :-5], a[3:30:2, 1::3, :-5])]
     got, want, _ = run([(x, a)], [t for t, _ in cases])

@@ -162,8 +162,7 @@ def label_of(nodes: Sequence[Node]) -> str:
 
 class Axis:
     """How one axis of a copy's iteration space maps to source and destination offsets:
-    ('lin', stride) for i * stride, ('mod', extent, stride) for (i % extent) * stride,
-    ('div', rep, stride) for (i / rep) * stride."""
+    ('lin', stride) for i * stride (stride 0: a copy reads the same elements again)."""
 
     def __init__(self, extent, src, dst):
         self.extent, self.src, self.dst = extent, src, dst
@@ -178,10 +177,6 @@ def _axis_term(L, iv: Code, m) -> Optional[Code]:
         if s == 0:
             return None
         return iv if s == 1 else Code(f"{iv} * {L.dims.expr(s)}")
-    if kind == "mod":
-        return Code(f"({iv} % {L.dims.expr(m[1])}) * {L.dims.expr(m[2])}")
-    if kind == "div":
-        return Code(f"({iv} / {L.dims.expr(m[1])}) * {L.dims.expr(m[2])}")
     raise AssertionError(kind)
 
 
@@ -223,7 +218,7 @@ def _transposed_axis(axes: List[Axis]) -> Optional[int]:
     """For a copy whose destination is contiguous along its last axis and whose source is
     contiguous along another axis (a transposition), that other axis; else None."""
     if any(a.src[0] != "lin" or a.dst[0] != "lin" or isinstance(a.src[1], Dyn) or
-           isinstance(a.dst[1], Dyn) for a in axes):
+           isinstance(a.dst[1], Dyn) or a.src[1] == 0 for a in axes):
         return None
     if len(axes) < 2 or axes[-1].dst[1] != 1 or axes[-1].src[1] == 1:
         return None

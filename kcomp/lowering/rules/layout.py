@@ -51,24 +51,39 @@ def _unslice(L, node: Node):
 
 @rule("tile")
 def _tile(L, node: Node):
+    """Output axis a is (copy q < reps[a], element i < n): two axes of the copy, the copy's with
+    source stride 0, so that every axis is linear and the innermost one a contiguous run
+    (an index modulo n in the innermost loop did not vectorize: 7x numpy's time). The copy
+    loop goes outside the element loop on the last axis only, inside elsewhere: the outermost
+    loop, which the threads share, is then the longest."""
     x, out = node.inputs[0], node.outputs[0]
     own = contiguous_strides(x.dims)
     dst = contiguous_strides(out.dims)
     axes = []
     for a, r in enumerate(node.attrs["reps"]):
-        src = ("lin", own[a]) if r == 1 else ("mod", x.dims[a], own[a])
-        axes.append(Axis(out.dims[a], src, ("lin", dst[a])))
+        element = Axis(x.dims[a], ("lin", own[a]), ("lin", dst[a]))
+        if r == 1:
+            axes.append(element)
+            continue
+        copy = Axis(r, ("lin", 0), ("lin", S.mul(x.dims[a], dst[a])))
+        axes += [copy, element] if a == x.ndim - 1 else [element, copy]
     emit_copy(L, L.ref(x), L.ref(out), axes, label=label_of([node]))
 
 
 @rule("repeat_elements")
 def _repeat(L, node: Node):
+    """Output axis `axis` is (element i, copy q < rep), the copy's axis with source stride 0."""
     x, out = node.inputs[0], node.outputs[0]
     own = contiguous_strides(x.dims)
     dst = contiguous_strides(out.dims)
     axis, rep = node.attrs["axis"], node.attrs["rep"]
-    axes = [Axis(out.dims[a], ("div", rep, own[a]) if a == axis and rep != 1 else
-                 ("lin", own[a]), ("lin", dst[a])) for a in range(out.ndim)]
+    axes = []
+    for a in range(x.ndim):
+        if a == axis and rep != 1:
+            axes += [Axis(x.dims[a], ("lin", own[a]), ("lin", S.mul(rep, dst[a]))),
+                     Axis(rep, ("lin", 0), ("lin", dst[a]))]
+        else:
+            axes.append(Axis(x.dims[a], ("lin", own[a]), ("lin", dst[a])))
     emit_copy(L, L.ref(x), L.ref(out), axes, label=label_of([node]))
 
 
