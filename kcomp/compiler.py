@@ -52,6 +52,7 @@ class Compiled:
     graph_text: str
     plan_text: str
     optimized: Graph
+    kernel_labels: List[str]          # the plan's top-level kernels (Function.profile's rows)
 
 
 # structurally identical graphs of this process -> their compiled function (least recently used
@@ -339,7 +340,8 @@ def compile_graph(graph: Graph, name: str = "function", device: str | None = Non
         output_types=[t.type for t in optimized.outputs],
         const_values=list(plan.const_values),
         variable_positions=[prepared_vars[v.node.uid] for v in plan.variable_objects],
-        graph_text=describe_graph(optimized), plan_text=plan.describe(), optimized=optimized)
+        graph_text=describe_graph(optimized), plan_text=plan.describe(), optimized=optimized,
+        kernel_labels=[f"{k.name} [{k.template}] {k.label}" for k in plan.kernels])
     with _memo_lock:
         compiled = _memo.setdefault(mkey, compiled)
         while len(_memo) > MEMO_SIZE:

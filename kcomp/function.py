@@ -9,6 +9,7 @@ native result differs.
 from __future__ import annotations
 
 import sys
+import time
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -98,6 +99,25 @@ class _Version:
                                device_outputs)
 
 
+class Profile:
+    """Function.profile's result: `kernels` [(label, mean seconds a call)] in the order they run,
+    `total` (mean seconds a call); str() is a table."""
+
+    def __init__(self, name: str, kernels, total: float):
+        self.name, self.kernels, self.total = name, kernels, total
+
+    def __str__(self) -> str:
+        rest = self.total - sum(s for _, s in self.kernels)
+        rows = [(f"{s * 1e6:10.1f}", f"{100 * s / self.total:5.1f}%", label)
+                for label, s in self.kernels]
+        rows.append((f"{rest * 1e6:10.1f}", f"{100 * rest / self.total:5.1f}%",
+                     "(outside kernels: argument checks, outputs, Python)"))
+        head = f"{self.name!r}: {self.total * 1e6:.1f} us a call\n        us  share  kernel\n"
+        return head + "\n".join(" ".join(r) for r in rows)
+
+    __repr__ = __str__
+
+
 class Function:
     """A compiled function. `Function(inputs, outputs, updates)(values)` returns the outputs'
     values as numpy arrays and applies the updates to their variables."""
@@ -168,6 +188,9 @@ class Function:
         return self._v
 
     def __call__(self, inputs=None):
+        return self._call(inputs)
+
+    def _call(self, inputs, profile=None):
         if inputs is None:
             inputs = []
         elif not isinstance(inputs, (list, tuple)):
@@ -178,7 +201,7 @@ class Function:
         v = self._v = self._choose(inputs) if self._switches else self._v
         if config.debug_mode():
             self._check_against_reference(v, inputs)
-        outs = v.exe.run(inputs)
+        outs = v.exe.run(inputs) if profile is None else v.exe.run(inputs, profile)
         if self.device == "cpu":
             for var in v.updated:  # the host value changed: a GPU copy of it is stale
                 var._device = None
@@ -194,6 +217,26 @@ class Function:
         return outs[0] if self.single else outs
 
     # ---- introspection ----------------------------------------------------------------------
+    def profile(self, inputs=None, rounds: int = 20) -> "Profile":
+        """Calls the function `rounds` times on `inputs` (after one call to warm up) and returns
+        where a call's time goes: each top-level kernel's mean time (a loop counts as one
+        kernel), and the rest of the call (argument checks, output arrays, this wrapper). The
+        calls are real: updates apply at each. CPU functions only."""
+        if self.device != "cpu":
+            raise NotImplementedError(f"{self.name}: profile() times CPU functions only (CUDA "
+                                      "kernels run asynchronously)")
+        if int(rounds) < 1:
+            raise ValueError(f"{self.name}: profile() needs rounds >= 1, got {rounds}")
+        self._call(inputs)
+        v = self._v
+        seconds = np.zeros(v.exe.n_kernels)
+        t = time.perf_counter()
+        for _ in range(int(rounds)):
+            self._call(inputs, seconds)
+        total = (time.perf_counter() - t) / int(rounds)
+        return Profile(self.name, list(zip(v.compiled.kernel_labels, seconds / int(rounds))),
+                       total)
+
     @property
     def source_path(self) -> str:
         """The generated C++ source of this function (in the cache)."""

@@ -309,6 +309,36 @@ def test_explain_and_environment_variable(tmp_path):
     assert "[elementwise] exp" in out.stderr
 
 
+def test_profile_times_each_kernel_and_keeps_the_call_semantics():
+    """Function.profile: one row per top-level kernel of the plan (a loop is one), times that
+    add up to at most the call's, results and updates as a plain call's at every round."""
+    x = K.placeholder((None, 37))
+    w = K.variable(np.linspace(-1, 1, 37 * 5).reshape(37, 5).astype(np.float32))
+    n = K.variable(0.0)
+    h = K.relu(K.dot(x, w))
+    _, _, states = K.rnn(lambda i, s: (i + s[0], [i + s[0]]), K.repeat(h, 4), [K.zeros_like(h)])
+    f = K.function([x], [K.sum(h, axis=0), states[0] * 2],
+                   updates=[K.update_add(n, 1.0)])
+    a = np.random.default_rng(0).standard_normal((9, 37)).astype(np.float32)
+    p = f.profile([a], rounds=3)
+    assert K.get_value(n) == 4  # a warm-up call and three rounds
+    labels = [label for label, _ in p.kernels]
+    assert len(labels) == f._current.exe.n_kernels >= 3
+    assert any("[gemm]" in lbl for lbl in labels) and any("[loop]" in lbl for lbl in labels)
+    times = np.array([t for _, t in p.kernels])
+    assert (times >= 0).all() and 0 < times.sum() <= p.total
+    text = str(p)
+    assert all(lbl in text for lbl in labels) and "outside kernels" in text
+    want = np.maximum(a @ K.get_value(w), 0)
+    got = f([a])
+    np.testing.assert_allclose(got[0], want.sum(0), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got[1], 8 * want, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="rounds >= 1"):
+        f.profile([a], rounds=0)
+    with pytest.raises(ValueError, match="float64 array of"):
+        f._current.exe.run([a], np.zeros(1))
+
+
 def test_debug_mode_names_the_first_differing_node(monkeypatch):
     from kcomp.ir import registry
     x = K.placeholder((None, 3))

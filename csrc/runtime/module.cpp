@@ -244,8 +244,18 @@ class Executable {
     kcomp_kernels_api()->weights_written(nullptr, 0);
   }
 
-  py::list run(const py::sequence &args) {
+  // profile: None, or a float64 array of n_kernels() to which each kernel's seconds are added
+  py::list run(const py::sequence &args, const py::object &profile) {
     const size_t n = specs_.size();
+    double *prof = nullptr;
+    if (!profile.is_none()) {
+      auto p = py::cast<py::array>(profile);
+      if (p.dtype().num() != py::dtype::of<double>().num() || p.ndim() != 1 ||
+          p.shape(0) != lib_->mod->n_kernels || !(p.flags() & py::array::c_style) || !p.writeable())
+        throw py::value_error(name_ + ": profile must be a writable float64 array of " +
+                              std::to_string(lib_->mod->n_kernels) + " elements");
+      prof = static_cast<double *>(p.mutable_data());
+    }
     if (static_cast<size_t>(py::len(args)) != n)
       throw py::value_error(name_ + " expects " + std::to_string(n) + " input" + (n == 1 ? "" : "s") +
                             ", got " + std::to_string(py::len(args)));
@@ -266,6 +276,7 @@ class Executable {
     call.outputs = outs.data();
     call.n_outputs = static_cast<int32_t>(outs.size());
     call.error[0] = 0;
+    call.profile = prof;
     for (auto &o : outs) std::memset(&o, 0, sizeof(o));
     int32_t st = lib_->mod->shapes(&call);
     if (st != KC_OK) raise_status(st, name_ + ": " + call.error);
@@ -285,6 +296,7 @@ class Executable {
   }
 
   void set_name(const std::string &n) { name_ = n; }
+  int32_t n_kernels() const { return lib_->mod->n_kernels; }
 
  private:
   // Accepts an array whose dtype converts to the input's dtype without changing kind (float64 ->
@@ -364,6 +376,7 @@ PYBIND11_MODULE(_runtime, m) {
                     std::vector<int32_t>>(),
            py::arg("library"), py::arg("inputs"), py::arg("output_dtypes"), py::arg("consts"),
            py::arg("const_dtypes"), py::arg("variables"), py::arg("variable_dtypes"))
-      .def("run", &Executable::run, py::arg("inputs"))
+      .def("run", &Executable::run, py::arg("inputs"), py::arg("profile") = py::none())
+      .def_property_readonly("n_kernels", &Executable::n_kernels)
       .def("set_name", &Executable::set_name);
 }

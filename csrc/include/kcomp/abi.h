@@ -14,7 +14,7 @@
 extern "C" {
 #endif
 
-#define KC_ABI_VERSION 2u
+#define KC_ABI_VERSION 3u
 #define KC_MAX_RANK 8
 #define KC_ERROR_CAP 512
 
@@ -160,6 +160,9 @@ typedef struct kc_call {
   kc_tensor *outputs;
   int32_t n_outputs;
   char error[KC_ERROR_CAP];
+  /* NULL, or one double per top-level kernel of the function (in plan order): run() adds the
+   * seconds each kernel took, loops counting as one kernel (Function.profile) */
+  double *profile;
 } kc_call;
 
 typedef int32_t (*kc_entry_fn)(kc_call *call);
@@ -171,6 +174,7 @@ typedef struct kc_module {
   int32_t n_inputs, n_consts, n_variables, n_outputs;
   kc_entry_fn shapes;
   kc_entry_fn run;
+  int32_t n_kernels; /* top-level kernels: kc_call.profile's length */
 } kc_module;
 
 /* Symbols every generated library exports. */

@@ -13,6 +13,7 @@
 
 #include "abi.h"
 #include "vmath.h"
+#include <time.h>
 #ifdef __CUDACC__
 #include <cuda_fp16.h>
 #define KC_INLINE static __host__ __device__ __forceinline__
@@ -28,6 +29,21 @@ namespace kc {
 typedef __half f16;
 #else
 typedef _Float16 f16;
+#endif
+
+/* ---- profiling (kc_call.profile) ----------------------------------------------------------- */
+#ifndef __CUDACC__
+static inline double seconds() {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+/* adds the time since *last to *slot; *last = now */
+static inline void lap(double *slot, double *last) {
+  const double now = seconds();
+  *slot += now - *last;
+  *last = now;
+}
 #endif
 
 /* ---- errors ------------------------------------------------------------------------------ */
