@@ -421,7 +421,7 @@ def test_direct_kernel_tiles(dtype):
     vector or several panels, one input channel, tiles cut short by the row's end, windows
     crossing the padding on both sides with strides and dilation along the row, rows that lie
     in the padding, and few rows split into blocks for the threads."""
-    cases = [conv_case(2, (5, 13), 3, (3, 3), 3, padding="same"),
+    cases = [conv_case(2, (5, 13), 3, (3, 3), 7, padding="same"),
              conv_case(2, (6, 17), 1, (3, 5), 20, strides=(1, 2), padding="same"),
              conv_case(2, (4, 19), 4, (2, 3), 70, padding="same", dil=(1, 3)),
              conv_case(2, (3, 9), 5, (5, 2), 40, strides=(2, 3), padding="same"),
@@ -429,6 +429,24 @@ def test_direct_kernel_tiles(dtype):
              conv_case(1, (61,), 2, (7,), 130, strides=3, padding="same"),
              conv_case(3, (3, 4, 14), 3, (3, 2, 3), 17, strides=(2, 1, 2), padding="same")]
     run_cases(cases, dtype, batches=(2, 1))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_few_output_channels_vectorize_over_pixels(dtype):
+    """channels_last convolutions with at most 4 output channels and stride 1 along the row run
+    conv_rows.j2 (vectors of output pixels over transposed input rows kept from row to row):
+    rows shorter and longer than a vector, ragged channel tiles of the transposes, strides
+    and dilation across rows, dilation along them, causal padding, 1 to 3 spatial dims, a
+    batch boundary inside a thread's rows; a row stride of 3 takes the direct kernel."""
+    cases = [conv_case(2, (5, 13), 3, (3, 3), 1, padding="same"),
+             conv_case(2, (6, 37), 5, (3, 5), 2, strides=(2, 1), padding="same"),
+             conv_case(2, (4, 19), 17, (2, 3), 3, padding="same", dil=(2, 3)),
+             conv_case(2, (8, 40), 16, (3, 3), 4),
+             conv_case(1, (150,), 6, (4,), 1, padding="causal", dil=2),
+             conv_case(3, (3, 4, 14), 3, (3, 2, 3), 2, strides=(2, 1, 1), padding="same"),
+             conv_case(2, (3, 9), 5, (5, 2), 2, strides=(2, 3), padding="same"),
+             epilogue_case(conv_case(2, (9, 21), 4, (3, 3), 1, padding="same"), 1, "relu")]
+    run_cases(cases, dtype, batches=(3, 1))
 
 
 def epilogue_case(base, cout, act, df="channels_last"):
@@ -447,7 +465,8 @@ def epilogue_case(base, cout, act, df="channels_last"):
 def test_conv_epilogues(dtype):
     """Bias and activation after a channels_last convolution run inside its kernel, on each
     block of output pixels while it is in cache (the direct kernel at 1-3 spatial dims, several
-    panels of output channels, strides; a 1x1 convolution's GEMM; depthwise rows, with a
+    panels of output channels, strides; 4 output channels' rows of pixels; a 1x1
+    convolution's GEMM; depthwise rows, with a
     channel multiplier too), and give the unfused values.
     channels_first convolutions are not fused (the CPU runs them between transposes)."""
     cases = [epilogue_case(conv_case(2, (7, 6), 3, (3, 3), 4, padding="same"), 4, "relu"),
@@ -464,7 +483,8 @@ def test_conv_epilogues(dtype):
                                      df="channels_first"), 4, "relu", df="channels_first")]
     f = run_cases(cases, dtype, batches=(5, 1))
     plan = kernel_plan(f)
-    assert plan.count("[conv_direct] conv+add+") == 4 and plan.count("[gemm] conv+add+") == 1 \
+    assert plan.count("[conv_direct] conv+add+") == 3 and plan.count("[gemm] conv+add+") == 1 \
+        and plan.count("[conv_rows] conv+add+") == 1 \
         and plan.count("[conv_window] depthwise_conv+add+") == 2, plan
 
 

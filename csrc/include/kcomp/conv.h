@@ -189,6 +189,54 @@ KC_INLINE void direct_pack(const T *KC_RESTRICT w, T *KC_RESTRICT wp, int64_t K,
       }
 }
 
+/* ---- few output channels, stride 1 along rows, channels_last (conv_rows.j2) --------------
+ *
+ * With fewer output channels than a vector holds, the direct kernel's lanes idle (one output
+ * channel: 1 of 16). Here a vector holds V consecutive output pixels of one row instead: the
+ * input rows that the row's windows read are first transposed to channel-major rows with zero
+ * padding on both sides, where for each tap and channel the V pixels' inputs are V consecutive
+ * elements; each is multiplied by that tap's weight for each output channel. */
+template <class T, int64_t O, int64_t KW, int64_t C, int64_t DLW>
+KC_CONV_FMA void rows_tile(const T *const *KC_RESTRICT xt, const int64_t *KC_RESTRICT tap,
+                           int64_t nrows, int64_t wp, const T *KC_RESTRICT w, int64_t ow0,
+                           T *KC_RESTRICT out) {
+  KC_CONV_CONTRACT
+  constexpr int V = KC_CONV_VBYTES / (int)sizeof(T);
+  typedef typename Vec<T>::type vec;
+  // A = 4 / O chains per output channel (at least 4 in all), so that the FMAs' latency hides
+  constexpr int A = O >= 4 ? 1 : 4 / (int)O;
+  vec acc[O][A];
+#pragma GCC unroll 4
+  for (int o = 0; o < O; ++o)
+#pragma GCC unroll 4
+    for (int a = 0; a < A; ++a) acc[o][a] = vec{};
+  for (int64_t q = 0; q < nrows; ++q)
+    for (int64_t kw = 0; kw < KW; ++kw) {
+      const T *KC_RESTRICT xr = xt[q] + ow0 + kw * DLW;
+      const T *KC_RESTRICT wr = w + (tap[q] + kw) * C * O;
+      int64_t c = 0;
+      for (; c + A <= C; c += A)
+#pragma GCC unroll 4
+        for (int a = 0; a < A; ++a) {
+          const vec xv = *(const vec *)(xr + (c + a) * wp);
+#pragma GCC unroll 4
+          for (int o = 0; o < O; ++o) acc[o][a] += xv * wr[(c + a) * O + o];
+        }
+      for (; c < C; ++c) {
+        const vec xv = *(const vec *)(xr + c * wp);
+#pragma GCC unroll 4
+        for (int o = 0; o < O; ++o) acc[o][0] += xv * wr[c * O + o];
+      }
+    }
+#pragma GCC unroll 4
+  for (int o = 0; o < O; ++o) {
+    vec t = acc[o][0];
+#pragma GCC unroll 4
+    for (int a = 1; a < A; ++a) t += acc[o][a];
+    *(vec *)(out + o * V) = t;
+  }
+}
+
 /* ---- depthwise convolution, channels_last, channel multiplier 1 (conv_window.j2) ------------
  *
  * One output row: y[ow C + c] = sum over the kernel rows inside the input (R of them: row

@@ -39,6 +39,10 @@ TILE_ROWS = (128, 2048)
 COLS_ELEMS = 1 << 20      # transposed convolution: tap contributions of a group of batch items,
 GROUP = 64                # of at most this many items
 LANES = 256               # accumulators of a direct sliding-window kernel
+# output channels up to which a convolution vectorizes over output pixels (conv_rows.j2): the
+# direct kernel vectorizes over output channels, and below a quarter of a vector most of its
+# lanes idle
+ROWS_MAX_O = 4
 CHUNKS = 16               # kernel gradients: partial sums of chunks of tiles,
 PARTIAL_BYTES = 32 << 20  # within this much memory
 
@@ -110,6 +114,9 @@ def emit_conv(L, node: Node, **epilogue):
     cf = node.attrs["data_format"] == "channels_first"
     assert L.target == "cuda" or not cf, "kcomp/ir/passes/layout.py makes CPU convs channels_last"
     K = C * int(S.mul(*g.ks))
+    if not cf and 0 < O <= ROWS_MAX_O and g.strides[-1] == 1 and L.target == "cpu":
+        _rows(L, node, g, C, O, K, **epilogue)
+        return
     if not cf and O > 0:
         _direct(L, node, g, C, O, K, **epilogue)
         return
@@ -149,6 +156,29 @@ def _direct(L, node: Node, g: Geometry, C: int, O: int, K: int, epi=None, label=
     ins = [L.ref(x).buf, L.ref(w).buf, wp, buf]
     outs = [L.ref(out).buf, wp, buf]
     L.add(Kernel(L.kernel_name(), "conv_direct", ctx, label or label_of([node]),
+                 merged(ins, reads), merged(outs, writes)))
+
+
+def _rows(L, node: Node, g: Geometry, C: int, O: int, K: int, epi=None, label=None, reads=(),
+          writes=()):
+    """channels_last, stride 1 along rows, at most ROWS_MAX_O output channels: vectors of
+    output pixels (conv_rows.j2)."""
+    x, w = node.inputs
+    out = node.outputs[0]
+    dt = out.type.dtype
+    L.include("kcomp/transpose.h")
+    ctx = _common(L, node, g)
+    # a transposed row: the row's pixels rounded up to whole vectors (of at most 64 bytes),
+    # and the taps' reach
+    wp = S.add(g.outs[-1], 64 // dt.itemsize + (ctx["KW"] - 1) * ctx["DLW"])
+    slots = _threads(L)
+    buf = L.buffer(dt, (slots, ctx["KD"] * ctx["KH"] * C, wp), "scratch")
+    ctx.update(C=C, O=O, rows=L.dims.expr(S.mul(g.batch, *g.outs[:-1])),
+               slots=L.dims.expr(slots), x=L.ref(x).buf.slot, w=L.ref(w).buf.slot,
+               y=L.ref(out).buf.slot, buf=buf.slot, epi=epi)
+    ins = [L.ref(x).buf, L.ref(w).buf, buf]
+    outs = [L.ref(out).buf, buf]
+    L.add(Kernel(L.kernel_name(), "conv_rows", ctx, label or label_of([node]),
                  merged(ins, reads), merged(outs, writes)))
 
 
