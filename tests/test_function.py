@@ -49,6 +49,22 @@ def test_in_place_updates_never_clobber_a_later_reader():
         np.testing.assert_allclose(K.get_value(v), v_old * 3, rtol=1e-6)
 
 
+def test_updates_reading_the_variable_elsewhere_in_their_kernel():
+    """A fused update kernel that also reads its variable at other positions (a reversed
+    slice, a transposed view) cannot write it in place: it would read elements it has
+    already written. Long enough for the vectorized loop."""
+    w0 = np.arange(1000, dtype=np.float32)
+    m0 = np.arange(48 * 48, dtype=np.float32).reshape(48, 48)
+    w, m, u = K.variable(w0), K.variable(m0), K.variable(w0)
+    f = K.function([], [], updates=[K.update(w, w[::-1] * 2.0 + w),
+                                    K.update(m, K.transpose(m) - m),
+                                    K.update(u, u * 2.0 + 1.0)])
+    f([])
+    np.testing.assert_array_equal(K.get_value(w), w0[::-1] * 2 + w0)
+    np.testing.assert_array_equal(K.get_value(m), m0.T - m0)
+    np.testing.assert_array_equal(K.get_value(u), w0 * 2 + 1)
+
+
 def test_updates_computed_by_a_product_epilogue():
     """An update whose value is a product's epilogue reading the variable (a gradient step
     W - lr dot(x^T, d), W + dot(x^T, e)) is not written into the variable by the product: the

@@ -211,19 +211,21 @@ class Lowerer:
         reads the variable's old value after that kernel: every reader runs in an earlier
         kernel, or in that kernel itself, which reads each element before writing it. Not so an
         epilogue of a matrix product or convolution: the product writes its block of the output
-        before the epilogue reads the variable there (W + dot(x^T, y) would compute 2 dot)."""
+        before the epilogue reads the variable there (W + dot(x^T, y) would compute 2 dot); nor
+        a read through a view in the kernel (w[::-1] + w reads elements written before)."""
         if not g.updates:
             return
         group_at = {m.uid: i for i, grp in enumerate(groups) for m in grp.members}
         last = {}
         for var, val in g.updates:
             last[var.node.uid] = (var, val)
-        readers: Dict[int, List] = {}  # variable uid -> nodes reading it (through views too)
+        # variable uid -> (node reading it, through views too; whether it reads it directly)
+        readers: Dict[int, List] = {}
         for n in g.nodes():
             for t in n.inputs:
                 src = self._view_source(t)
                 if src.node.op.name == "variable" and n.op.kind != "view":
-                    readers.setdefault(src.node.uid, []).append(n)
+                    readers.setdefault(src.node.uid, []).append((n, t is src))
         kept = {self._view_source(t).node.uid for t in g.outputs} | \
             {self._view_source(v).node.uid for _, v in g.updates}
         for var, val in last.values():
@@ -233,9 +235,12 @@ class Lowerer:
                     var.node.uid in kept or key(src) in claimed or key(src) in self.storage:
                 continue
             same_kernel_ok = groups[at].product is None
-            if all(group_at.get(r.uid, -1) < at or (same_kernel_ok and group_at.get(r.uid) == at
-                                                    and r.outputs[0].dims == var.dims)
-                   for r in readers.get(var.node.uid, [])):
+            # (a reader in the kernel reads element i where it writes element i: an elementwise
+            # op reading the variable itself, not a slice of it or an op on a view of it)
+            if all(group_at.get(r.uid, -1) < at or (
+                    same_kernel_ok and group_at.get(r.uid) == at and direct and
+                    r.op.kind == "elementwise" and r.outputs[0].dims == var.dims)
+                   for r, direct in readers.get(var.node.uid, [])):
                 claimed.add(key(src))
                 self.storage[key(src)] = Ref(self.ref(var).buf, src.dims)
 
