@@ -80,9 +80,12 @@ def test_other_loops_are_not_matched(layers):
 
 
 @pytest.mark.parametrize("kw", [{}, {"recurrent_activation": "hard_sigmoid"},
-                                {"use_bias": False}, {"return_sequences": True}])
+                                {"use_bias": False}, {"return_sequences": True},
+                                {"dropout": 0.3, "recurrent_dropout": 0.4}])
 @pytest.mark.parametrize("batch", [1, 6])
 def test_keras_lstm_runs_as_the_fused_cpu_kernel(kw, batch):
+    """(With dropout: in inference its masks are ones, by which the step multiplies its input
+    and state; kcomp/ir/passes/simplify.py drops those products, and the loop is matched.)"""
     from keras import backend as K
     units, steps, inputs = 19, 7, 5
     model = Sequential([LSTM(units, input_shape=(steps, inputs), **kw)])

@@ -19,6 +19,43 @@ def _const_all(t, value, negative_zero=False) -> bool:
     return not negative_zero or v.dtype.kind != "f" or bool(np.all(np.signbit(v)))
 
 
+def _ones(t) -> bool:
+    """t is 1 everywhere: a constant, or a broadcast or reshape of one (ones_like(x))."""
+    while t.node.op.name in ("broadcast_to", "reshape"):
+        t = t.node.inputs[0]
+    return _const_all(t, 1)
+
+
+def _without_unit_factors(node, inputs):
+    """A loop whose body multiplies by a captured value that is 1 everywhere (Keras's dropout
+    masks once the learning phase is known to be 0: ones_like(h)) without those products, when
+    they change neither shape nor dtype. (The fused LSTM then recognises the step.)"""
+    a, body = node.attrs, node.attrs["body"]
+    first = a["n_seq"] + a["n_state"]
+    ones = {p.node.uid for p, c in zip(body.inputs[first:], inputs[first:]) if _ones(c)}
+    if not ones:
+        return None
+
+    def visit(n, ins):
+        if n.op.name == "mul":
+            x, y = ins
+            out = n.outputs[0].type
+            if y.node.uid in ones and x.type == out:
+                return [x]
+            if x.node.uid in ones and y.type == out:
+                return [y]
+        return None
+
+    new = rewrite(Graph(body.inputs, body.outputs, ()), visit)
+    if all(t is u for t, u in zip(new.outputs, body.outputs)):
+        return None
+    used = {t.node.uid for n in new.nodes() for t in n.inputs} | {t.node.uid for t in new.outputs}
+    kept = [(p, c) for p, c in zip(new.inputs[first:], inputs[first:])
+            if p.node.uid in used or p.node.uid not in ones]
+    new = Graph(new.inputs[:first] + tuple(p for p, _ in kept), new.outputs, ())
+    return apply("loop", list(inputs[:first]) + [c for _, c in kept], dict(a, body=new))
+
+
 def simplify(graph: Graph) -> Graph:
     def visit(node, inputs):
         name = node.op.name
@@ -48,13 +85,18 @@ def simplify(graph: Graph) -> Graph:
                 return [chosen] if chosen.type == out else \
                     apply("broadcast_to", [chosen], {"dims": out.dims})
         # x + (-0), x - 0, x * 1, x / 1, where the constant changes neither shape nor dtype
+        # (for x * 1 also a broadcast 1: ones_like(y))
         if name in ("add", "sub", "mul", "truediv"):
             a, b = inputs
             unit = 0 if name in ("add", "sub") else 1
-            if _const_all(b, unit, negative_zero=name == "add") and a.type == out:
+            is_unit = _ones if name == "mul" else \
+                lambda t: _const_all(t, unit, negative_zero=name == "add")
+            if is_unit(b) and a.type == out:
                 return [a]
-            if name in ("add", "mul") and _const_all(a, unit, name == "add") and b.type == out:
+            if name in ("add", "mul") and is_unit(a) and b.type == out:
                 return [b]
+        if name == "loop":
+            return _without_unit_factors(node, inputs)
         return None
 
     return rewrite(graph, visit)
