@@ -17,9 +17,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
+from ...ir import shapes as S
 from ...ir.graph import Graph, Tensor
 from ..plan import Kernel, Ref
-from .common import copy_value, label_of
+from .common import Axis, contiguous_strides, copy_value, emit_copy, label_of
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,9 @@ def _either(pair, first, second):
 
 def match_lstm(node, body: Graph) -> Optional[LstmMatch]:
     a = node.attrs
-    if a["n_seq"] != 1 or a["n_state"] != 2 or a["reverse"] or len(body.outputs) != 3:
+    # (a reversed loop, Keras's go_backwards, is the forward loop over the reversed sequence
+    # unless it stacks its outputs at their steps' indices: emit_lstm reverses the sequence)
+    if a["n_seq"] != 1 or a["n_state"] != 2 or a.get("stack_at_index") or len(body.outputs) != 3:
         return None
     x_t, h, c = body.inputs[:3]
     h_new, c_new, y = body.outputs
@@ -151,6 +154,14 @@ def emit_lstm(L, node, m: LstmMatch) -> None:
         inits.append(ref.buf)
     h_out, c_out, h_seq = (L.ref(t).buf for t in node.outputs)
     xw = L.ref(seq).buf
+    if node.attrs["reverse"]:  # go_backwards: the steps' projections in the order they run
+        rev = Ref(L.buffer(seq.type.dtype, seq.dims, "scratch"), seq.dims)
+        strides = contiguous_strides(seq.dims)
+        axes = [Axis(seq.dims[0], ("lin", S.mul(-1, strides[0])), ("lin", strides[0]))] + \
+            [Axis(n, ("lin", st), ("lin", st)) for n, st in zip(seq.dims[1:], strides[1:])]
+        emit_copy(L, L.ref(seq), rev, axes, src_base=S.mul(S.add(seq.dims[0], -1), strides[0]),
+                  label="lstm: the sequence reversed")
+        xw = rev.buf
     w = L.ref(node.inputs[m.w_rec]).buf
     bias = L.ref(node.inputs[m.bias]).buf if m.bias is not None else None
     # kc_cuda_lstm adds no bias: x W + b for every step first, into scratch of the sequence's
