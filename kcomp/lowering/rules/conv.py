@@ -1,11 +1,12 @@
-"""Convolution and pooling kernels (templates conv_direct.j2, conv.j2, conv_window.j2,
-conv_transpose.j2) and the kernels of their gradients (conv_filter_direct.j2,
+"""Convolution and pooling kernels (templates conv_direct.j2, conv_rows.j2, conv.j2,
+conv_window.j2, conv_transpose.j2) and the kernels of their gradients (conv_filter_direct.j2,
 conv_filter_grad.j2, conv_window_grad.j2).
 
 - conv: channels_last, a direct kernel (implicit GEMM, kcomp/conv.h) over the input as it lies
   with the kernel packed once per call (im2col tiles + the tuned GEMM, one scratch tile per
-  thread, where it has no output channels); a 1x1 stride-1 convolution is a GEMM on the input
-  as it lies. channels_first: on the CPU, the channels_last kernel between transposes
+  thread, where it has no output channels); with at most ROWS_MAX_O output channels and
+  stride 1 along rows, vectors of output pixels over transposed input rows (conv_rows.j2); a
+  1x1 stride-1 convolution is a GEMM on the input as it lies. channels_first: on the CPU, the channels_last kernel between transposes
   (kcomp/ir/passes/layout.py), except the 1x1 GEMM, which takes either layout; in CUDA,
   im2col tiles.
 - conv_filter_grad: channels_last, direct (sums in registers over the pixels of runs of output
