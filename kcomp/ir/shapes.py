@@ -202,8 +202,10 @@ def slice_len(n: Dim, start, stop, step: int) -> Dim:
     """len(range(n)[start:stop:step])."""
     if isinstance(n, int):
         return len(range(n)[start:stop:step])
-    if start is None and stop is None and step == 1:
-        return n  # the whole axis (x[:, 0] of ones_like: the same extent, so that x * it is x)
+    if start is None and stop is None and step == 1 and n.op == "var":
+        # the whole of an extent (x[:, 0] of ones_like: the same extent, so that x * it is x);
+        # not of other expressions, which may be negative (arange clamps spans this way)
+        return n
     return Sym("slice", (n, start, stop, step))
 
 
