@@ -437,7 +437,8 @@ def test_few_output_channels_vectorize_over_pixels(dtype):
     conv_rows.j2 (vectors of output pixels over transposed input rows kept from row to row):
     rows shorter and longer than a vector, ragged channel tiles of the transposes, strides
     and dilation across rows, dilation along them, causal padding, 1 to 3 spatial dims, a
-    batch boundary inside a thread's rows; a row stride of 3 takes the direct kernel."""
+    batch boundary inside a thread's rows, 1x1 kernels (not the GEMM: 3 columns); a row stride
+    of 3 takes the direct kernel."""
     cases = [conv_case(2, (5, 13), 3, (3, 3), 1, padding="same"),
              conv_case(2, (6, 37), 5, (3, 5), 2, strides=(2, 1), padding="same"),
              conv_case(2, (4, 19), 17, (2, 3), 3, padding="same", dil=(2, 3)),
@@ -445,6 +446,7 @@ def test_few_output_channels_vectorize_over_pixels(dtype):
              conv_case(1, (150,), 6, (4,), 1, padding="causal", dil=2),
              conv_case(3, (3, 4, 14), 3, (3, 2, 3), 2, strides=(2, 1, 1), padding="same"),
              conv_case(2, (3, 9), 5, (5, 2), 2, strides=(2, 3), padding="same"),
+             conv_case(2, (6, 21), 9, (1, 1), 3),
              epilogue_case(conv_case(2, (9, 21), 4, (3, 3), 1, padding="same"), 1, "relu")]
     run_cases(cases, dtype, batches=(3, 1))
 

@@ -108,14 +108,15 @@ def emit_conv(L, node: Node, **epilogue):
     g = geometry(op_name("conv", n), x.type, w.dims[:n], node.attrs)
     C, O = w.dims[n], w.dims[n + 1]
     P = S.mul(*g.outs)
-    if all(k == 1 for k in g.ks) and all(s == 1 for s in g.strides):
+    cf = node.attrs["data_format"] == "channels_first"
+    few = not cf and 0 < O <= ROWS_MAX_O and g.strides[-1] == 1 and L.target == "cpu"
+    if all(k == 1 for k in g.ks) and all(s == 1 for s in g.strides) and not few:
         _pointwise(L, node, g, C, O, P, **epilogue)
         return
     L.include("kcomp/conv.h")
-    cf = node.attrs["data_format"] == "channels_first"
     assert L.target == "cuda" or not cf, "kcomp/ir/passes/layout.py makes CPU convs channels_last"
     K = C * int(S.mul(*g.ks))
-    if not cf and 0 < O <= ROWS_MAX_O and g.strides[-1] == 1 and L.target == "cpu":
+    if few:  # (1x1 too: as a GEMM, a product with 1 to 4 columns)
         _rows(L, node, g, C, O, K, **epilogue)
         return
     if not cf and O > 0:
