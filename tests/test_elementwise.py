@@ -268,6 +268,27 @@ def test_simplification_keeps_signed_zeros():
     assert "add" in plan  # x + 0.0 is computed; x - 0.0, x * 1.0 and x + (-0.0) are just x
 
 
+def test_simplification_of_repeated_constants():
+    """x * ones_like(y) is x; a sum of zeros_like(x) (Keras's initial RNN state) and its
+    reshapes and tiles are a broadcast 0, with no kernel that sums; a sum of ones stays."""
+    x = K.placeholder((None, 5, 3))
+    a = np.random.default_rng(0).standard_normal((4, 5, 3)).astype(np.float32)
+    zeros = K.sum(K.zeros_like(x), axis=(1, 2))
+    init = K.tile(K.expand_dims(zeros), (1, 7))
+    outs = [x * K.ones_like(x), init, K.sum(x * 2.0, axis=1), K.sum(K.ones_like(x), 1),
+            K.reshape(K.zeros_like(x), (-1, 5))]
+    got, want, f = run([(x, a)], outs)
+    for g, w in zip(got, want):
+        assert_same(g, w)
+    np.testing.assert_array_equal(got[0], a)
+    np.testing.assert_array_equal(got[1], np.zeros((4, 7), np.float32))
+    np.testing.assert_allclose(got[2], (a * 2).sum(1), rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(got[3], np.full((4, 3), 5, np.float32))
+    np.testing.assert_array_equal(got[4], np.zeros((12, 5), np.float32))
+    plan = f.explain().split("kernels:")[1].split("arena slots")[0]
+    assert plan.count("mul") == 1 and plan.count("sum") == 2 and "tile" not in plan, plan  # x * 2
+
+
 def test_nan_propagation():
     a = np.array([np.nan, 1.0, -1.0, np.nan], np.float32)
     b = np.array([0.0, np.nan, 2.0, np.nan], np.float32)

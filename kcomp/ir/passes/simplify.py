@@ -19,11 +19,17 @@ def _const_all(t, value, negative_zero=False) -> bool:
     return not negative_zero or v.dtype.kind != "f" or bool(np.all(np.signbit(v)))
 
 
-def _ones(t) -> bool:
-    """t is 1 everywhere: a constant, or a broadcast or reshape of one (ones_like(x))."""
+def _source_constant(t):
+    """The constant that t broadcasts or reshapes (ones_like(x), zeros_like(x)), or None."""
     while t.node.op.name in ("broadcast_to", "reshape"):
         t = t.node.inputs[0]
-    return _const_all(t, 1)
+    return t if t.node.op.name == "constant" else None
+
+
+def _ones(t) -> bool:
+    """t is 1 everywhere: a constant, or a broadcast or reshape of one (ones_like(x))."""
+    c = _source_constant(t)
+    return c is not None and _const_all(c, 1)
 
 
 def _without_unit_factors(node, inputs):
@@ -97,6 +103,19 @@ def simplify(graph: Graph) -> Graph:
                 return [b]
         if name == "loop":
             return _without_unit_factors(node, inputs)
+        # a copy of one value repeated (reshaped, tiled, transposed) is that value broadcast
+        # (when the op checks nothing at run time that the broadcast would not)
+        if name in ("reshape", "tile", "transpose", "broadcast_to") and not node.checks and \
+                inputs[0].node.op.name == "broadcast_to":
+            c = _source_constant(inputs[0])
+            if c is not None and c.ndim == 0:
+                return apply("broadcast_to", [c], {"dims": out.dims})
+        # a sum of +0s is +0 (Keras's initial RNN state: zeros_like(x) summed over its axes)
+        if name == "sum":
+            zero = _source_constant(inputs[0])
+            if zero is not None and zero.type.dtype == out.dtype and zero.ndim == 0 and \
+                    _const_all(zero, 0) and not np.signbit(zero.node.attrs["value"]).any():
+                return apply("broadcast_to", [zero], {"dims": out.dims})
         return None
 
     return rewrite(graph, visit)
