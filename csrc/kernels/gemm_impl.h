@@ -568,7 +568,7 @@ Plain plain_kind(const kc_gemm_args &g) {
   // while every group of rows streams past it (batches of small matrices), when it has at
   // least 16 bytes of columns (skinny_tail's narrowest vector) or masked vectors serve any
   // width (a Dense(2) or (3) head, or a 1x1 convolution to 2 or 3 channels, went to the packed
-  // path's 32-column tiles: (32768,64)x(64,2) float32 563 us, numpy 300)
+  // path's 32-column tiles: (32768,64)x(64,2) float32 525 us, numpy 172; now 155)
 #ifdef KC_MASKED_TAIL
   constexpr bool any_width = true;
 #else
