@@ -88,6 +88,14 @@ def strided_view(L, specs, whole, part) -> Tuple[S.Dim, List[S.Dim]]:
     return base, strides
 
 
+def copy_strided(L, src: Ref, dst: Ref, specs, label: str) -> None:
+    """dst = the strided slice `specs` (start, stop, step per axis) of src."""
+    base, strides = strided_view(L, specs, src.dims, dst.dims)
+    axes = [Axis(n, ("lin", s), ("lin", d))
+            for n, s, d in zip(dst.dims, strides, contiguous_strides(dst.dims))]
+    emit_copy(L, src, dst, axes, src_base=base, label=label)
+
+
 def slice_map(L, node: Node) -> Tuple[S.Dim, List[S.Dim]]:
     """strided_view of a slice node's elements in its contiguous source."""
     return strided_view(L, node.attrs["specs"], node.inputs[0].dims, node.outputs[0].dims)

@@ -7,8 +7,8 @@ from ...ir.graph import Node
 from ..names import Code
 from ..plan import Kernel
 from . import rule
-from .common import (Axis, Pointers, broadcast_strides, contiguous_strides, emit_copy, fill,
-                     key, label_of, strided_view)
+from .common import (Axis, Pointers, broadcast_strides, contiguous_strides, copy_strided,
+                     emit_copy, fill, key, label_of, strided_view)
 
 
 @rule("transpose")
@@ -32,11 +32,8 @@ def _broadcast_to(L, node: Node):
 
 @rule("slice")
 def _slice(L, node: Node):
-    x, out = node.inputs[0], node.outputs[0]
-    base, src = strided_view(L, node.attrs["specs"], x.dims, out.dims)
-    dst = contiguous_strides(out.dims)
-    axes = [Axis(n, ("lin", s), ("lin", d)) for n, s, d in zip(out.dims, src, dst)]
-    emit_copy(L, L.ref(x), L.ref(out), axes, src_base=base, label=label_of([node]))
+    copy_strided(L, L.ref(node.inputs[0]), L.ref(node.outputs[0]), node.attrs["specs"],
+                 label_of([node]))
 
 
 @rule("unslice")

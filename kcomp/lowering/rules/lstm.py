@@ -17,10 +17,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
-from ...ir import shapes as S
 from ...ir.graph import Graph, Tensor
 from ..plan import Kernel, Ref
-from .common import Axis, contiguous_strides, copy_value, emit_copy, label_of
+from .common import copy_strided, copy_value, label_of
 
 
 @dataclass(frozen=True)
@@ -156,11 +155,8 @@ def emit_lstm(L, node, m: LstmMatch) -> None:
     xw = L.ref(seq).buf
     if node.attrs["reverse"]:  # go_backwards: the steps' projections in the order they run
         rev = Ref(L.buffer(seq.type.dtype, seq.dims, "scratch"), seq.dims)
-        strides = contiguous_strides(seq.dims)
-        axes = [Axis(seq.dims[0], ("lin", S.mul(-1, strides[0])), ("lin", strides[0]))] + \
-            [Axis(n, ("lin", st), ("lin", st)) for n, st in zip(seq.dims[1:], strides[1:])]
-        emit_copy(L, L.ref(seq), rev, axes, src_base=S.mul(S.add(seq.dims[0], -1), strides[0]),
-                  label="lstm: the sequence reversed")
+        copy_strided(L, L.ref(seq), rev, ((None, None, -1),) + ((None, None, 1),) * (seq.ndim - 1),
+                     "lstm: the sequence reversed")
         xw = rev.buf
     w = L.ref(node.inputs[m.w_rec]).buf
     bias = L.ref(node.inputs[m.bias]).buf if m.bias is not None else None
