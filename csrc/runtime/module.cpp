@@ -109,12 +109,15 @@ class OutputPool {
   static constexpr size_t kMaxBlocks = 8;
   static size_t &capacity(void *h) { return *static_cast<size_t *>(h); }
 
-  void *reuse(size_t bytes) {  // the smallest free block that fits and wastes at most half
+  // the smallest free block that fits and wastes at most half; of equal ones the most recently
+  // returned (its pages are the warmest; the oldest first made a function's own block go to
+  // another caller whenever the pool held an older block of that size)
+  void *reuse(size_t bytes) {
     std::lock_guard<std::mutex> lock(mu_);
     size_t best = free_.size();
     for (size_t i = 0; i < free_.size(); ++i) {
       const size_t cap = capacity(free_[i]);
-      if (cap >= bytes && cap / 2 <= bytes && (best == free_.size() || cap < capacity(free_[best])))
+      if (cap >= bytes && cap / 2 <= bytes && (best == free_.size() || cap <= capacity(free_[best])))
         best = i;
     }
     if (best == free_.size()) return nullptr;
