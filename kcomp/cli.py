@@ -323,8 +323,11 @@ def paired_median_seconds(fa, fb, calls: int = CALLS, rounds: int = 4, settle: f
 
 
 def load_in_new_process() -> dict:
+    # run where this kcomp lies: `python -c` puts its working directory first on sys.path, and
+    # from a source checkout (README's `pip install . && kcomp demo`) it imported the unbuilt tree
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     p = subprocess.run([sys.executable, "-c", _LOAD_SCRIPT], stdout=subprocess.PIPE,
-                       stderr=subprocess.PIPE, text=True, timeout=600)
+                       stderr=subprocess.PIPE, text=True, timeout=600, cwd=here)
     if p.returncode != 0:
         raise RuntimeError(f"the new process failed to load the demo function:\n"
                            f"{p.stderr.strip()[-2000:]}")
