@@ -9,11 +9,12 @@
 //                Such batches are bound by latency: groups are sized for ~4 blocks an SM, and
 //                items stored back to back are copied as one run of 16-byte cp.async chunks,
 //                all in flight at once (4096 x 16x16x16 on an H100: 28 -> 18 us).
-//  * sgemm_simt: float32 exact. 128x128x16 block tile with an 8x8 register tile per thread (or
-//                64x64x8 with 4x4 when big tiles would not fill the GPU twice), 256 threads,
-//                4-stage cp.async pipeline; both operands sit k-major in shared memory ([k][m],
-//                [k][n]) so that a thread reads its fragments as float4s. An operand whose k index
-//                is contiguous in memory is transposed on the way in by 4-byte copies.
+//  * sgemm_simt: float32 exact. 128x256x32 or 128x128x32 block tile with an 8x16 or 8x8
+//                register tile per thread (or 64x64x8 with 4x4 when big tiles would not fill the
+//                GPU; launch_simt), 256 threads, 3-stage (4 for the small tile) cp.async pipeline; both operands sit k-major in
+//                shared memory ([k][m], [k][n]) so that a thread reads its fragments as float4s.
+//                An operand whose k index is contiguous in memory is transposed on the way in by
+//                4-byte copies.
 //  * gemm_tc:    tensor cores through mma.sync: m16n8k8 tf32 (float32 in and out; 4 warps of
 //                64x64, 4 stages) or m16n8k16 f16/bf16 (16-bit out; 8 warps of 64x32, 3 stages),
 //                float32 accumulation, 128x128 block tile, cp.async pipeline. Shared memory keeps
@@ -794,6 +795,23 @@ int sm_count() {
   return sms;
 }
 
+// The most shared memory a block may opt in to on the current device (cached per device).
+int smem_optin() {
+  static std::atomic<int> cached[64];
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) dev = 0;
+  if (dev >= 0 && dev < 64) {
+    const int c = cached[dev].load(std::memory_order_relaxed);
+    if (c > 0) return c;
+  }
+  int bytes = 0;
+  if (cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess ||
+      bytes <= 0)
+    bytes = 48 * 1024;
+  if (dev >= 0 && dev < 64) cached[dev].store(bytes, std::memory_order_relaxed);
+  return bytes;
+}
+
 // Raises a kernel's dynamic shared-memory limit once per device.
 template <auto Kern>
 int32_t allow_smem(int bytes, const char *what) {
@@ -862,7 +880,9 @@ int32_t launch_tc(GemmParams p, cudaStream_t st) {
 }
 
 // The 128x128 kernel's k depth, stages and blocks per SM (measured on an H100 at (32,512,512)^2
-// among BK 8 / 16, 3 / 4 stages, 1 / 2 blocks per SM and 128x64 tiles).
+// among BK 8 / 16, 3 / 4 stages, 1 / 2 blocks per SM and 128x64 tiles). BK 32 with 3 stages was
+// 3% faster on an H100 but needs 101 KB of shared memory, more than sm_86/89 give a block; this
+// one (68 KB) is also the fallback where the 128x256 kernel's 150 KB do not fit.
 constexpr int SIMT_BIG_BK = 16, SIMT_BIG_STAGES = 4, SIMT_BIG_MINB = 2;
 
 template <int BM, int BN, int TM, int TN, int BK, int STAGES, int MINB, int LAYOUT>
@@ -877,21 +897,37 @@ int32_t launch_simt_one(const GemmParams &p, cudaStream_t st) {
   return kcc::check_launch("sgemm_simt");
 }
 
+template <int BM, int BN, int TM, int TN, int BK, int STAGES, int MINB>
+int32_t launch_simt_layout(const GemmParams &p, cudaStream_t st) {
+  switch (p.a_kc | (p.b_kc << 1)) {
+    case 0: return launch_simt_one<BM, BN, TM, TN, BK, STAGES, MINB, 0>(p, st);
+    case 1: return launch_simt_one<BM, BN, TM, TN, BK, STAGES, MINB, 1>(p, st);
+    case 2: return launch_simt_one<BM, BN, TM, TN, BK, STAGES, MINB, 2>(p, st);
+    default: return launch_simt_one<BM, BN, TM, TN, BK, STAGES, MINB, 3>(p, st);
+  }
+}
+
+// The register tile, by how well its blocks fill the GPU:
+//  * 128x256 (8x16 a thread, 255 registers, one block an SM) where its tiles fill every SM at
+//    least once and, 256 wide, pad n no more than 128-wide tiles would (within 10%). On an H100
+//    against 128x128 (bench/gpu_gemm.py shapes, three alternated runs): (32,512,512)^2 0.238 ->
+//    0.220 ms, (8,1024,1024)^2 0.466 -> 0.425, (2,2048,2048)^2 0.905 -> 0.819 (0.85-0.90x
+//    torch.bmm). 256x128, and 128x128 with one block an SM, were no faster than 128x128 with two.
+//  * 128x128 (8x8, two blocks an SM) where its tiles fill every SM at least once;
+//  * 64x64 (4x4) otherwise.
 int32_t launch_simt(GemmParams p, cudaStream_t st) {
   p.vec_a = aligned(p.a, p.lda, p.sa, p.batch, 4, 16);
   p.vec_b = aligned(p.b, p.ldb, p.sb, p.batch, 4, 16);
   p.vec_c = aligned(p.c, p.ldc, p.sc, p.batch, 4, 16);
-  constexpr int BN = 128, TN = 8;
-  const int64_t big_tiles = kcc::ceil_div(p.m, 128) * kcc::ceil_div(p.n, BN) * p.batch;
-  const bool big = p.m > 64 && p.n > 64 && big_tiles >= 2LL * sm_count();
-  if (!big) return launch_simt_one<64, 64, 4, 4, 8, 4, 2, -1>(p, st);
-  constexpr int BK = SIMT_BIG_BK, S = SIMT_BIG_STAGES, MB = SIMT_BIG_MINB;
-  switch (p.a_kc | (p.b_kc << 1)) {
-    case 0: return launch_simt_one<128, BN, 8, TN, BK, S, MB, 0>(p, st);
-    case 1: return launch_simt_one<128, BN, 8, TN, BK, S, MB, 1>(p, st);
-    case 2: return launch_simt_one<128, BN, 8, TN, BK, S, MB, 2>(p, st);
-    default: return launch_simt_one<128, BN, 8, TN, BK, S, MB, 3>(p, st);
-  }
+  const int64_t sms = sm_count();
+  const int64_t rows = kcc::ceil_div(p.m, 128) * p.batch;  // tile rows of 128, all batch items
+  const int64_t n128 = kcc::ceil_div(p.n, 128), n256 = kcc::ceil_div(p.n, 256);
+  if (p.m > 64 && rows * n256 >= sms && n256 * 256 * 10 <= n128 * 128 * 11 &&
+      simt_smem_bytes<128, 256, 32, 3>() <= smem_optin())
+    return launch_simt_layout<128, 256, 8, 16, 32, 3, 1>(p, st);
+  if (p.m > 64 && p.n > 64 && rows * n128 >= sms)
+    return launch_simt_layout<128, 128, 8, 8, SIMT_BIG_BK, SIMT_BIG_STAGES, SIMT_BIG_MINB>(p, st);
+  return launch_simt_one<64, 64, 4, 4, 8, 4, 2, -1>(p, st);
 }
 
 int32_t launch_f64(const GemmParams &p, cudaStream_t st) {

@@ -186,6 +186,15 @@ def test_f32_big_tile_kernel(ta, tb):
     run_gemm("f32", 1030, 1030, 67, batch=4, ta=ta, tb=tb, seed=2)
 
 
+@pytest.mark.parametrize("ta,tb", TRANS)
+def test_f32_wide_tile_kernel(ta, tb):
+    # enough 128x256 tiles to fill an H100 once, n a multiple of 256 or just under: the 128x256
+    # kernel (8x16 a thread), with tails in m and k, and with its epilogue
+    run_gemm("f32", 1030, 1000, 67, batch=4, ta=ta, tb=tb, seed=4)
+    run_gemm("f32", 300, 512, 45, batch=60, ta=ta, tb=tb, alpha=0.5, use_bias=True, act=TANH,
+             seed=5)
+
+
 @pytest.mark.parametrize("path", ["f32", "tf32", "bf16"])
 def test_big(path):
     run_gemm(path, 512, 512, 512, batch=4, seed=3)
