@@ -198,6 +198,8 @@ def available() -> bool:
 def library() -> ctypes.CDLL:
     """libkcomp_cuda, built on first use; CudaUnavailableError where there is no GPU."""
     global _lib
+    if _lib is not None:  # (every call of a GPU function gets here: no lock once loaded)
+        return _lib
     with _lock:
         if _lib is None:
             if not gpu_present():
@@ -265,8 +267,9 @@ class DeviceArray:
     Numba read it without a copy); `numpy()` copies it to the host."""
 
     def __init__(self, shape, dtype, ptr: int | None = None, owner=None):
-        self.shape = tuple(int(s) for s in shape)
-        self.dtype = np.dtype(dtype)
+        # (per call for every output and GPU input: no conversion where it would be a no-op)
+        self.shape = tuple(map(int, shape))
+        self.dtype = dtype if isinstance(dtype, np.dtype) else np.dtype(dtype)
         self.size = math.prod(self.shape)  # (np.prod costs a few us: this is per call)
         self.nbytes = self.size * self.dtype.itemsize
         if ptr is None:
@@ -327,6 +330,10 @@ def gpu_array(x) -> Optional[DeviceArray]:
     GPU array."""
     if isinstance(x, DeviceArray):
         return x
+    if type(x).__module__ == "torch" and getattr(x, "is_cuda", False):
+        a = _torch_array(x)
+        if a is not None:
+            return a
     cai = getattr(x, "__cuda_array_interface__", None)
     if cai is not None:
         shape = tuple(cai["shape"])
@@ -342,6 +349,24 @@ def gpu_array(x) -> Optional[DeviceArray]:
             from .dlpack import from_dlpack
             return from_dlpack(x)
     return None
+
+
+_TORCH_DTYPES: dict = {}
+
+
+def _torch_array(x) -> Optional[DeviceArray]:
+    """A DeviceArray over a CUDA torch tensor, read from the tensor's own accessors (its
+    __cuda_array_interface__ costs microseconds a call); None for dtypes numpy lacks (bfloat16)."""
+    dt = _TORCH_DTYPES.get(x.dtype)
+    if dt is None:
+        try:
+            dt = np.dtype(str(x.dtype).rpartition(".")[2])
+        except TypeError:
+            return None
+        _TORCH_DTYPES[x.dtype] = dt
+    if not x.is_contiguous():
+        check_c_contiguous(tuple(x.shape), x.stride())
+    return DeviceArray(tuple(x.shape), dt, ptr=x.data_ptr(), owner=x)
 
 
 def check_c_contiguous(shape, strides) -> None:

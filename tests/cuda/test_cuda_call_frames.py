@@ -1,0 +1,125 @@
+"""The call tables of a GPU function (kcomp/cuda/executable.py, _Frame) are built once per thread
+and rewritten only where a pointer or shape changed. These tests need no GPU: a fake kernel
+library hands out addresses and a fake generated module records what each call passed."""
+import itertools
+import threading
+
+import numpy as np
+import pytest
+
+from kcomp.cuda import executable as ex
+from kcomp.cuda import runtime as rt
+
+F32 = 11  # KC_FLOAT32
+
+
+class FakeLib:
+    def __init__(self):
+        self.addresses = itertools.count(4096, 4096)
+
+    def kc_cuda_malloc(self, nbytes):
+        return next(self.addresses)
+
+    def kc_cuda_free(self, ptr):
+        pass
+
+
+class FakeModule:
+    """y = f(x, v) with y of shape (rows of x, 3); records each call's tables; `inner` (if set)
+    is called from inside run, as a print_tensor hook might."""
+
+    def __init__(self):
+        self.seen = []
+        self.inner = None
+
+    def shapes(self, ref):
+        c = ref._obj
+        out = c.outputs[0]
+        out.dtype, out.rank = F32, 2
+        out.shape[0], out.shape[1] = c.inputs[0].shape[0], 3
+        return 0
+
+    def run(self, ref):
+        c = ref._obj
+
+        def entry(t):
+            return t.data, tuple(t.shape[:t.rank]), tuple(t.strides[:t.rank])
+        if self.inner is not None:
+            inner, self.inner = self.inner, None
+            inner()
+        self.seen.append({"x": entry(c.inputs[0]), "v": entry(c.variables[0]),
+                          "y": entry(c.outputs[0])})
+        return 0
+
+
+class FakeType:
+    class dtype:
+        code = F32
+
+
+class FakeVariable:
+    type = FakeType
+
+    def __init__(self):
+        self._value = np.zeros(3, np.float32)
+        self._device = rt.DeviceArray((3,), np.float32)
+
+
+class FakeCompiled:
+    def __init__(self):
+        self.module = FakeModule()
+
+
+@pytest.fixture
+def exe(monkeypatch):
+    monkeypatch.setattr(rt, "_lib", FakeLib())
+    e = ex.CudaExecutable.__new__(ex.CudaExecutable)  # (__init__ uploads constants)
+    e.lib, e.kernels, e.api = FakeCompiled(), rt._lib, 1
+    e.specs = [("x", F32, [-1, 4], np.dtype(np.float32))]
+    e.output_codes = [F32]
+    e.consts, e.const_table = [], (rt.Tensor * 1)()
+    e.variables, e.updated = [FakeVariable()], []
+    e.name, e.device_outputs, e.copies = "f", True, False
+    e._local = threading.local()
+    return e
+
+
+def test_tables_follow_pointers_and_shapes(exe):
+    seen = exe.lib.module.seen
+    a, b = rt.DeviceArray((5, 4), np.float32), rt.DeviceArray((7, 4), np.float32)
+    for x in (a, a, b, a):
+        y = exe.run([x])[0]
+        last = seen[-1]
+        assert last["x"] == (x.ptr, x.shape, (4, 1))
+        assert last["y"] == (y.ptr, (x.shape[0], 3), (3, 1))
+        assert y.shape == (x.shape[0], 3)
+    assert len({s["y"][0] for s in seen}) == 4  # a new output block each call
+    var = exe.variables[0]
+    old = var._device.ptr
+    var._device = rt.DeviceArray((3,), np.float32)  # set_value: a new device copy
+    exe.run([a])
+    assert seen[-2]["v"][0] == old and seen[-1]["v"] == (var._device.ptr, (3,), (1,))
+
+
+def test_a_call_made_during_a_call_gets_its_own_tables(exe):
+    a, b = rt.DeviceArray((5, 4), np.float32), rt.DeviceArray((2, 4), np.float32)
+    module = exe.lib.module
+    inner_out = []
+    module.inner = lambda: inner_out.append(exe.run([b])[0])
+    y = exe.run([a])[0]
+    inner, outer = module.seen
+    assert inner["x"] == (b.ptr, (2, 4), (4, 1)) and inner["y"][0] == inner_out[0].ptr
+    assert outer["x"] == (a.ptr, (5, 4), (4, 1)) and outer["y"] == (y.ptr, (5, 3), (3, 1))
+
+
+def test_each_thread_has_its_own_tables(exe):
+    frames = []
+
+    def work():
+        frames.append(exe._frame())
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert frames[0] is not frames[1] and exe._frame() not in frames
