@@ -1103,8 +1103,11 @@ int32_t launch_cols(const float *x, void *y, int64_t outer, int64_t n, int64_t i
 // a cluster of up to 16 blocks that holds a stripe's n rows in at most 64 KB a block (three
 // blocks an SM). With more rows a block (one or two blocks an SM, each loading, waiting on its
 // cluster, then storing) it was slower than the streamed kernel on an H100: (16384, 16384) 1.54
-// against 1.19 ms; (1, 4096, 65536) 1.00 against 1.19 ms (bench/gpu_softmax_cols.py). Returns
-// false when it does not apply or the device refuses the cluster.
+// against 1.19 ms; (1, 4096, 65536) 1.00 against 1.19 ms (bench/gpu_softmax_cols.py). Stripes of
+// 16 columns, which fit 16384 rows in 64 KB a block, were slower too: (16384, 16384) 1.51 ms,
+// (4, 12000, 4096) 1.09 against 0.87. So were persistent clusters that split a stripe's rows
+// so that its second read would hit L2 (2.1 ms and more at (16384, 16384)). Returns false when
+// it does not apply or the device refuses the cluster.
 bool launch_resident(const float *x, float *y, int64_t outer, int64_t n, int64_t inner, bool lg,
                      const DevInfo &d, cudaStream_t stream, int32_t &status) {
   if (!clusters_allowed(d) || n < 2048 || inner % 4 != 0 ||
