@@ -780,7 +780,9 @@ __global__ void __launch_bounds__(256) dgemm_simple(GemmParams p) {
 
 constexpr int64_t MAX_GRID = 0x7fffffffLL;
 
-int sm_count() {
+// An attribute of the current device, cached per device (`fallback` when the query fails).
+template <cudaDeviceAttr ATTR>
+int device_attr(int fallback) {
   static std::atomic<int> cached[64];
   int dev = 0;
   if (cudaGetDevice(&dev) != cudaSuccess) dev = 0;
@@ -788,29 +790,16 @@ int sm_count() {
     const int c = cached[dev].load(std::memory_order_relaxed);
     if (c > 0) return c;
   }
-  int sms = 0;
-  if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || sms <= 0)
-    sms = 108;
-  if (dev >= 0 && dev < 64) cached[dev].store(sms, std::memory_order_relaxed);
-  return sms;
+  int v = 0;
+  if (cudaDeviceGetAttribute(&v, ATTR, dev) != cudaSuccess || v <= 0) v = fallback;
+  if (dev >= 0 && dev < 64) cached[dev].store(v, std::memory_order_relaxed);
+  return v;
 }
 
-// The most shared memory a block may opt in to on the current device (cached per device).
-int smem_optin() {
-  static std::atomic<int> cached[64];
-  int dev = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess) dev = 0;
-  if (dev >= 0 && dev < 64) {
-    const int c = cached[dev].load(std::memory_order_relaxed);
-    if (c > 0) return c;
-  }
-  int bytes = 0;
-  if (cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess ||
-      bytes <= 0)
-    bytes = 48 * 1024;
-  if (dev >= 0 && dev < 64) cached[dev].store(bytes, std::memory_order_relaxed);
-  return bytes;
-}
+int sm_count() { return device_attr<cudaDevAttrMultiProcessorCount>(108); }
+
+// The most shared memory a block may opt in to.
+int smem_optin() { return device_attr<cudaDevAttrMaxSharedMemoryPerBlockOptin>(48 * 1024); }
 
 // Raises a kernel's dynamic shared-memory limit once per device.
 template <auto Kern>
