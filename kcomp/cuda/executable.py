@@ -73,7 +73,10 @@ class CudaExecutable:
     def _input(self, i: int, x) -> rt.DeviceArray:
         name, code, dims, dt = self.specs[i]
         what = f"{self.name}: input {name!r} (#{i})"
-        a = rt.gpu_array(x)
+        try:
+            a = rt.gpu_array(x)
+        except ValueError as e:  # (not C-contiguous, a dtype numpy lacks)
+            raise ValueError(f"{what}: {e}") from None
         if a is not None:
             if a.dtype != dt:
                 raise ValueError(f"{what} is a GPU array of dtype {a.dtype}; this function takes "

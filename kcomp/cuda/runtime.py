@@ -331,9 +331,7 @@ def gpu_array(x) -> Optional[DeviceArray]:
     if isinstance(x, DeviceArray):
         return x
     if type(x).__module__ == "torch" and getattr(x, "is_cuda", False):
-        a = _torch_array(x)
-        if a is not None:
-            return a
+        return _torch_array(x)
     cai = getattr(x, "__cuda_array_interface__", None)
     if cai is not None:
         shape = tuple(cai["shape"])
@@ -354,15 +352,16 @@ def gpu_array(x) -> Optional[DeviceArray]:
 _TORCH_DTYPES: dict = {}
 
 
-def _torch_array(x) -> Optional[DeviceArray]:
+def _torch_array(x) -> DeviceArray:
     """A DeviceArray over a CUDA torch tensor, read from the tensor's own accessors (its
-    __cuda_array_interface__ costs microseconds a call); None for dtypes numpy lacks (bfloat16)."""
+    __cuda_array_interface__ costs microseconds a call)."""
     dt = _TORCH_DTYPES.get(x.dtype)
     if dt is None:
         try:
             dt = np.dtype(str(x.dtype).rpartition(".")[2])
         except TypeError:
-            return None
+            raise ValueError(f"a GPU tensor of dtype {x.dtype}, which numpy, and so kcomp, has "
+                             f"no type for") from None
         _TORCH_DTYPES[x.dtype] = dt
     if not x.is_contiguous():
         check_c_contiguous(tuple(x.shape), x.stride())

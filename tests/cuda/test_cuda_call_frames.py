@@ -1,6 +1,7 @@
-"""The call tables of a GPU function (kcomp/cuda/executable.py, _Frame) are built once per thread
-and rewritten only where a pointer or shape changed. These tests need no GPU: a fake kernel
-library hands out addresses and a fake generated module records what each call passed."""
+"""The host side of a GPU function's call (kcomp/cuda/executable.py): call tables (_Frame) built
+once per thread and rewritten only where a pointer or shape changed, and CUDA torch tensors read
+through their own accessors. These tests need no GPU: a fake kernel library hands out addresses,
+a fake generated module records what each call passed, and fake tensors stand in for torch's."""
 import itertools
 import threading
 
@@ -123,3 +124,53 @@ def test_each_thread_has_its_own_tables(exe):
     for t in threads:
         t.join()
     assert frames[0] is not frames[1] and exe._frame() not in frames
+
+
+class FakeDtype:
+    def __init__(self, name):
+        self.name = name
+
+    def __str__(self):
+        return "torch." + self.name
+
+
+class FakeTorchTensor:
+    """What kcomp reads of a CUDA torch.Tensor (its class's module is "torch")."""
+    is_cuda = True
+
+    def __init__(self, shape, dtype="float32", strides=None):
+        self.shape, self.dtype = shape, FakeDtype(dtype)
+        self._strides = strides
+
+    def is_contiguous(self):
+        return self._strides is None
+
+    def stride(self):
+        return self._strides
+
+    def data_ptr(self):
+        return 8192
+
+    @property
+    def __cuda_array_interface__(self):  # (torch's costs microseconds: must not be read)
+        raise AssertionError("read through __cuda_array_interface__")
+
+
+FakeTorchTensor.__module__ = "torch"
+
+
+def test_torch_tensors_are_read_through_their_accessors(exe):
+    t = FakeTorchTensor((6, 4))
+    y = exe.run([t])[0]
+    assert exe.lib.module.seen[-1]["x"] == (8192, (6, 4), (4, 1)) and y.shape == (6, 3)
+    a = rt.gpu_array(t)
+    assert (a.ptr, a.shape, a.dtype, a._owner) == (8192, (6, 4), np.dtype(np.float32), t)
+    with pytest.raises(ValueError, match=r"input 'x' \(#0\): a GPU array given to kcomp must be "
+                                         r"C-contiguous"):
+        exe.run([FakeTorchTensor((6, 4), strides=(1, 6))])
+    exe.run([FakeTorchTensor((6, 4), strides=(4, 1))])  # contiguous in all but torch's flag
+    with pytest.raises(ValueError, match=r"input 'x' \(#0\): a GPU tensor of dtype "
+                                         r"torch.bfloat16, which numpy"):
+        exe.run([FakeTorchTensor((6, 4), "bfloat16")])
+    with pytest.raises(ValueError, match="dtype float64; this function takes float32"):
+        exe.run([FakeTorchTensor((6, 4), "float64")])
