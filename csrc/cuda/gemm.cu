@@ -9,9 +9,9 @@
 //                Such batches are bound by latency: groups are sized for ~4 blocks an SM, and
 //                items stored back to back are copied as one run of 16-byte cp.async chunks,
 //                all in flight at once (4096 x 16x16x16 on an H100: 28 -> 18 us).
-//  * sgemm_simt: float32 exact. 128x256x32 or 128x128x32 block tile with an 8x16 or 8x8
-//                register tile per thread (or 64x64x8 with 4x4 when big tiles would not fill the
-//                GPU; launch_simt), 256 threads, 3-stage (4 for the small tile) cp.async pipeline; both operands sit k-major in
+//  * sgemm_simt: float32 exact. 128x256x32 block tiles with 8x16 a thread, or 128x128x16 with
+//                8x8 (or 64x64x8 with 4x4 when big tiles would not fill the GPU; launch_simt),
+//                256 threads, a 3- or 4-stage cp.async pipeline; both operands sit k-major in
 //                shared memory ([k][m], [k][n]) so that a thread reads its fragments as float4s.
 //                An operand whose k index is contiguous in memory is transposed on the way in by
 //                4-byte copies.
@@ -899,7 +899,7 @@ int32_t launch_simt_layout(const GemmParams &p, cudaStream_t st) {
 // The register tile, by how well its blocks fill the GPU:
 //  * 128x256 (8x16 a thread, 255 registers, one block an SM) where its tiles fill every SM at
 //    least once and, 256 wide, pad n no more than 128-wide tiles would (within 10%). On an H100
-//    against 128x128 (bench/gpu_gemm.py shapes, three alternated runs): (32,512,512)^2 0.238 ->
+//    against 128x128 (then with k steps of 32; three alternated runs): (32,512,512)^2 0.238 ->
 //    0.220 ms, (8,1024,1024)^2 0.466 -> 0.425, (2,2048,2048)^2 0.905 -> 0.819 (0.85-0.90x
 //    torch.bmm). 256x128, and 128x128 with one block an SM, were no faster than 128x128 with two.
 //  * 128x128 (8x8, two blocks an SM) where its tiles fill every SM at least once;
