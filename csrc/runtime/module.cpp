@@ -117,7 +117,8 @@ class OutputPool {
     size_t best = free_.size();
     for (size_t i = 0; i < free_.size(); ++i) {
       const size_t cap = capacity(free_[i]);
-      if (cap >= bytes && cap / 2 <= bytes && (best == free_.size() || cap <= capacity(free_[best])))
+      if (cap >= bytes && cap / 2 <= bytes &&
+          (best == free_.size() || cap <= capacity(free_[best])))
         best = i;
     }
     if (best == free_.size()) return nullptr;

@@ -99,10 +99,10 @@ class CudaExecutable:
         """This thread's call structures (a fresh set when a call is already using them: a
         print_tensor hook that calls the function again)."""
         fr = getattr(self._local, "frame", None)
-        if fr is None or fr.busy:
+        if fr is None:
+            fr = self._local.frame = _Frame(self)
+        elif fr.busy:
             fr = _Frame(self)
-            if getattr(self._local, "frame", None) is None:
-                self._local.frame = fr
         return fr
 
     def run(self, inputs: Sequence) -> List:

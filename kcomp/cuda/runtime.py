@@ -267,9 +267,8 @@ class DeviceArray:
     Numba read it without a copy); `numpy()` copies it to the host."""
 
     def __init__(self, shape, dtype, ptr: int | None = None, owner=None):
-        # (per call for every output and GPU input: no conversion where it would be a no-op)
         self.shape = tuple(map(int, shape))
-        self.dtype = dtype if isinstance(dtype, np.dtype) else np.dtype(dtype)
+        self.dtype = np.dtype(dtype)
         self.size = math.prod(self.shape)  # (np.prod costs a few us: this is per call)
         self.nbytes = self.size * self.dtype.itemsize
         if ptr is None:

@@ -5,10 +5,10 @@ conv_filter_grad.j2, conv_window_grad.j2).
 - conv: channels_last, a direct kernel (implicit GEMM, kcomp/conv.h) over the input as it lies
   with the kernel packed once per call (im2col tiles + the tuned GEMM, one scratch tile per
   thread, where it has no output channels); with at most ROWS_MAX_O output channels and
-  stride 1 along rows, vectors of output pixels over transposed input rows (conv_rows.j2); a
-  1x1 stride-1 convolution is a GEMM on the input as it lies. channels_first: on the CPU, the channels_last kernel between transposes
-  (kcomp/ir/passes/layout.py), except the 1x1 GEMM, which takes either layout; in CUDA,
-  im2col tiles.
+  stride 1 along rows, vectors of output pixels over transposed input rows (conv_rows.j2);
+  otherwise a 1x1 stride-1 convolution is a GEMM on the input as it lies. channels_first: on
+  the CPU, the channels_last kernel between transposes (kcomp/ir/passes/layout.py), except the
+  1x1 GEMM, which takes either layout; in CUDA, im2col tiles.
 - conv_filter_grad: channels_last, direct (sums in registers over the pixels of runs of output
   rows); channels_first, im2col tiles + the GEMM; either way in partial sums of a fixed
   number of chunks, added in order.
