@@ -174,7 +174,7 @@ def table(rows, copy_gbs) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=".")
-    ap.add_argument("--only", default="", help="comma-separated: copy,gemm,reduce,rnn,functions")
+    ap.add_argument("--only", default="", help="comma-separated: gemm,reduce,conv,rnn,functions")
     args = ap.parse_args(argv)
     import torch
     from kcomp.cuda import runtime
@@ -183,6 +183,7 @@ def main(argv=None) -> int:
     copy_gbs = bench_copy(torch, rows)
     groups = {"gemm": lambda: _load("gpu_gemm").bench_gemm(torch, rows),
               "reduce": lambda: _load("gpu_reduce").bench_reduce(torch, rows),
+              "conv": lambda: _load("gpu_conv").bench_conv(torch, rows),
               "rnn": lambda: _load("gpu_rnn").bench_lstm(torch, rows),
               "functions": lambda: bench_functions(torch, rows)}
     only = [g for g in args.only.split(",") if g] or list(groups)

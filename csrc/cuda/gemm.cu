@@ -34,13 +34,17 @@
 #include <stdint.h>
 
 #include <atomic>
+#include <string>
 
 #include "common.cuh"
+#include "conv_patches.cuh"
 
 namespace {
 
 // ---------------------------------------------------------------------------------------------
 // parameters and small device helpers
+
+using kcconv::ConvGeom;
 
 struct GemmParams {
   const void *a, *b, *bias;
@@ -55,6 +59,7 @@ struct GemmParams {
   int vec_a;  // 16-byte chunks of A along its contiguous axis are aligned
   int vec_b;
   int vec_c;  // C's rows start on the store width of the kernel (4 floats, or 2 elements)
+  ConvGeom cv;
 };
 
 using kcc::cp_async16;
@@ -335,7 +340,9 @@ __host__ __device__ constexpr int simt_smem_bytes() {
 // BM x BN block tile, TM x TN per thread as (TM/4) x (TN/4) float4 groups spaced BM/(TM/4) apart.
 // LAYOUT: -1 reads a_kc / b_kc from p at run time; else bit 0 is a_kc and bit 1 b_kc (fixed
 // layouts let the compiler drop the other load paths and their registers).
-template <int BM, int BN, int TM, int TN, int SIMT_BK, int SIMT_STAGES, int MINB, int LAYOUT>
+// CONV: A is a convolution's patches (ConvRows; LAYOUT 1, batch 1).
+template <int BM, int BN, int TM, int TN, int SIMT_BK, int SIMT_STAGES, int MINB, int LAYOUT,
+          bool CONV = false>
 __global__ void __launch_bounds__(SIMT_THREADS, MINB) sgemm_simt(GemmParams p) {
   static_assert((BM / TM) * (BN / TN) == SIMT_THREADS, "thread count");
   static_assert(TM % 4 == 0 && TN % 4 == 0, "float4 groups");
@@ -371,6 +378,15 @@ __global__ void __launch_bounds__(SIMT_THREADS, MINB) sgemm_simt(GemmParams p) {
     const int m0 = wk.tm * BM, n0 = wk.tn * BN;
     const float *A = static_cast<const float *>(p.a) + wk.b * p.sa;
     const float *B = static_cast<const float *>(p.b) + wk.b * p.sb;
+    const kcconv::ConvRows<BM, SIMT_BK, SIMT_THREADS> rows(p.cv, m0, CONV ? M : 0, tid);
+    auto load_a = [&](float *dst, int k0) {
+      if constexpr (CONV)
+        rows.fill(dst, p.cv, k0, K, tid, [A](float *d, int64_t o) {
+          cp_async4(d, o >= 0 ? A + o : A, o >= 0 ? 4 : 0);
+        });
+      else
+        simt_load<BM, SIMT_BK>(dst, A, p.lda, a_kc, vec_a, m0, M, k0, K, tid);
+    };
 
     float acc[TM][TN];
 #pragma unroll
@@ -381,7 +397,7 @@ __global__ void __launch_bounds__(SIMT_THREADS, MINB) sgemm_simt(GemmParams p) {
 #pragma unroll
     for (int s = 0; s < SIMT_STAGES - 1; ++s) {
       if (s < nk) {
-        simt_load<BM, SIMT_BK>(As0 + s * A_ELEMS, A, p.lda, a_kc, vec_a, m0, M, s * SIMT_BK, K, tid);
+        load_a(As0 + s * A_ELEMS, s * SIMT_BK);
         simt_load<BN, SIMT_BK>(Bs0 + s * B_ELEMS, B, p.ldb, b_kc, vec_b, n0, N, s * SIMT_BK, K, tid);
       }
       cp_async_commit();
@@ -394,7 +410,7 @@ __global__ void __launch_bounds__(SIMT_THREADS, MINB) sgemm_simt(GemmParams p) {
         const int nxt = kt + SIMT_STAGES - 1;
         if (nxt < nk) {
           const int s = nxt % SIMT_STAGES;
-          simt_load<BM, SIMT_BK>(As0 + s * A_ELEMS, A, p.lda, a_kc, vec_a, m0, M, nxt * SIMT_BK, K, tid);
+          load_a(As0 + s * A_ELEMS, nxt * SIMT_BK);
           simt_load<BN, SIMT_BK>(Bs0 + s * B_ELEMS, B, p.ldb, b_kc, vec_b, n0, N, nxt * SIMT_BK, K, tid);
         }
         cp_async_commit();
@@ -874,14 +890,15 @@ int32_t launch_tc(GemmParams p, cudaStream_t st) {
 // one (68 KB) is also the fallback where the 128x256 kernel's 150 KB do not fit.
 constexpr int SIMT_BIG_BK = 16, SIMT_BIG_STAGES = 4, SIMT_BIG_MINB = 2;
 
-template <int BM, int BN, int TM, int TN, int BK, int STAGES, int MINB, int LAYOUT>
+template <int BM, int BN, int TM, int TN, int BK, int STAGES, int MINB, int LAYOUT,
+          bool CONV = false>
 int32_t launch_simt_one(const GemmParams &p, cudaStream_t st) {
   constexpr int bytes = simt_smem_bytes<BM, BN, BK, STAGES>();
-  const int32_t s = allow_smem<sgemm_simt<BM, BN, TM, TN, BK, STAGES, MINB, LAYOUT>>(
+  const int32_t s = allow_smem<sgemm_simt<BM, BN, TM, TN, BK, STAGES, MINB, LAYOUT, CONV>>(
       bytes, "sgemm_simt: cudaFuncSetAttribute");
   if (s != KC_OK) return s;
   const int64_t tiles = kcc::ceil_div(p.m, BM) * kcc::ceil_div(p.n, BN) * p.batch;
-  sgemm_simt<BM, BN, TM, TN, BK, STAGES, MINB, LAYOUT>
+  sgemm_simt<BM, BN, TM, TN, BK, STAGES, MINB, LAYOUT, CONV>
       <<<grid_for(tiles), SIMT_THREADS, bytes, st>>>(p);
   return kcc::check_launch("sgemm_simt");
 }
@@ -935,47 +952,47 @@ int elem_size(int32_t dtype) {
   }
 }
 
-}  // namespace
-
-extern "C" KC_EXPORT int32_t kc_cuda_gemm(const kc_cuda_gemm_args *args, void *stream) {
-  if (!args) return kcc::set_error(KC_EINVAL, "kc_cuda_gemm: args is NULL");
+// Checks a product's arguments (who names the caller in messages) and fills p; empty: nothing
+// to compute.
+int32_t gemm_params(const kc_cuda_gemm_args *args, const char *who, GemmParams &p, bool &empty) {
+  auto fail = [who](const char *msg) {
+    return kcc::set_error(KC_EINVAL, (std::string(who) + ": " + msg).c_str());
+  };
   const kc_gemm_args &g = args->g;
   const int esize = elem_size(g.dtype);
   if (esize == 0)
-    return kcc::set_error(KC_EINVAL,
-                          "kc_cuda_gemm: dtype must be float32, float64, float16 or bfloat16");
+    return fail("dtype must be float32, float64, float16 or bfloat16");
   if (g.m < 0 || g.n < 0 || g.k < 0 || g.batch < 0)
-    return kcc::set_error(KC_EINVAL, "kc_cuda_gemm: m, n, k and batch must be >= 0");
+    return fail("m, n, k and batch must be >= 0");
   if (g.m >= (1LL << 30) || g.n >= (1LL << 30) || g.k >= (1LL << 30))
-    return kcc::set_error(KC_EINVAL, "kc_cuda_gemm: m, n and k must be < 2^30");
+    return fail("m, n and k must be < 2^30");
   if (args->precision != KC_PREC_EXACT && args->precision != KC_PREC_TF32)
-    return kcc::set_error(KC_EINVAL, "kc_cuda_gemm: precision must be KC_PREC_EXACT or KC_PREC_TF32");
+    return fail("precision must be KC_PREC_EXACT or KC_PREC_TF32");
   if (args->precision == KC_PREC_TF32 && g.dtype != KC_FLOAT32)
-    return kcc::set_error(KC_EINVAL, "kc_cuda_gemm: KC_PREC_TF32 applies to float32 only");
+    return fail("KC_PREC_TF32 applies to float32 only");
   if (args->act < KC_ACT_NONE || args->act > KC_ACT_HARD_SIGMOID)
-    return kcc::set_error(KC_EINVAL, "kc_cuda_gemm: act is not a kc_act value");
+    return fail("act is not a kc_act value");
   if (g.lda < 0 || g.ldb < 0 || g.ldc < 0)
-    return kcc::set_error(KC_EINVAL, "kc_cuda_gemm: leading dimensions must be >= 0");
+    return fail("leading dimensions must be >= 0");
   if (g.stride_a < 0 || g.stride_b < 0 || g.stride_c < 0)
-    return kcc::set_error(KC_EINVAL, "kc_cuda_gemm: batch strides must be >= 0");
+    return fail("batch strides must be >= 0");
   const int64_t a_row = g.trans_a ? g.m : g.k;  // elements per stored row of A
   const int64_t a_rows = g.trans_a ? g.k : g.m;
   const int64_t b_row = g.trans_b ? g.k : g.n;
   const int64_t b_rows = g.trans_b ? g.n : g.k;
   if (a_rows > 0 && a_row > 0 && g.lda < a_row)
-    return kcc::set_error(KC_EINVAL,
-                          "kc_cuda_gemm: lda is smaller than a row of A (k, or m when trans_a)");
+    return fail("lda is smaller than a row of A (k, or m when trans_a)");
   if (b_rows > 0 && b_row > 0 && g.ldb < b_row)
-    return kcc::set_error(KC_EINVAL,
-                          "kc_cuda_gemm: ldb is smaller than a row of B (n, or k when trans_b)");
+    return fail("ldb is smaller than a row of B (n, or k when trans_b)");
   if (g.m > 0 && g.n > 0 && g.ldc < g.n)
-    return kcc::set_error(KC_EINVAL, "kc_cuda_gemm: ldc is smaller than n");
-  if (g.m == 0 || g.n == 0 || g.batch == 0) return KC_OK;
-  if (!g.c) return kcc::set_error(KC_EINVAL, "kc_cuda_gemm: c is NULL");
+    return fail("ldc is smaller than n");
+  empty = g.m == 0 || g.n == 0 || g.batch == 0;
+  if (empty) return KC_OK;
+  if (!g.c) return fail("c is NULL");
   if (g.k > 0 && (!g.a || !g.b))
-    return kcc::set_error(KC_EINVAL, "kc_cuda_gemm: a or b is NULL while k > 0");
+    return fail("a or b is NULL while k > 0");
 
-  GemmParams p{};
+  p = GemmParams{};
   p.a = g.a;
   p.b = g.b;
   p.c = g.c;
@@ -994,6 +1011,19 @@ extern "C" KC_EXPORT int32_t kc_cuda_gemm(const kc_cuda_gemm_args *args, void *s
   p.alpha = args->alpha;
   p.a_kc = g.trans_a ? 0 : 1;
   p.b_kc = g.trans_b ? 1 : 0;
+  return KC_OK;
+}
+
+}  // namespace
+
+extern "C" KC_EXPORT int32_t kc_cuda_gemm(const kc_cuda_gemm_args *args, void *stream) {
+  if (!args) return kcc::set_error(KC_EINVAL, "kc_cuda_gemm: args is NULL");
+  GemmParams p;
+  bool empty = false;
+  const int32_t status = gemm_params(args, "kc_cuda_gemm", p, empty);
+  if (status != KC_OK || empty) return status;
+  const kc_gemm_args &g = args->g;
+  const int esize = elem_size(g.dtype);
   const cudaStream_t st = kcc::as_stream(stream);
 
   // batches of tiny matrices: whole items in shared memory
@@ -1013,4 +1043,61 @@ extern "C" KC_EXPORT int32_t kc_cuda_gemm(const kc_cuda_gemm_args *args, void *s
     case KC_FLOAT16: return launch_tc<__half>(p, st);
     default: return launch_tc<__nv_bfloat16>(p, st);
   }
+}
+
+// The implicit-GEMM convolution: sgemm_simt with the patches as A, in 128x128 tiles where they
+// fill every SM, 128x64 where up to 64 output channels do, else 64x64. float32 only; a TF32
+// request runs exact.
+extern "C" KC_EXPORT int32_t kc_cuda_conv(const kc_cuda_conv_args *args, void *stream) {
+  if (!args) return kcc::set_error(KC_EINVAL, "kc_cuda_conv: args is NULL");
+  const kc_gemm_args &g = args->gemm.g;
+  if (g.dtype != KC_FLOAT32)
+    return kcc::set_error(KC_EINVAL, "kc_cuda_conv: dtype must be float32");
+  if (g.trans_a || g.trans_b || g.batch != 1)
+    return kcc::set_error(KC_EINVAL, "kc_cuda_conv: the gemm view has no transposes and batch 1");
+  const int64_t ext[] = {args->d, args->h, args->w, args->c, args->od, args->oh, args->ow,
+                         args->kd, args->kh, args->kw};
+  for (int64_t v : ext)
+    if (v < 1 || v >= (1LL << 30))
+      return kcc::set_error(KC_EINVAL,
+                            "kc_cuda_conv: extents, channels and taps must be in [1, 2^30)");
+  const int64_t geo[] = {args->sd, args->sh, args->sw, args->dd, args->dh, args->dw};
+  for (int64_t v : geo)
+    if (v < 1 || v >= (1LL << 20))
+      return kcc::set_error(KC_EINVAL, "kc_cuda_conv: strides and dilations must be in [1, 2^20)");
+  const int64_t pads[] = {args->pd, args->ph, args->pw};
+  for (int64_t v : pads)
+    if (v < 0 || v >= (1LL << 20))
+      return kcc::set_error(KC_EINVAL, "kc_cuda_conv: padding must be in [0, 2^20)");
+  const int64_t reach[][3] = {{args->od, args->sd, (args->kd - 1) * args->dd},
+                              {args->oh, args->sh, (args->kh - 1) * args->dh},
+                              {args->ow, args->sw, (args->kw - 1) * args->dw}};
+  for (const auto &r : reach)  // patch coordinates stay in int
+    if ((r[0] - 1) * r[1] + r[2] >= (1LL << 30))
+      return kcc::set_error(KC_EINVAL, "kc_cuda_conv: the patches reach past 2^30 along an axis");
+  const int64_t pixels = args->od * args->oh * args->ow;
+  if (g.k != args->kd * args->kh * args->kw * args->c || g.m % pixels != 0)
+    return kcc::set_error(KC_EINVAL,
+                          "kc_cuda_conv: the gemm view must have k = kd*kh*kw*c and m = batch*od*oh*ow");
+  GemmParams p;
+  bool empty = false;
+  const int32_t status = gemm_params(&args->gemm, "kc_cuda_conv", p, empty);
+  if (status != KC_OK || empty) return status;
+  ConvGeom &cv = p.cv;
+  cv.d = (int)args->d, cv.h = (int)args->h, cv.w = (int)args->w, cv.c = (int)args->c;
+  cv.od = (int)args->od, cv.oh = (int)args->oh, cv.ow = (int)args->ow;
+  cv.kh = (int)args->kh, cv.kw = (int)args->kw;
+  cv.sd = (int)args->sd, cv.sh = (int)args->sh, cv.sw = (int)args->sw;
+  cv.pd = (int)args->pd, cv.ph = (int)args->ph, cv.pw = (int)args->pw;
+  cv.dd = (int)args->dd, cv.dh = (int)args->dh, cv.dw = (int)args->dw;
+  cv.vec = args->c % 4 == 0;
+  p.vec_b = aligned(p.b, p.ldb, p.sb, p.batch, 4, 16);
+  p.vec_c = aligned(p.c, p.ldc, p.sc, p.batch, 4, 16);
+  const cudaStream_t st = kcc::as_stream(stream);
+  const int64_t rows = kcc::ceil_div(p.m, 128), sms = sm_count();
+  if (p.n > 64 && rows * kcc::ceil_div(p.n, 128) >= sms)
+    return launch_simt_one<128, 128, 8, 8, SIMT_BIG_BK, SIMT_BIG_STAGES, SIMT_BIG_MINB, 1, true>(p, st);
+  if (p.n > 32 && rows * kcc::ceil_div(p.n, 64) >= sms)
+    return launch_simt_one<128, 64, 8, 4, 16, 4, 2, 1, true>(p, st);
+  return launch_simt_one<64, 64, 4, 4, 8, 4, 2, 1, true>(p, st);
 }

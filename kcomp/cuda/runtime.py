@@ -49,6 +49,12 @@ class CudaGemmArgs(ctypes.Structure):
                 ("bias", ctypes.c_void_p), ("alpha", ctypes.c_float)]
 
 
+class ConvArgs(ctypes.Structure):  # kc_cuda_conv_args
+    _fields_ = [("gemm", CudaGemmArgs)] + [
+        (f, ctypes.c_int64) for f in ("d", "h", "w", "c", "od", "oh", "ow", "kd", "kh", "kw",
+                                      "sd", "sh", "sw", "pd", "ph", "pw", "dd", "dh", "dw")]
+
+
 class ReduceArgs(ctypes.Structure):
     _fields_ = [("kind", ctypes.c_int32), ("dtype", ctypes.c_int32), ("outer", ctypes.c_int64),
                 ("n", ctypes.c_int64), ("inner", ctypes.c_int64), ("x", ctypes.c_void_p),
@@ -95,7 +101,7 @@ class Module(ctypes.Structure):  # kc_cuda_module
                 ("shapes", ENTRY), ("run", ENTRY)]
 
 
-CUDA_ABI_VERSION = 2
+CUDA_ABI_VERSION = 3
 
 # ---- building and loading the kernel library --------------------------------------------------
 
@@ -169,6 +175,7 @@ def _declare(lib: ctypes.CDLL) -> None:
         "kc_cuda_reduce": (c.c_int32, [c.POINTER(ReduceArgs), c.c_void_p]),
         "kc_cuda_softmax": (c.c_int32, [c.POINTER(SoftmaxArgs), c.c_void_p]),
         "kc_cuda_lstm": (c.c_int32, [c.POINTER(LstmArgs), c.c_void_p]),
+        "kc_cuda_conv": (c.c_int32, [c.POINTER(ConvArgs), c.c_void_p]),
         "kc_cuda_malloc": (c.c_void_p, [c.c_size_t]),
         "kc_cuda_free": (None, [c.c_void_p]),
         "kc_cuda_memcpy": (c.c_int32, [c.c_void_p, c.c_void_p, c.c_size_t, c.c_int32]),

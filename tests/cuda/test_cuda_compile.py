@@ -71,7 +71,14 @@ def corpus():
         K.pool2d(img, (2, 2), strides=(2, 2), pool_mode="max"),
         K.pool2d(img, (3, 3), padding="same", pool_mode="avg"),
         K.depthwise_conv2d(img, K.constant(np.ones((3, 3, 3, 2), np.float32))),
-        K.pool2d(img, (2, 2), pool_mode="max", data_format="channels_first")]))
+        K.pool2d(img, (2, 2), pool_mode="max", data_format="channels_first"),
+        # the implicit GEMM with a fused bias and relu; conv1d and conv3d through it too
+        K.relu(K.bias_add(K.conv2d(img, K.constant(np.ones((3, 3, 3, 8), np.float32)),
+                                   strides=(2, 2)), K.constant(np.ones(8, np.float32)))),
+        K.conv1d(K.reshape(img, (-1, 72, 3)), K.constant(np.ones((5, 3, 4), np.float32)),
+                 dilation_rate=2),
+        K.conv3d(K.reshape(img, (-1, 3, 3, 8, 3)),
+                 K.constant(np.ones((2, 2, 2, 3, 4), np.float32)), padding="same")]))
     for dt in ("float32", "float64"):  # convolutions' other kernels: gradients and transposes
         cf, cl = K.placeholder((None, 3, 9, 8), dtype=dt), K.placeholder((None, 9, 8, 3), dtype=dt)
         w, tw = K.placeholder((3, 2, 3, 4), dtype=dt), K.placeholder((3, 3, 5, 3), dtype=dt)
@@ -229,3 +236,23 @@ def test_tf32_only_for_float32_products(monkeypatch):
         plan = generate(prepare_function(Graph((x,), (K.dot(x, K.transpose(x)),), ())), "tf32",
                         target="cuda").plan
         assert next(k for k in plan.kernels if k.template == "gemm").ctx["precision"] == want
+
+
+def test_float32_channels_last_convs_go_to_the_implicit_gemm():
+    """conv2d (+ bias + relu, in the library GEMM's epilogue), conv1d and conv3d of float32
+    channels_last data are kc_cuda_conv calls; float64 and channels_first keep their kernels."""
+    img = K.placeholder((None, 9, 8, 4))
+    w = K.variable(np.ones((3, 3, 4, 8), np.float32))
+    b = K.variable(np.ones(8, np.float32))
+    y = K.relu(K.bias_add(K.conv2d(img, w, strides=(2, 1), padding="same"), b))
+    plan = generate(prepare_function(Graph((img,), (y,), ())), "conv", target="cuda").plan
+    gemm = next(k for k in plan.kernels if k.template == "gemm")
+    assert gemm.ctx["conv"]["sh"] == 2 and gemm.ctx["conv"]["ph"] == 1
+    assert (gemm.ctx["act"], gemm.ctx["bias_slot"] >= 0, gemm.ctx["epi"]) == \
+        ("KC_ACT_RELU", True, None)
+    for x, ker, fmt in ((K.placeholder((None, 9, 8, 4), dtype="float64"),
+                         K.variable(np.ones((3, 3, 4, 8)), dtype="float64"), "channels_last"),
+                        (K.placeholder((None, 4, 9, 8)), w, "channels_first")):
+        plan = generate(prepare_function(Graph((x,), (K.conv2d(x, ker, data_format=fmt),), ())),
+                        "conv", target="cuda").plan
+        assert not any(k.template == "gemm" for k in plan.kernels), fmt

@@ -274,6 +274,39 @@ def test_conv_and_pool(gpu, fmt):
            (dw, rand(rng, (3, 2, 4, 2), "float32"))], outs, rtol=1e-4)
 
 
+# float32 channels_last convolutions: the implicit GEMM (kc_cuda_conv). (input, kernel, kwargs):
+# channels not a multiple of 4 (per-element patch reads), output channels not a multiple of 4,
+# strides, dilations, padding, 1-3 spatial dims, one pixel, and tiles of 128x128 and 128x64 (m
+# large)
+IMPLICIT_GEMM_CONVS = [
+    ((1, 1, 1, 1), (1, 1, 1, 1), dict(strides=(2, 2))),
+    ((2, 7, 9, 3), (3, 3, 3, 5), dict(padding="same")),
+    ((3, 11, 10, 8), (3, 2, 8, 17), dict(strides=(2, 3))),
+    ((2, 12, 13, 4), (3, 3, 4, 6), dict(dilation_rate=(2, 3), padding="same")),
+    ((2, 16, 15, 12), (5, 5, 12, 130), dict(padding="same")),
+    ((1, 4, 4, 5), (4, 4, 5, 3), {}),
+    ((32, 32, 32, 16), (3, 3, 16, 256), dict(padding="same")),
+    ((32, 24, 24, 8), (3, 3, 8, 61), dict(padding="same")),
+    ((3, 50, 6), (5, 6, 7), dict(padding="causal", dilation_rate=2)),
+    ((4, 61, 8), (4, 8, 9), dict(strides=3)),
+    ((2, 5, 6, 7, 4), (2, 3, 2, 4, 5), dict(strides=(1, 2, 1), padding="same")),
+]
+
+
+@pytest.mark.parametrize("case", IMPLICIT_GEMM_CONVS, ids=lambda c: "x".join(map(str, c[0])))
+def test_conv_implicit_gemm(gpu, case):
+    """conv1d/2d/3d as the implicit GEMM, alone, with a bias and relu (the library's epilogue)
+    and with another elementwise epilogue, against the reference interpreter."""
+    shape, kshape, kw = case
+    rng = np.random.default_rng(len(shape) * 100 + kshape[-1])
+    conv = {3: K.conv1d, 4: K.conv2d, 5: K.conv3d}[len(shape)]
+    x, w, b = K.placeholder(shape), K.placeholder(kshape), K.placeholder(kshape[-1:])
+    y = conv(x, w, **kw)
+    outs = [y, K.relu(K.bias_add(conv(x, w, **kw), b)), K.tanh(y) * 2.0 + b]
+    check([(x, rand(rng, shape, "float32")), (w, rand(rng, kshape, "float32")),
+           (b, rand(rng, kshape[-1:], "float32"))], outs, rtol=1e-4)
+
+
 def test_tanh_and_sigmoid_accuracy(gpu):
     """float32 tanh and sigmoid use the hardware's approximate exp2 and reciprocal (rt.h): within
     a few ulp of float64 over the whole range, exact at 0, -0, the infinities and NaN."""

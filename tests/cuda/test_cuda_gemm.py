@@ -308,3 +308,38 @@ def test_bad_arguments():
     # a and b may be NULL when k == 0 (nothing is read)
     cr.check(call(good(k=0, a=None, b=None, lda=0, ldb=4)), "k == 0")
     cr.synchronize()
+
+
+def test_conv_bad_arguments():
+    """kc_cuda_conv refuses inconsistent geometry with kcomp's ValueError, and computes a small
+    convolution (one 2x2 tap window over a 3x3 image of ones, two output channels) right."""
+    x = cr.DeviceArray.from_numpy(np.ones(9, np.float32))
+    w = cr.DeviceArray.from_numpy(np.arange(8, dtype=np.float32))  # (2, 2, 1, 2)
+    y = cr.DeviceArray.empty((8,), np.float32)
+    lib = cr.library()
+
+    def args(**kw):
+        a = cr.ConvArgs()
+        g = a.gemm.g
+        g.dtype, g.m, g.n, g.k, g.batch = KC_FLOAT32, 4, 2, 4, 1
+        g.a, g.lda, g.b, g.ldb, g.c, g.ldc = x.ptr, 4, w.ptr, 2, y.ptr, 2
+        a.gemm.alpha = 1.0
+        geo = dict(d=1, h=3, w=3, c=1, od=1, oh=2, ow=2, kd=1, kh=2, kw=2, sd=1, sh=1, sw=1,
+                   pd=0, ph=0, pw=0, dd=1, dh=1, dw=1)
+        for name, v in kw.items():
+            setattr(g if name in ("dtype", "trans_a", "batch", "m", "k") else a, name, v)
+        for name, v in geo.items():
+            if name not in kw:
+                setattr(a, name, v)
+        return ctypes.byref(a)
+
+    cr.poison(y)
+    cr.check(lib.kc_cuda_conv(args(), None), "good conv")
+    np.testing.assert_array_equal(y.numpy(), np.tile([12.0, 16.0], 4))
+    for kw in [dict(dtype=KC_FLOAT64), dict(trans_a=1), dict(batch=2), dict(c=0), dict(kh=0),
+               dict(sh=0), dict(dw=0), dict(ph=-1), dict(k=5), dict(m=5), dict(oh=1 << 30),
+               dict(ow=1 << 20, sw=1 << 12)]:
+        with pytest.raises(ValueError):
+            cr.check(lib.kc_cuda_conv(args(**kw), None), f"conv {kw}")
+    with pytest.raises(ValueError):
+        cr.check(lib.kc_cuda_conv(None, None), "conv NULL args")

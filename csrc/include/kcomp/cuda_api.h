@@ -17,7 +17,7 @@
 extern "C" {
 #endif
 
-#define KC_CUDA_ABI_VERSION 2u
+#define KC_CUDA_ABI_VERSION 3u
 
 /* 16-bit brain float: a CUDA kernel-library dtype only (the IR has no bfloat16). */
 #define KC_BFLOAT16 13
@@ -72,6 +72,23 @@ typedef struct kc_cuda_reduce_args {
   void *y;
 } kc_cuda_reduce_args;
 
+/* A convolution as an implicit GEMM, float32, channels_last, 1 to 3 spatial dims (padded to 3
+ * with leading size-1 dims): y (batch, od, oh, ow, o) = act(alpha * sum over taps and channels of
+ * x (batch, d, h, w, c) * w (kd, kh, kw, c, o) + bias). The input patches are read where they lie
+ * (no im2col buffer). gemm carries the product's view: m = batch * od * oh * ow, n = o,
+ * k = kd * kh * kw * c, a = x (lda = k), b = w (ldb = o), c = y (ldc = o), batch 1, no transposes;
+ * precision, act, bias and alpha as for kc_cuda_gemm. Padding: pd, ph, pw zeros before the
+ * first element along each axis (and as many after as the output extents need). */
+typedef struct kc_cuda_conv_args {
+  kc_cuda_gemm_args gemm;
+  int64_t d, h, w, c;      /* input extents */
+  int64_t od, oh, ow;      /* output extents */
+  int64_t kd, kh, kw;      /* taps */
+  int64_t sd, sh, sw;      /* strides */
+  int64_t pd, ph, pw;      /* leading padding */
+  int64_t dd, dh, dw;      /* dilations */
+} kc_cuda_conv_args;
+
 /* y = softmax(x) over the middle axis of (outer, n, inner), float32; log_softmax when `log`. */
 typedef struct kc_cuda_softmax_args {
   int64_t outer, n, inner;
@@ -110,6 +127,7 @@ typedef struct kc_cuda_api {
   /* K.print_tensor: message and a tensor in host memory, to the hook the host set with
    * kc_cuda_set_print (the Python runtime's writes to sys.stderr); nothing without one. */
   void (*print)(const char *message, const kc_tensor *tensor);
+  int32_t (*conv)(const kc_cuda_conv_args *args, void *stream);
 } kc_cuda_api;
 
 typedef void (*kc_print_fn)(const char *message, const kc_tensor *tensor);
@@ -148,6 +166,7 @@ KC_EXPORT int32_t kc_cuda_gemm(const kc_cuda_gemm_args *args, void *stream);
 KC_EXPORT int32_t kc_cuda_reduce(const kc_cuda_reduce_args *args, void *stream);
 KC_EXPORT int32_t kc_cuda_softmax(const kc_cuda_softmax_args *args, void *stream);
 KC_EXPORT int32_t kc_cuda_lstm(const kc_cuda_lstm_args *args, void *stream);
+KC_EXPORT int32_t kc_cuda_conv(const kc_cuda_conv_args *args, void *stream);
 /* device memory and copies; kind: 1 host to device, 2 device to host, 3 device to device */
 KC_EXPORT void *kc_cuda_malloc(size_t bytes);
 KC_EXPORT void kc_cuda_free(void *ptr);

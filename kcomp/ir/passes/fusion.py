@@ -186,14 +186,17 @@ def fuse(graph: Graph, materialize: Set[int] = frozenset(), target: str = "cpu")
 
 def _takes_epilogue(d: Node, target: str) -> bool:
     """Whether d's kernel can apply an epilogue to each finished block of its output: a float
-    dot with a 2-D right operand, or on the CPU a channels_last (depthwise) convolution
-    (kcomp/lowering/rules/conv.py: its output pixels are the rows of a matrix of channels)."""
-    if d.outputs[0].type.dtype.name not in ("float32", "float64"):
+    dot with a 2-D right operand, or a channels_last convolution (kcomp/lowering/rules/conv.py:
+    its output pixels are the rows of a matrix of channels): on the CPU a (depthwise) one, in
+    CUDA a float32 one (the implicit GEMM)."""
+    dtype = d.outputs[0].type.dtype.name
+    if dtype not in ("float32", "float64"):
         return False
     if d.op.name == "dot":
         return d.inputs[1].ndim == 2
-    return d.op.name in ("conv", "depthwise_conv") and target == "cpu" and \
-        d.attrs["data_format"] == "channels_last"
+    if d.op.name not in ("conv", "depthwise_conv") or d.attrs["data_format"] != "channels_last":
+        return False
+    return target == "cpu" or d.op.name == "conv" and dtype == "float32"
 
 
 def _prologue_of(n: Node, group_of, members, users, roots, materialize) -> bool:

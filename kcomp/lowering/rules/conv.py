@@ -8,7 +8,8 @@ conv_filter_grad.j2, conv_window_grad.j2).
   stride 1 along rows, vectors of output pixels over transposed input rows (conv_rows.j2);
   otherwise a 1x1 stride-1 convolution is a GEMM on the input as it lies. channels_first: on
   the CPU, the channels_last kernel between transposes (kcomp/ir/passes/layout.py), except the
-  1x1 GEMM, which takes either layout; in CUDA, im2col tiles.
+  1x1 GEMM, which takes either layout; in CUDA, im2col tiles. CUDA channels_last float32:
+  the kernel library's implicit GEMM (kc_cuda_conv), patches read where they lie.
 - conv_filter_grad: channels_last, direct (sums in registers over the pixels of runs of output
   rows); channels_first, im2col tiles + the GEMM; either way in partial sums of a fixed
   number of chunks, added in order.
@@ -119,6 +120,9 @@ def emit_conv(L, node: Node, **epilogue):
     if few:  # (1x1 too: as a GEMM, a product with 1 to 4 columns)
         _rows(L, node, g, C, O, K, **epilogue)
         return
+    if L.target == "cuda" and not cf and O > 0 and out.type.dtype.name == "float32":
+        _implicit_gemm(L, node, g, C, O, K, **epilogue)
+        return
     if not cf and O > 0:
         _direct(L, node, g, C, O, K, **epilogue)
         return
@@ -159,6 +163,22 @@ def _direct(L, node: Node, g: Geometry, C: int, O: int, K: int, epi=None, label=
     outs = [L.ref(out).buf, wp, buf]
     L.add(Kernel(L.kernel_name(), "conv_direct", ctx, label or label_of([node]),
                  merged(ins, reads), merged(outs, writes)))
+
+
+def _implicit_gemm(L, node: Node, g: Geometry, C: int, O: int, K: int, **epilogue):
+    """CUDA, channels_last float32: the kernel library's implicit GEMM (kc_cuda_conv), which
+    reads the patches where they lie; the fused epilogue runs after it as after any GEMM."""
+    x, w = node.inputs
+    ctx = _common(L, node, g)
+    conv = {"c": C}
+    for axis in "DHW":
+        a = axis.lower()
+        conv.update({a: ctx[axis], "o" + a: ctx["O" + axis], "k" + a: ctx["K" + axis],
+                     "s" + a: ctx["S" + axis], "p" + a: ctx["P" + axis],
+                     "d" + a: ctx["DL" + axis]})
+    emit_gemm(L, node, L.ref(x), L.ref(w), L.ref(node.outputs[0]), trans_a=False,
+              trans_b=False, m=S.mul(g.batch, *g.outs), n=O, k=K, batch=1, lda=K, ldb=O, ldc=O,
+              stride_a=0, stride_b=0, stride_c=0, conv=conv, **epilogue)
 
 
 def _rows(L, node: Node, g: Geometry, C: int, O: int, K: int, epi=None, label=None, reads=(),

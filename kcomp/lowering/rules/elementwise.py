@@ -52,7 +52,8 @@ def lower_epilogue(L, g: Group) -> None:
         fused = _bias_act(L, g, product)
         if fused is not None:  # the CUDA library GEMM's own epilogue: no pass of its own
             L.storage[key(out)] = L.ref(g.stored[0])
-            emit_dot(L, product, bias=fused[0], act=fused[1], label=label_of(g.members))
+            emit = emit_dot if product.op.name == "dot" else emit_conv
+            emit(L, product, bias=fused[0], act=fused[1], label=label_of(g.members))
             return
     it = list(out.dims)
     ptrs = Pointers()
@@ -80,19 +81,21 @@ GEMM_ACTS = {"relu": "KC_ACT_RELU", "sigmoid": "KC_ACT_SIGMOID", "tanh": "KC_ACT
 
 
 def _bias_act(L, g: Group, dot):
-    """A Dense layer's epilogue, dot(x, W) + b then at most one plain activation, stored once as
-    the group's last value, float: (bias buffer, kc_act name) for the CUDA library GEMM, or
-    None."""
+    """A Dense (or Conv) layer's epilogue, dot(x, W) + b (or conv(x, W) + b) then at most one
+    plain activation, stored once as the group's last value, float: (bias buffer, kc_act name)
+    for the CUDA library GEMM, or None."""
     out = dot.outputs[0]
     rest = [m for m in g.members if m is not dot]
     if len(g.stored) != 1 or g.stored[0].node is not g.root or g.stored[0].type != out.type \
-            or dot.inputs[1].ndim != 2 or not out.type.dtype.is_float \
+            or (dot.op.name == "dot" and dot.inputs[1].ndim != 2) or not out.type.dtype.is_float \
             or not 1 <= len(rest) <= 2 or rest[0].op.name != "add":
         return None
     a, b = rest[0].inputs
     bias = b if key(a) == key(out) else a if key(b) == key(out) else None
     n = out.dims[-1]
-    if bias is None or tuple(bias.dims) != (n,) or bias.type.dtype != out.type.dtype \
+    # a bias row: (n,), or (1, ..., 1, n) as K.bias_add reshapes it for a convolution
+    if bias is None or tuple(bias.dims) != (1,) * (bias.ndim - 1) + (n,) \
+            or bias.type.dtype != out.type.dtype \
             or key(bias) not in L.storage:
         return None
     act = "KC_ACT_NONE"

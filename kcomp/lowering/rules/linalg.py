@@ -27,10 +27,13 @@ def _materialize_moved(L, x: Tensor, src_axis: int, dst_axis: int) -> Tuple[Ref,
 
 def emit_gemm(L, node: Node, a: Ref, b: Ref, c: Ref, *, trans_a, trans_b, m, n, k, batch, lda,
               ldb, ldc, stride_a, stride_b, stride_c, epi=None, label=None, reads=(),
-              writes=(), bias: Ref | None = None, act: Code = Code("KC_ACT_NONE")) -> None:
+              writes=(), bias: Ref | None = None, act: Code = Code("KC_ACT_NONE"),
+              conv: dict | None = None) -> None:
     """One GEMM kernel; epi: a fused epilogue's pointers, loads, body and stores over C's
     (row i0, column i1), with the extra buffers it reads and writes. bias, act (CUDA only): a
-    bias row and activation the library GEMM applies itself."""
+    bias row and activation the library GEMM applies itself. conv (CUDA float32 only): A is
+    the patches of a channels_last convolution with this geometry (kc_cuda_conv_args' fields
+    as C expressions), read where they lie by the library's implicit GEMM."""
     e = L.dims.expr
     dt = node.outputs[0].type.dtype
     ctx = {"dtype_code": int_lit(dt.code), "native": dt.name in ("float32", "float64"),
@@ -43,6 +46,7 @@ def emit_gemm(L, node: Node, a: Ref, b: Ref, c: Ref, *, trans_a, trans_b, m, n, 
     ctx.update(pa=ptrs.get(a.buf), pb=ptrs.get(b.buf), pc=ptrs.get(c.buf, write=True),
                ptrs=ptrs.decls, slot_a=a.buf.slot, slot_b=b.buf.slot, slot_c=c.buf.slot,
                what=Code(node.op.name), prepack=False, cache_b=False, epi=epi, act=act,
+               conv=conv,
                bias_slot=bias.buf.slot if bias is not None else -1,
                # CUDA float32: TF32 tensor cores only when the user allows them
                precision=int(L.target == "cuda" and dt.name == "float32" and
