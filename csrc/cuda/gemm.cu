@@ -1058,9 +1058,9 @@ extern "C" KC_EXPORT int32_t kc_cuda_conv(const kc_cuda_conv_args *args, void *s
   const int64_t ext[] = {args->d, args->h, args->w, args->c, args->od, args->oh, args->ow,
                          args->kd, args->kh, args->kw};
   for (int64_t v : ext)
-    if (v < 1 || v >= (1LL << 30))
+    if (v < 0 || v >= (1LL << 30))
       return kcc::set_error(KC_EINVAL,
-                            "kc_cuda_conv: extents, channels and taps must be in [1, 2^30)");
+                            "kc_cuda_conv: extents, channels and taps must be in [0, 2^30)");
   const int64_t geo[] = {args->sd, args->sh, args->sw, args->dd, args->dh, args->dw};
   for (int64_t v : geo)
     if (v < 1 || v >= (1LL << 20))
@@ -1076,11 +1076,12 @@ extern "C" KC_EXPORT int32_t kc_cuda_conv(const kc_cuda_conv_args *args, void *s
     if ((r[0] - 1) * r[1] + r[2] >= (1LL << 30))
       return kcc::set_error(KC_EINVAL, "kc_cuda_conv: the patches reach past 2^30 along an axis");
   const int64_t pixels = args->od * args->oh * args->ow;
-  if (g.k != args->kd * args->kh * args->kw * args->c || g.m % pixels != 0)
+  if (g.k != args->kd * args->kh * args->kw * args->c ||
+      (pixels == 0 ? g.m != 0 : g.m % pixels != 0))
     return kcc::set_error(KC_EINVAL,
                           "kc_cuda_conv: the gemm view must have k = kd*kh*kw*c and m = batch*od*oh*ow");
   GemmParams p;
-  bool empty = false;
+  bool empty = false;  // no output (then no division by an extent below); k == 0: zeros
   const int32_t status = gemm_params(&args->gemm, "kc_cuda_conv", p, empty);
   if (status != KC_OK || empty) return status;
   ConvGeom &cv = p.cv;

@@ -338,8 +338,11 @@ def test_conv_bad_arguments():
     np.testing.assert_array_equal(y.numpy(), np.tile([12.0, 16.0], 4))
     for kw in [dict(dtype=KC_FLOAT64), dict(trans_a=1), dict(batch=2), dict(c=0), dict(kh=0),
                dict(sh=0), dict(dw=0), dict(ph=-1), dict(k=5), dict(m=5), dict(oh=1 << 30),
+               dict(oh=0), dict(h=-1),
                dict(ow=1 << 20, sw=1 << 12)]:
         with pytest.raises(ValueError):
             cr.check(lib.kc_cuda_conv(args(**kw), None), f"conv {kw}")
     with pytest.raises(ValueError):
         cr.check(lib.kc_cuda_conv(None, None), "conv NULL args")
+    # no output pixels (an input smaller than the taps): nothing to do
+    cr.check(lib.kc_cuda_conv(args(m=0, oh=0, h=1), None), "empty conv")
