@@ -248,6 +248,22 @@ def test_float32_channels_last_convs_go_to_the_implicit_gemm():
     plan = generate(prepare_function(Graph((img,), (y,), ())), "conv", target="cuda").plan
     gemm = next(k for k in plan.kernels if k.template == "gemm")
     assert gemm.ctx["conv"]["sh"] == 2 and gemm.ctx["conv"]["ph"] == 1
+    # the geometry of conv3d (taps 2x3x2, strides (1, 2, 1), "same": 1 zero after along each
+    # axis, none before) and of a dilated causal conv1d (4 taps of reach 2: 8 zeros before)
+    x3, x1 = K.placeholder((None, 5, 6, 7, 4)), K.placeholder((None, 50, 6))
+    for y, want in (
+            (K.conv3d(x3, K.variable(np.ones((2, 3, 2, 4, 5), np.float32)), strides=(1, 2, 1),
+                      padding="same"),
+             dict(c=4, d="5", od="5", kd=2, sd=1, pd=0, dd=1, h="6", oh="3", kh=3, sh=2, ph=0,
+                  dh=1, w="7", ow="7", kw=2, sw=1, pw=0, dw=1)),
+            (K.conv1d(x1, K.variable(np.ones((5, 6, 7), np.float32)), padding="causal",
+                      dilation_rate=2),
+             dict(c=6, d="1", od="1", kd=1, sd=1, pd=0, dd=1, h="1", oh="1", kh=1, sh=1, ph=0,
+                  dh=1, w="50", ow="50", kw=5, sw=1, pw=8, dw=2))):
+        x = x3 if y.ndim == 5 else x1
+        plan = generate(prepare_function(Graph((x,), (y,), ())), "conv", target="cuda").plan
+        conv = next(k for k in plan.kernels if k.template == "gemm").ctx["conv"]
+        assert conv == want
     assert (gemm.ctx["act"], gemm.ctx["bias_slot"] >= 0, gemm.ctx["epi"]) == \
         ("KC_ACT_RELU", True, None)
     for x, ker, fmt in ((K.placeholder((None, 9, 8, 4), dtype="float64"),
