@@ -238,9 +238,10 @@ def test_tf32_only_for_float32_products(monkeypatch):
         assert next(k for k in plan.kernels if k.template == "gemm").ctx["precision"] == want
 
 
-def test_float32_channels_last_convs_go_to_the_implicit_gemm():
+def test_float32_convs_go_to_the_implicit_gemm():
     """conv2d (+ bias + relu, in the library GEMM's epilogue), conv1d and conv3d of float32
-    channels_last data are kc_cuda_conv calls; float64 and channels_first keep their kernels."""
+    data are kc_cuda_conv calls (channels_first ones between transposes); float64 ones keep
+    their direct kernels."""
     img = K.placeholder((None, 9, 8, 4))
     w = K.variable(np.ones((3, 3, 4, 8), np.float32))
     b = K.variable(np.ones(8, np.float32))
@@ -266,9 +267,12 @@ def test_float32_channels_last_convs_go_to_the_implicit_gemm():
         assert conv == want
     assert (gemm.ctx["act"], gemm.ctx["bias_slot"] >= 0, gemm.ctx["epi"]) == \
         ("KC_ACT_RELU", True, None)
-    for x, ker, fmt in ((K.placeholder((None, 9, 8, 4), dtype="float64"),
-                         K.variable(np.ones((3, 3, 4, 8)), dtype="float64"), "channels_last"),
-                        (K.placeholder((None, 4, 9, 8)), w, "channels_first")):
+    w64 = K.variable(np.ones((3, 3, 4, 8)), dtype="float64")
+    for shape, ker, fmt, implicit in (((None, 9, 8, 4), w64, "channels_last", False),
+                                      ((None, 4, 9, 8), w64, "channels_first", False),
+                                      ((None, 4, 9, 8), w, "channels_first", True)):
+        x = K.placeholder(shape, dtype=K.dtype(ker))
         plan = generate(prepare_function(Graph((x,), (K.conv2d(x, ker, data_format=fmt),), ())),
                         "conv", target="cuda").plan
-        assert not any(k.template == "gemm" for k in plan.kernels), fmt
+        assert any("conv" in k.ctx for k in plan.kernels if k.template == "gemm") == implicit, \
+            (fmt, K.dtype(ker))

@@ -290,19 +290,24 @@ IMPLICIT_GEMM_CONVS = [
     ((3, 50, 6), (5, 6, 7), dict(padding="causal", dilation_rate=2)),
     ((4, 61, 8), (4, 8, 9), dict(strides=3)),
     ((2, 5, 6, 7, 4), (2, 3, 2, 4, 5), dict(strides=(1, 2, 1), padding="same")),
+    ((2, 5, 9, 8), (3, 3, 5, 6), dict(strides=(2, 1), padding="same",
+                                      data_format="channels_first")),
 ]
 
 
 @pytest.mark.parametrize("case", IMPLICIT_GEMM_CONVS, ids=lambda c: "x".join(map(str, c[0])))
 def test_conv_implicit_gemm(gpu, case):
-    """conv1d/2d/3d as the implicit GEMM, alone, with a bias and relu (the library's epilogue)
-    and with another elementwise epilogue, against the reference interpreter."""
+    """conv1d/2d/3d as the implicit GEMM (channels_first between transposes), alone, with a
+    bias and relu (the library's epilogue) and with another elementwise epilogue, against the
+    reference interpreter."""
     shape, kshape, kw = case
     rng = np.random.default_rng(len(shape) * 100 + kshape[-1])
     conv = {3: K.conv1d, 4: K.conv2d, 5: K.conv3d}[len(shape)]
     x, w, b = K.placeholder(shape), K.placeholder(kshape), K.placeholder(kshape[-1:])
     y = conv(x, w, **kw)
-    outs = [y, K.relu(K.bias_add(conv(x, w, **kw), b)), K.tanh(y) * 2.0 + b]
+    fmt = kw.get("data_format", "channels_last")
+    outs = [y, K.relu(K.bias_add(conv(x, w, **kw), b, data_format=fmt)),
+            K.tanh(y) * 2.0 + (b if fmt == "channels_last" else 0.5)]
     check([(x, rand(rng, shape, "float32")), (w, rand(rng, kshape, "float32")),
            (b, rand(rng, kshape[-1:], "float32"))], outs, rtol=1e-4)
 

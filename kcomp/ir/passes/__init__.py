@@ -15,9 +15,9 @@ PIPELINE = (simplify, cse, merge_loops, fold_constants, simplify, cse, hoist_loo
 
 
 def optimize(graph: Graph, target: str = "cpu") -> Graph:
-    """The pipeline, after the target's layout choices (CPU: channels_last convolutions)."""
-    if target == "cpu":
-        graph = channels_last_convs(graph)
+    """The pipeline, after the target's layout choices (channels_last convolutions: all on the
+    CPU, float32 ones in CUDA)."""
+    graph = channels_last_convs(graph, None if target == "cpu" else ("float32",))
     for p in PIPELINE:
         graph = p(graph)
     return graph

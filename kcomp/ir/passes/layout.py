@@ -1,9 +1,10 @@
-"""CPU layout: a channels_first convolution becomes the channels_last one between two
-transpositions. The channels_last direct kernel (kcomp/conv.h) reads the input as it lies;
-channels_first would take im2col tiles that the GEMM then packs again. Two transposes cost
+"""Layout: a channels_first convolution becomes the channels_last one between two
+transpositions. On the CPU, the channels_last direct kernel (kcomp/conv.h) reads the input as it
+lies; channels_first would take im2col tiles that the GEMM then packs again. Two transposes cost
 less than that second copy: conv2d (8,32,56,56) 3x3 x32 'same', two threads, 1.40 -> 1.03 ms
-(PyTorch 1.09; bench/sweep.py). simplify then cancels the transposes between two such
-convolutions in a row."""
+(PyTorch 1.09; bench/sweep.py). In CUDA, float32 ones, for the implicit GEMM (channels_last
+only) in place of a one-thread-per-output kernel. simplify then cancels the transposes between
+two such convolutions in a row."""
 from __future__ import annotations
 
 from ..graph import Graph
@@ -11,9 +12,11 @@ from ..registry import apply1
 from .rewrite import rewrite
 
 
-def channels_last_convs(graph: Graph) -> Graph:
+def channels_last_convs(graph: Graph, dtypes=None) -> Graph:
+    """dtypes: the names of the dtypes whose convolutions change (None: all)."""
     def visit(node, inputs):
-        if node.op.name != "conv" or node.attrs["data_format"] != "channels_first":
+        if node.op.name != "conv" or node.attrs["data_format"] != "channels_first" or \
+                dtypes is not None and node.outputs[0].type.dtype.name not in dtypes:
             return None
         x, w = inputs
         n = len(node.attrs["strides"])

@@ -8,8 +8,10 @@ conv_filter_grad.j2, conv_window_grad.j2).
   stride 1 along rows, vectors of output pixels over transposed input rows (conv_rows.j2);
   otherwise a 1x1 stride-1 convolution is a GEMM on the input as it lies. channels_first: on
   the CPU, the channels_last kernel between transposes (kcomp/ir/passes/layout.py), except the
-  1x1 GEMM, which takes either layout; in CUDA, im2col tiles. CUDA channels_last float32:
-  the kernel library's implicit GEMM (kc_cuda_conv), patches read where they lie.
+  1x1 GEMM, which takes either layout. In CUDA, float32 convolutions are the kernel
+  library's implicit GEMM (kc_cuda_conv, patches read where they lie; channels_first ones
+  between transposes, as on the CPU), others a direct kernel per output element (conv.j2,
+  conv_direct.j2).
 - conv_filter_grad: channels_last, direct (sums in registers over the pixels of runs of output
   rows); channels_first, im2col tiles + the GEMM; either way in partial sums of a fixed
   number of chunks, added in order.
