@@ -6,6 +6,9 @@ Imported by the GPU benchmark script, which passes the torch module in:
     rows = []
     bench_conv(torch, rows)   # appends {"workload", "kcomp_ms", "peer", "peer_ms", "flops"}
 
+The last row is a Conv2D layer (convolution, bias, relu) compiled by K.function, called on a
+torch tensor with the output left on the GPU, against the same three ops in torch.
+
 Each kcomp result is checked against torch's conv2d in float64 before it is timed
 (AssertionError on a mismatch). Times: medians of 30 CUDA-event-timed calls after 5 warm-ups.
 `flops` is 2 * batch * oh * ow * o * kh * kw * c.
@@ -76,5 +79,34 @@ def bench_conv(torch, rows: list) -> None:
             peer_ms = cuda_time_ms(torch, lambda: F.conv2d(xt, wt, padding=pad), WARMUP, REPS)
             rows.append({"workload": name, "kcomp_ms": kc_ms, "peer": "torch conv2d (cuDNN)",
                          "peer_ms": peer_ms, "flops": 2.0 * b * oh * ow * o * kh * kw * c})
+        _layer(torch, rows, gen)
     finally:
         cudnn.allow_tf32, cudnn.benchmark = saved
+
+
+def _layer(torch, rows, gen) -> None:
+    import kcomp.backend as K
+    F = torch.nn.functional
+    (b, h, wd, c), (kh, kw, o), _ = _CASES[0]
+    x = torch.randn(b, h, wd, c, device="cuda", generator=gen)
+    w = torch.randn(kh, kw, c, o, device="cuda", generator=gen)
+    bias = torch.randn(o, device="cuda", generator=gen)
+    p = K.placeholder((None, h, wd, c))
+    wv, bv = K.variable(w.cpu().numpy()), K.variable(bias.cpu().numpy())
+    f = K.function([p], [K.relu(K.bias_add(K.conv2d(p, wv, padding="same"), bv))],
+                   device="cuda", device_outputs=True)
+    xt = x.permute(0, 3, 1, 2)
+    wt = w.permute(3, 2, 0, 1).contiguous(memory_format=torch.channels_last)
+
+    def peer():
+        return F.relu(F.conv2d(xt, wt, bias, padding=1))
+    got = torch.as_tensor(f([x])[0], device="cuda").double()
+    want = F.relu(F.conv2d(xt.double(), wt.double(), bias.double(), padding=1)).permute(0, 2, 3, 1)
+    err = ((got - want).norm() / want.norm()).item()
+    if not err < 1e-5:
+        raise AssertionError(f"Conv2D layer: relative error {err:.3g} against float64")
+    rows.append({"workload": f"Conv2D layer ({b},{h},{wd},{c}) {kh}x{kw} {o} + bias + relu "
+                             "(K.function)",
+                 "kcomp_ms": cuda_time_ms(torch, lambda: f([x]), WARMUP, REPS),
+                 "peer": "torch conv2d + relu", "peer_ms": cuda_time_ms(torch, peer, WARMUP, REPS),
+                 "flops": 2.0 * b * h * wd * o * kh * kw * c})
