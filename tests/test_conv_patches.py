@@ -1,8 +1,9 @@
 """The CUDA implicit-GEMM convolution's patch reads (csrc/cuda/conv_patches.cuh), checked on the
 host: tests/native/conv_patches.cpp fills every A tile as the kernel's threads do, for x holding
-each element's offset + 1, and the result must be numpy's im2col of that x, for 1-3 spatial
-dims, channels a multiple of 4 and not, strides, dilations, padding, and pixel counts that
-leave partial tiles. (The kernel itself runs in the CUDA tests, on a GPU.)"""
+each element's offset + 1, and the result must be numpy's im2col of that x, with zeros in the
+tiles past m and k, for 1-3 spatial dims, channels a multiple of 4 and not, strides, dilations,
+padding, and pixel counts that leave partial tiles. (The kernel itself runs in the CUDA tests,
+on a GPU.)"""
 import os
 import shutil
 import subprocess
@@ -53,6 +54,9 @@ CASES = [
     (2, (5, 6, 7), 4, (2, 3, 2), (1, 2, 1), (0, 1, 0), (1, 1, 1), (5, 3, 7)),
     (3, (1, 9, 9), 5, (1, 4, 4), (1, 2, 2), (0, 1, 2), (1, 1, 1), (1, 4, 4)),
     (2, (1, 17, 19), 12, (1, 5, 5), (1, 1, 1), (0, 2, 2), (1, 1, 1), (1, 17, 19)),
+    # k not a whole number of tiles, where the taps past k would land inside the input
+    (2, (4, 5, 6), 3, (2, 3, 2), (1, 1, 2), (1, 0, 1), (1, 1, 1), (4, 3, 3)),
+    (1, (3, 4, 5), 4, (1, 1, 3), (1, 1, 1), (0, 0, 1), (1, 1, 1), (3, 4, 5)),
 ]
 
 
@@ -62,7 +66,9 @@ def test_patch_tiles_are_im2col(harness, tile, case):
     b, spatial, c, ks, strides, pads, dil, outs = case
     geo = [b, *spatial, c, *outs, *ks, *strides, *pads, *dil]
     p = subprocess.run([harness, str(tile)] + [str(v) for v in geo], stdout=subprocess.PIPE)
-    assert p.returncode == 0, f"tile elements not written exactly once (exit {p.returncode})"
+    assert p.returncode != 2, "tile elements not written exactly once"
+    assert p.returncode != 3, "tile elements past m or k not zero"
+    assert p.returncode == 0
     want = im2col((b, *spatial, c), ks, strides, pads, dil, outs)
     got = np.frombuffer(p.stdout, np.float32).reshape(want.shape)
     np.testing.assert_array_equal(got, want)

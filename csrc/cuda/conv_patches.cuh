@@ -25,7 +25,7 @@ struct ConvGeom {
 // The BK x BR tile (k-major, row stride BR + 4) of A that thread `tid` of THREADS fills, as
 // gemm.cu's simt_load fills a k-contiguous operand: the thread copies quad q of k of PER tile
 // rows (output pixels), whose patch origins it finds once per work item (the constructor);
-// the quad's tap once per k step.
+// the quad's taps once per k step (tap).
 template <int BR, int BK, int THREADS>
 struct ConvRows {
   static constexpr int QUADS = BR * BK / 4, QPR = BK / 4;
@@ -54,18 +54,26 @@ struct ConvRows {
     }
   }
 
-  // element k of row e: its offset in x, or -1 in the padding or past K
-  KC_HD int64_t at(const ConvGeom &g, int e, int k, int K) const {
-    if (k >= K) return -1;
+  // element k's channel and tap (offsets of the tap from the patch origin)
+  struct Tap {
+    int ch, d, h, w;
+    bool ok;  // k < K
+  };
+  KC_HD static Tap tap(const ConvGeom &g, int k, int K) {
     int t = k / g.c;
     const int ch = k - t * g.c;
     const int kw = t % g.kw;
     t /= g.kw;
-    const int kh = t % g.kh, kd = t / g.kh;
-    const int id = id0[e] + kd * g.dd, ih = ih0[e] + kh * g.dh, iw = iw0[e] + kw * g.dw;
-    if ((unsigned)id >= (unsigned)g.d || (unsigned)ih >= (unsigned)g.h || (unsigned)iw >= (unsigned)g.w)
+    return {ch, t / g.kh * g.dd, t % g.kh * g.dh, kw * g.dw, k < K};
+  }
+
+  // row e's element at tap a: its offset in x, or -1 in the padding or past K
+  KC_HD int64_t at(const ConvGeom &g, int e, const Tap &a) const {
+    const int id = id0[e] + a.d, ih = ih0[e] + a.h, iw = iw0[e] + a.w;
+    if (!a.ok || (unsigned)id >= (unsigned)g.d || (unsigned)ih >= (unsigned)g.h ||
+        (unsigned)iw >= (unsigned)g.w)
       return -1;
-    return base[e] + ((static_cast<int64_t>(id) * g.h + ih) * g.w + iw) * g.c + ch;
+    return base[e] + ((static_cast<int64_t>(id) * g.h + ih) * g.w + iw) * g.c + a.ch;
   }
 
   // copy(dst, offset): one element of x into the tile, offset -1 for a zero
@@ -73,16 +81,24 @@ struct ConvRows {
   KC_HD void fill(float *sm, const ConvGeom &g, int k0, int K, int tid, Copy copy) const {
     constexpr int LD = BR + 4;
     const int q = (tid % QPR) * 4;
+    if (g.vec) {  // 4 channels of one tap: one tap and one bounds check a row
+      const Tap a = tap(g, k0 + q, K);
+      for (int e = 0; e < PER; ++e) {
+        const int idx = tid + e * THREADS;
+        if (QUADS < THREADS && idx >= QUADS) return;
+        float *d = sm + q * LD + idx / QPR;
+        const int64_t o = at(g, e, a);
+        for (int j = 0; j < 4; ++j) copy(d + j * LD, o >= 0 ? o + j : -1);
+      }
+      return;
+    }
+    Tap a[4];
+    for (int j = 0; j < 4; ++j) a[j] = tap(g, k0 + q + j, K);
     for (int e = 0; e < PER; ++e) {
       const int idx = tid + e * THREADS;
       if (QUADS < THREADS && idx >= QUADS) return;
       float *d = sm + q * LD + idx / QPR;
-      if (g.vec) {  // 4 channels of one tap: one validity check
-        const int64_t o = at(g, e, k0 + q, K);
-        for (int j = 0; j < 4; ++j) copy(d + j * LD, o >= 0 ? o + j : -1);
-      } else {
-        for (int j = 0; j < 4; ++j) copy(d + j * LD, at(g, e, k0 + q + j, K));
-      }
+      for (int j = 0; j < 4; ++j) copy(d + j * LD, at(g, e, a[j]));
     }
   }
 };

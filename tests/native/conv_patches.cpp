@@ -1,6 +1,7 @@
 // Host check of csrc/cuda/conv_patches.cuh (tests/test_conv_patches.py): fills the implicit GEMM's
 // A tiles exactly as sgemm_simt's threads do, for x[i] = i + 1, and writes A (m x k float32, 0 in
-// the padding) to stdout. Exits 2 if a tile element is written other than once.
+// the padding) to stdout. Exits 2 if a tile element is written other than once, 3 if one past
+// m or k is not 0.
 //   conv_patches TILE b d h w c od oh ow kd kh kw sd sh sw pd ph pw dd dh dw
 // TILE: 0 for 128x16 (the 128-row kernels' A tiles), 1 for 64x8.
 #include <stdio.h>
@@ -30,8 +31,11 @@ static int fill_all(const kcconv::ConvGeom &g, int M, int K, std::vector<float> 
       for (int kk = 0; kk < BK; ++kk)
         for (int r = 0; r < LD; ++r) {
           if (writes[kk * LD + r] != (r < BR ? 1 : 0)) return 2;
-          if (r < BR && m0 + r < M && k0 + kk < K)
+          if (r >= BR) continue;
+          if (m0 + r < M && k0 + kk < K)
             A[static_cast<size_t>(m0 + r) * K + k0 + kk] = tile[kk * LD + r];
+          else if (tile[kk * LD + r] != 0.f)  // past m or k: zeros (x may hold inf or NaN)
+            return 3;
         }
     }
   return 0;
