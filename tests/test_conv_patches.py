@@ -39,8 +39,8 @@ def im2col(shape, ks, strides, pads, dil, outs):
         for kh in range(ks[1]):
             for kw in range(ks[2]):
                 i, j, l = kd * dil[0], kh * dil[1], kw * dil[2]
-                cols.append(xp[:, i:i + od * strides[0]:strides[0], j:j + oh * strides[1]:strides[1],
-                               l:l + ow * strides[2]:strides[2], :])
+                sd, sh, sw = strides
+                cols.append(xp[:, i:i + od * sd:sd, j:j + oh * sh:sh, l:l + ow * sw:sw, :])
     return np.stack(cols, axis=4).reshape(b * od * oh * ow, -1)
 
 
