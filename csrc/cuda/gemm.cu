@@ -1097,8 +1097,8 @@ extern "C" KC_EXPORT int32_t kc_cuda_conv(const kc_cuda_conv_args *args, void *s
   const cudaStream_t st = kcc::as_stream(stream);
   const int64_t rows = kcc::ceil_div(p.m, 128), sms = sm_count();
   if (p.n > 64 && rows * kcc::ceil_div(p.n, 128) >= sms)
-    return launch_simt_one<128, 128, 8, 8, SIMT_BIG_BK, SIMT_BIG_STAGES, SIMT_BIG_MINB, 1, true>(p,
-                                                                                            st);
+    return launch_simt_one<128, 128, 8, 8, SIMT_BIG_BK, SIMT_BIG_STAGES, SIMT_BIG_MINB, 1, true>(
+        p, st);
   if (p.n > 32 && rows * kcc::ceil_div(p.n, 64) >= sms)
     return launch_simt_one<128, 64, 8, 4, 16, 4, 2, 1, true>(p, st);
   return launch_simt_one<64, 64, 4, 4, 8, 4, 2, 1, true>(p, st);
