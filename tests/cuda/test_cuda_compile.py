@@ -276,3 +276,24 @@ def test_float32_convs_go_to_the_implicit_gemm():
                         "conv", target="cuda").plan
         assert any("conv" in k.ctx for k in plan.kernels if k.template == "gemm") == implicit, \
             (fmt, K.dtype(ker))
+
+
+def test_keras_conv_layers_fuse_into_the_implicit_gemm():
+    """Keras Conv2D/Conv1D layers (convolution, bias_add, activation) are one kc_cuda_conv
+    call each, with the bias and activation in the library GEMM's epilogue."""
+    os.environ.setdefault("KERAS_BACKEND", "kcomp.backend")
+    pytest.importorskip("keras")
+    from keras.layers import Conv1D, Conv2D, Flatten, MaxPooling2D
+    from keras.models import Sequential
+    for model, acts in (
+            (Sequential([Conv2D(8, 3, activation="relu", input_shape=(12, 11, 3)),
+                         MaxPooling2D(), Conv2D(16, 3, strides=2, padding="same",
+                                                activation="sigmoid"), Flatten()]),
+             ["KC_ACT_RELU", "KC_ACT_SIGMOID"]),
+            (Sequential([Conv1D(5, 4, padding="causal", dilation_rate=2, activation="tanh",
+                                input_shape=(20, 7))]), ["KC_ACT_TANH"])):
+        plan = generate(prepare_function(Graph(tuple(model.inputs), tuple(model.outputs), ())),
+                        "keras_conv", target="cuda").plan
+        convs = [k for k in plan.kernels if k.template == "gemm" and k.ctx["conv"]]
+        assert [k.ctx["act"] for k in convs] == acts
+        assert all(k.ctx["bias_slot"] >= 0 and not k.ctx["epi"] for k in convs)

@@ -225,7 +225,8 @@ def test_keras_models_predict_on_gpu(gpu):
     import os
     os.environ.setdefault("KERAS_BACKEND", "kcomp.backend")
     pytest.importorskip("keras")
-    from keras.layers import GRU, LSTM, BatchNormalization, Dense, Dropout, Embedding
+    from keras.layers import (GRU, LSTM, BatchNormalization, Conv1D, Conv2D, Dense, Dropout,
+                              Embedding, Flatten, MaxPooling2D)
     from keras.models import Sequential
     rng = np.random.default_rng(10)
     models = [
@@ -243,6 +244,14 @@ def test_keras_models_predict_on_gpu(gpu):
         (Sequential([LSTM(8, input_shape=(1, 3))]), rand(rng, (1, 1, 3), "float32")),
         (Sequential([LSTM(8, input_shape=(6, 3), go_backwards=True)]),
          rand(rng, (2, 6, 3), "float32")),
+        # convolutions through the implicit GEMM (bias and relu in its epilogue)
+        (Sequential([Conv2D(8, 3, activation="relu", input_shape=(12, 11, 3)), MaxPooling2D(),
+                     Conv2D(16, 3, strides=2, padding="same", activation="relu"), Flatten(),
+                     Dense(10, activation="softmax")]), rand(rng, (5, 12, 11, 3), "float32")),
+        (Sequential([Conv2D(6, (3, 2), data_format="channels_first", input_shape=(3, 9, 8)),
+                     Flatten(), Dense(4)]), rand(rng, (2, 3, 9, 8), "float32")),
+        (Sequential([Conv1D(5, 4, padding="causal", dilation_rate=2, activation="tanh",
+                            input_shape=(20, 7))]), rand(rng, (3, 20, 7), "float32")),
     ]
     for model, x in models:
         kcomp.set_device("cpu")
