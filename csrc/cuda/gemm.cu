@@ -921,10 +921,15 @@ int32_t launch_simt_layout(const GemmParams &p, cudaStream_t st) {
 //    torch.bmm). 256x128, and 128x128 with one block an SM, were no faster than 128x128 with two.
 //  * 128x128 (8x8, two blocks an SM) where its tiles fill every SM at least once;
 //  * 64x64 (4x4) otherwise.
-int32_t launch_simt(GemmParams p, cudaStream_t st) {
+// sgemm_simt's 16-byte paths: which operands' rows start on 16 bytes.
+void set_vec4(GemmParams &p) {
   p.vec_a = aligned(p.a, p.lda, p.sa, p.batch, 4, 16);
   p.vec_b = aligned(p.b, p.ldb, p.sb, p.batch, 4, 16);
   p.vec_c = aligned(p.c, p.ldc, p.sc, p.batch, 4, 16);
+}
+
+int32_t launch_simt(GemmParams p, cudaStream_t st) {
+  set_vec4(p);
   const int64_t sms = sm_count();
   const int64_t rows = kcc::ceil_div(p.m, 128) * p.batch;  // tile rows of 128, all batch items
   const int64_t n128 = kcc::ceil_div(p.n, 128), n256 = kcc::ceil_div(p.n, 256);
@@ -1092,8 +1097,7 @@ extern "C" KC_EXPORT int32_t kc_cuda_conv(const kc_cuda_conv_args *args, void *s
   cv.pd = (int)args->pd, cv.ph = (int)args->ph, cv.pw = (int)args->pw;
   cv.dd = (int)args->dd, cv.dh = (int)args->dh, cv.dw = (int)args->dw;
   cv.vec = args->c % 4 == 0;
-  p.vec_b = aligned(p.b, p.ldb, p.sb, p.batch, 4, 16);
-  p.vec_c = aligned(p.c, p.ldc, p.sc, p.batch, 4, 16);
+  set_vec4(p);  // (vec_a unused: the patches are read by ConvRows)
   const cudaStream_t st = kcc::as_stream(stream);
   const int64_t rows = kcc::ceil_div(p.m, 128), sms = sm_count();
   if (p.n > 64 && rows * kcc::ceil_div(p.n, 128) >= sms)

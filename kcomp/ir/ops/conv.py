@@ -25,6 +25,10 @@ from ..graph import TensorType
 from ..registry import apply1, register, shape_error
 
 FORMATS = ("channels_last", "channels_first")
+# the dtypes of the convolutions CUDA runs as the kernel library's implicit GEMM (kc_cuda_conv,
+# channels_last: kcomp/lowering/rules/conv.py); channels_first ones become channels_last between
+# transposes for it (kcomp/ir/passes/layout.py)
+CUDA_IMPLICIT_GEMM = ("float32",)
 PADDINGS = ("valid", "same", "causal")
 
 

@@ -3,6 +3,7 @@ dead code disappears in every pass because graphs are rebuilt from their roots."
 from __future__ import annotations
 
 from ..graph import Graph
+from ..ops.conv import CUDA_IMPLICIT_GEMM
 from .cse import cse
 from .fold import fold_constants
 from .layout import channels_last_convs
@@ -17,7 +18,7 @@ PIPELINE = (simplify, cse, merge_loops, fold_constants, simplify, cse, hoist_loo
 def optimize(graph: Graph, target: str = "cpu") -> Graph:
     """The pipeline, after the target's layout choices (channels_last convolutions: all on the
     CPU, float32 ones in CUDA)."""
-    graph = channels_last_convs(graph, None if target == "cpu" else ("float32",))
+    graph = channels_last_convs(graph, None if target == "cpu" else CUDA_IMPLICIT_GEMM)
     for p in PIPELINE:
         graph = p(graph)
     return graph

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Set
 
 from ..graph import Graph, Node, Tensor, consumers
+from ..ops.conv import CUDA_IMPLICIT_GEMM
 
 
 # ops lowered by the reduction rule (kcomp/lowering/rules/reduce.py); rows of at most
@@ -196,7 +197,7 @@ def _takes_epilogue(d: Node, target: str) -> bool:
         return d.inputs[1].ndim == 2
     if d.op.name not in ("conv", "depthwise_conv") or d.attrs["data_format"] != "channels_last":
         return False
-    return target == "cpu" or d.op.name == "conv" and dtype == "float32"
+    return target == "cpu" or d.op.name == "conv" and dtype in CUDA_IMPLICIT_GEMM
 
 
 def _prologue_of(n: Node, group_of, members, users, roots, materialize) -> bool:

@@ -28,7 +28,8 @@ from __future__ import annotations
 
 from ...ir import shapes as S
 from ...ir.graph import Node
-from ...ir.ops.conv import Geometry, geometry, op_name, split, transpose_geometry
+from ...ir.ops.conv import (CUDA_IMPLICIT_GEMM, Geometry, geometry, op_name, split,
+                            transpose_geometry)
 from ..names import Code, c_string, int_lit
 from ..plan import Kernel, Ref
 from . import rule
@@ -122,7 +123,7 @@ def emit_conv(L, node: Node, **epilogue):
     if few:  # (1x1 too: as a GEMM, a product with 1 to 4 columns)
         _rows(L, node, g, C, O, K, **epilogue)
         return
-    if L.target == "cuda" and not cf and O > 0 and out.type.dtype.name == "float32":
+    if L.target == "cuda" and not cf and O > 0 and out.type.dtype.name in CUDA_IMPLICIT_GEMM:
         _implicit_gemm(L, node, g, C, O, K, **epilogue)
         return
     if not cf and O > 0:
