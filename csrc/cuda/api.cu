@@ -124,7 +124,7 @@ static void print_hook(const char *message, const kc_tensor *tensor) {
 KC_EXPORT const kc_cuda_api *kc_cuda_get_api(void) {
   static const kc_cuda_api api = {KC_CUDA_ABI_VERSION, (uint32_t)sizeof(kc_cuda_api),
                                   kc_cuda_malloc, kc_cuda_free, kc_cuda_gemm, kc_cuda_reduce,
-                                  kc_cuda_softmax, kc_cuda_lstm, kc_cuda_last_error, print_hook,
+                                  kc_cuda_softmax, kc_cuda_rnn, kc_cuda_last_error, print_hook,
                                   kc_cuda_conv};
   return &api;
 }

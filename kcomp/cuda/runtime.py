@@ -66,11 +66,18 @@ class SoftmaxArgs(ctypes.Structure):
                 ("x", ctypes.c_void_p), ("y", ctypes.c_void_p), ("log", ctypes.c_int32)]
 
 
-class LstmArgs(ctypes.Structure):
-    _fields_ = [("steps", ctypes.c_int64), ("batch", ctypes.c_int64), ("units", ctypes.c_int64),
-                ("xproj", ctypes.c_void_p), ("w_rec", ctypes.c_void_p), ("h0", ctypes.c_void_p),
-                ("c0", ctypes.c_void_p), ("h_seq", ctypes.c_void_p), ("h_out", ctypes.c_void_p),
-                ("c_out", ctypes.c_void_p), ("recurrent_act", ctypes.c_int32)]
+class RnnArgs(ctypes.Structure):  # kc_cuda_rnn_args
+    _fields_ = [("cell", ctypes.c_int32), ("act", ctypes.c_int32),
+                ("recurrent_act", ctypes.c_int32), ("steps", ctypes.c_int64),
+                ("batch", ctypes.c_int64), ("units", ctypes.c_int64), ("xproj", ctypes.c_void_p),
+                ("w_rec", ctypes.c_void_p), ("w_rec2", ctypes.c_void_p), ("b_rec", ctypes.c_void_p),
+                ("h0", ctypes.c_void_p), ("c0", ctypes.c_void_p), ("h_seq", ctypes.c_void_p),
+                ("h_out", ctypes.c_void_p), ("c_out", ctypes.c_void_p)]
+
+
+# kc_rnn_cell and kc_act (cuda_api.h)
+RNN_LSTM, RNN_GRU, RNN_GRU_RESET_BEFORE, RNN_SIMPLE = range(4)
+ACT_NONE, ACT_RELU, ACT_SIGMOID, ACT_TANH, ACT_HARD_SIGMOID = range(5)
 
 
 KC_MAX_RANK = 8
@@ -101,7 +108,7 @@ class Module(ctypes.Structure):  # kc_cuda_module
                 ("shapes", ENTRY), ("run", ENTRY)]
 
 
-CUDA_ABI_VERSION = 3
+CUDA_ABI_VERSION = 4
 
 # ---- building and loading the kernel library --------------------------------------------------
 
@@ -174,7 +181,7 @@ def _declare(lib: ctypes.CDLL) -> None:
         "kc_cuda_gemm": (c.c_int32, [c.POINTER(CudaGemmArgs), c.c_void_p]),
         "kc_cuda_reduce": (c.c_int32, [c.POINTER(ReduceArgs), c.c_void_p]),
         "kc_cuda_softmax": (c.c_int32, [c.POINTER(SoftmaxArgs), c.c_void_p]),
-        "kc_cuda_lstm": (c.c_int32, [c.POINTER(LstmArgs), c.c_void_p]),
+        "kc_cuda_rnn": (c.c_int32, [c.POINTER(RnnArgs), c.c_void_p]),
         "kc_cuda_conv": (c.c_int32, [c.POINTER(ConvArgs), c.c_void_p]),
         "kc_cuda_malloc": (c.c_void_p, [c.c_size_t]),
         "kc_cuda_free": (None, [c.c_void_p]),

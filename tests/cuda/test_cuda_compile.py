@@ -110,7 +110,7 @@ def corpus():
     seq = K.placeholder((None, 6, 3))
     last, outputs, states = K.rnn(_lstm_step, seq, [K.zeros((2, 2)), K.zeros((2, 2))])
     out.append(("rnn", [seq], [last, outputs]))
-    # a Keras LSTM layer's loop: one fused kernel (kcomp/lowering/rules/lstm.py)
+    # a Keras LSTM layer's loop: one fused kernel (kcomp/lowering/rules/recurrent.py)
     xw = K.placeholder((None, 6, 8))
     w_rec, bias = K.variable(np.ones((2, 8), np.float32)), K.variable(np.ones(8, np.float32))
 
@@ -124,6 +124,26 @@ def corpus():
     zeros = K.zeros_like(xw[:, 0, :2])
     last, outputs, _ = K.rnn(keras_lstm_step, xw, [zeros, zeros])
     out.append(("lstm", [xw], [last, outputs]))
+    # GRU (reset after, with a recurrent bias; reset before) and SimpleRNN loops: kc_cuda_rnn
+    xg = K.placeholder((None, 6, 6))
+    w3, b3 = K.variable(np.ones((2, 6), np.float32)), K.variable(np.ones(6, np.float32))
+
+    def gru_step(x, states, reset_after=True):
+        h = states[0]
+        zr = K.dot(h, w3) + b3 if reset_after else K.dot(h, w3[:, :4])
+        z, r = K.sigmoid(x[:, :2] + zr[:, :2]), K.sigmoid(x[:, 2:4] + zr[:, 2:4])
+        cand = r * zr[:, 4:] if reset_after else K.dot(r * h, w3[:, 4:])
+        h = z * h + (1 - z) * K.tanh(x[:, 4:] + cand)
+        return h, [h]
+
+    def simple_step(x, states):
+        h = K.relu(x + K.dot(states[0], w3[:, :2]))
+        return h, [h]
+    zeros = K.zeros_like(xg[:, 0, :2])
+    for name, step in (("gru", gru_step), ("gru_reset_before", lambda x, s: gru_step(x, s, False)),
+                       ("simple_rnn", simple_step)):
+        last, outputs, _ = K.rnn(step, xg if name != "simple_rnn" else xg[:, :, :2], [zeros])
+        out.append((name, [xg], [last, outputs]))
     return out
 
 
@@ -297,3 +317,28 @@ def test_keras_conv_layers_fuse_into_the_implicit_gemm():
         convs = [k for k in plan.kernels if k.template == "gemm" and k.ctx["conv"]]
         assert [k.ctx["act"] for k in convs] == acts
         assert all(k.ctx["bias_slot"] >= 0 and not k.ctx["epi"] for k in convs)
+
+
+def test_keras_recurrent_layers_run_as_one_rnn_call():
+    """Keras LSTM, GRU (both reset_after forms) and SimpleRNN layers each become one kc_cuda_rnn
+    call (kcomp/lowering/rules/recurrent.py) with the cell, activations and weights they use."""
+    os.environ.setdefault("KERAS_BACKEND", "kcomp.backend")
+    pytest.importorskip("keras")
+    from keras.layers import GRU, LSTM, SimpleRNN
+    from keras.models import Sequential
+    for layer, cell, act, rec, extra in (
+            (LSTM(5, input_shape=(4, 3)), 0, 3, 2, "c0"),
+            (GRU(5, input_shape=(4, 3), reset_after=True), 1, 3, 2, "b_rec"),
+            (GRU(5, input_shape=(4, 3), activation="relu", recurrent_activation="hard_sigmoid",
+                 return_sequences=True), 2, 1, 4, "w2"),
+            (SimpleRNN(5, input_shape=(4, 3), go_backwards=True), 3, 3, 2, None)):
+        model = Sequential([layer])
+        plan = generate(prepare_function(Graph(tuple(model.inputs), tuple(model.outputs), ())),
+                        "keras_rnn", target="cuda").plan
+        assert not any(k.template == "loop" for k in plan.kernels), layer
+        (k,) = [k for k in plan.kernels if k.template == "rnn"]
+        assert (k.ctx["cell"], k.ctx["act"]) == (cell, act), layer
+        assert cell == 3 or k.ctx["rec"] == rec
+        for field in ("c0", "b_rec", "w2"):
+            assert (k.ctx[field] >= 0) == (field == extra), (layer, field)
+

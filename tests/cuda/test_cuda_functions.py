@@ -226,7 +226,7 @@ def test_keras_models_predict_on_gpu(gpu):
     os.environ.setdefault("KERAS_BACKEND", "kcomp.backend")
     pytest.importorskip("keras")
     from keras.layers import (GRU, LSTM, BatchNormalization, Conv1D, Conv2D, Dense, Dropout,
-                              Embedding, Flatten, MaxPooling2D)
+                              Embedding, Flatten, MaxPooling2D, SimpleRNN)
     from keras.models import Sequential
     rng = np.random.default_rng(10)
     models = [
@@ -236,9 +236,16 @@ def test_keras_models_predict_on_gpu(gpu):
         (Sequential([Embedding(500, 16, input_length=12), LSTM(24),
                      Dense(1, activation="sigmoid")]),
          rng.integers(0, 500, (9, 12)).astype(np.float32)),
+        # kc_cuda_rnn's GRU and SimpleRNN cells (kcomp/lowering/rules/recurrent.py)
         (Sequential([GRU(20, input_shape=(7, 5), reset_after=True, return_sequences=True)]),
          rand(rng, (3, 7, 5), "float32")),
-        # the fused LSTM kernel's variants (kcomp/lowering/rules/lstm.py), and one it declines
+        (Sequential([GRU(12, input_shape=(7, 5)), Dense(3)]), rand(rng, (4, 7, 5), "float32")),
+        (Sequential([GRU(9, input_shape=(6, 4), go_backwards=True, activation="relu",
+                         recurrent_activation="hard_sigmoid", return_sequences=True)]),
+         rand(rng, (2, 6, 4), "float32")),
+        (Sequential([SimpleRNN(16, input_shape=(8, 3), return_sequences=True),
+                     SimpleRNN(5, activation="relu")]), rand(rng, (5, 8, 3), "float32")),
+        # the fused LSTM kernel's variants (kcomp/lowering/rules/recurrent.py), and one it declines
         (Sequential([LSTM(33, input_shape=(6, 5), return_sequences=True, use_bias=False,
                           recurrent_activation="hard_sigmoid")]), rand(rng, (4, 6, 5), "float32")),
         (Sequential([LSTM(8, input_shape=(1, 3))]), rand(rng, (1, 1, 3), "float32")),

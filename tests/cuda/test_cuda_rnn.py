@@ -1,8 +1,9 @@
-"""kc_cuda_lstm (csrc/cuda/rnn.cu) against a float64 numpy LSTM: the persistent cooperative
-kernel (W_rec on chip: small and odd units, batch 1 to 257, several batch chunks at units 1000),
-the per-step fallback (units 2048, whose weights cannot stay on chip), h_seq given or NULL with
-odd and even step counts (the NULL case alternates h_out and c_out as h buffers), both recurrent
-activations, unaligned h buffers, steps 0, and bad arguments."""
+"""kc_cuda_rnn (csrc/cuda/rnn.cu) against float64 numpy recurrences, for every cell (LSTM, GRU
+with the reset gate after and before its product, SimpleRNN): the persistent cooperative kernel
+(weights on chip: small and odd units, batch 1 to 257, several batch chunks at units 1000), the
+per-step fallback (units 2048, whose weights cannot stay on chip), h_seq given or NULL with odd
+and even step counts (NULL: the steps alternate h_out and a scratch buffer), every activation,
+unaligned h buffers, steps 0, and bad arguments. Outputs are poisoned (NaN) before each call."""
 import ctypes
 
 import numpy as np
@@ -17,64 +18,80 @@ except Exception:  # pragma: no cover - the runtime is missing or broken: nothin
 if cr is None or not cr.available():
     pytest.skip("no CUDA GPU", allow_module_level=True)
 
-KC_ACT_SIGMOID, KC_ACT_TANH, KC_ACT_HARD_SIGMOID = 2, 3, 4
-POINTERS = ("xproj", "w_rec", "h0", "c0", "h_seq", "h_out", "c_out")
+CELLS = {"lstm": 0, "gru": 1, "gru_reset_before": 2, "simple": 3}
+X_GATES = {"lstm": 4, "gru": 3, "gru_reset_before": 3, "simple": 1}
+W_GATES = {"lstm": 4, "gru": 3, "gru_reset_before": 2, "simple": 1}
+ACTS = {"linear": 0, "relu": 1, "sigmoid": 2, "tanh": 3, "hard_sigmoid": 4}
+FN = {"linear": lambda v: v, "relu": lambda v: np.maximum(v, 0.0),
+      "sigmoid": lambda v: 1.0 / (1.0 + np.exp(-v)), "tanh": np.tanh,
+      "hard_sigmoid": lambda v: np.clip(0.2 * v + 0.5, 0.0, 1.0)}
+POINTERS = ("xproj", "w_rec", "w_rec2", "b_rec", "h0", "c0", "h_seq", "h_out", "c_out")
 
 
-def reference(xproj, w_rec, h0, c0, hard):
-    """Keras's LSTM recurrence in float64: (h_seq, h, c)."""
-    if hard:
-        rec = lambda v: np.clip(0.2 * v + 0.5, 0.0, 1.0)  # noqa: E731
-    else:
-        rec = lambda v: 1.0 / (1.0 + np.exp(-v))  # noqa: E731
-    u = h0.shape[1]
-    w = w_rec.astype(np.float64)
-    h, c = h0.astype(np.float64), c0.astype(np.float64)
+def reference(cell, p, act="tanh", rec="sigmoid"):
+    """Keras's recurrence in float64: (h_seq, h, c or None)."""
+    f, g = FN[act], FN[rec]
+    h = p["h0"].astype(np.float64)
+    c = p["c0"].astype(np.float64) if cell == "lstm" else None
+    u = h.shape[1]
+    w = p["w_rec"].astype(np.float64)
     seq = []
-    for t in range(xproj.shape[0]):
-        z = xproj[t].astype(np.float64) + h @ w
-        c = rec(z[:, u:2 * u]) * c + rec(z[:, :u]) * np.tanh(z[:, 2 * u:3 * u])
-        h = rec(z[:, 3 * u:]) * np.tanh(c)
+    for t in range(p["xproj"].shape[0]):
+        x = p["xproj"][t].astype(np.float64)
+        if cell == "lstm":
+            z = x + h @ w
+            c = g(z[:, u:2 * u]) * c + g(z[:, :u]) * f(z[:, 2 * u:3 * u])
+            h = g(z[:, 3 * u:]) * f(c)
+        elif cell == "simple":
+            h = f(x + h @ w)
+        else:
+            zr = h @ w + (p["b_rec"].astype(np.float64) if p.get("b_rec") is not None else 0.0)
+            z, r = g(x[:, :u] + zr[:, :u]), g(x[:, u:2 * u] + zr[:, u:2 * u])
+            if cell == "gru":
+                hh = f(x[:, 2 * u:] + r * zr[:, 2 * u:])
+            else:
+                hh = f(x[:, 2 * u:] + (r * h) @ p["w_rec2"].astype(np.float64))
+            h = z * h + (1 - z) * hh
         seq.append(h)
     return (np.stack(seq) if seq else np.zeros((0,) + h.shape)), h, c
 
 
+def inputs(cell, steps, batch, units, seed, b_rec=True):
+    rng = np.random.default_rng(seed)
+    f32, scale = np.float32, 1 / np.sqrt(units)
+    p = {"xproj": (0.5 * rng.standard_normal((steps, batch, X_GATES[cell] * units))).astype(f32),
+         "w_rec": (rng.standard_normal((units, W_GATES[cell] * units)) * scale).astype(f32),
+         "h0": (0.5 * rng.standard_normal((batch, units))).astype(f32)}
+    if cell == "lstm":
+        p["c0"] = (0.5 * rng.standard_normal((batch, units))).astype(f32)
+    if cell == "gru_reset_before":
+        p["w_rec2"] = (rng.standard_normal((units, units)) * scale).astype(f32)
+    if cell == "gru" and b_rec:
+        p["b_rec"] = (0.3 * rng.standard_normal(3 * units)).astype(f32)
+    return p
+
+
 def make_args(**fields):
-    """cr.LstmArgs from sizes and integer device addresses (0 or None: NULL), whatever ctypes
-    types the runtime gave the pointer fields."""
-    args = cr.LstmArgs()
-    types = dict(cr.LstmArgs._fields_)
+    """cr.RnnArgs from sizes and integer device addresses (0 or None: NULL)."""
+    args = cr.RnnArgs()
     for name, value in fields.items():
-        if name in POINTERS:
-            ftype = types[name]
-            if not value:
-                value = None
-            elif isinstance(ftype, type) and issubclass(ftype, ctypes._Pointer):
-                value = ctypes.cast(ctypes.c_void_p(value), ftype)
-        setattr(args, name, value)
+        setattr(args, name, (value or None) if name in POINTERS else value)
     return args
 
 
 def call(args):
-    return cr.library().kc_cuda_lstm(ctypes.byref(args), None)
+    return cr.library().kc_cuda_rnn(ctypes.byref(args), None)
 
 
-def inputs(steps, batch, units, seed):
-    rng = np.random.default_rng(seed)
-    f32 = np.float32
-    xproj = (0.5 * rng.standard_normal((steps, batch, 4 * units))).astype(f32)
-    w_rec = (rng.standard_normal((units, 4 * units)) / np.sqrt(units)).astype(f32)
-    h0 = (0.5 * rng.standard_normal((batch, units))).astype(f32)
-    c0 = (0.5 * rng.standard_normal((batch, units))).astype(f32)
-    return xproj, w_rec, h0, c0
-
-
-def run_lstm(xproj, w_rec, h0, c0, hard, with_seq):
-    steps, batch, units = xproj.shape[0], h0.shape[0], h0.shape[1]
+def run(cell, p, with_seq, act="tanh", rec="sigmoid"):
+    """(h_seq or None, h_out, c_out or None) from kc_cuda_rnn."""
+    steps, (batch, units) = p["xproj"].shape[0], p["h0"].shape
     keep = []  # device arrays live until the results are copied back
 
-    def dev(a):
-        d = cr.DeviceArray.from_numpy(np.ascontiguousarray(a))
+    def dev(name):
+        if p.get(name) is None or (steps == 0 and name in ("xproj", "w_rec", "w_rec2")):
+            return None
+        d = cr.DeviceArray.from_numpy(np.ascontiguousarray(p[name]))
         keep.append(d)
         return d.ptr
 
@@ -85,14 +102,14 @@ def run_lstm(xproj, w_rec, h0, c0, hard, with_seq):
         return d
 
     h_seq = out((steps, batch, units)) if with_seq else None
-    h_out, c_out = out((batch, units)), out((batch, units))
-    args = make_args(steps=steps, batch=batch, units=units,
-                     xproj=dev(xproj) if steps else None, w_rec=dev(w_rec) if steps else None,
-                     h0=dev(h0), c0=dev(c0), h_seq=h_seq.ptr if h_seq is not None else None,
-                     h_out=h_out.ptr, c_out=c_out.ptr,
-                     recurrent_act=KC_ACT_HARD_SIGMOID if hard else KC_ACT_SIGMOID)
-    cr.check(call(args), "kc_cuda_lstm")
-    return (h_seq.numpy() if h_seq is not None else None), h_out.numpy(), c_out.numpy()
+    h_out = out((batch, units))
+    c_out = out((batch, units)) if cell == "lstm" else None
+    args = make_args(cell=CELLS[cell], act=ACTS[act], recurrent_act=ACTS[rec], steps=steps,
+                     batch=batch, units=units, **{n: dev(n) for n in POINTERS[:6]},
+                     h_seq=h_seq.ptr if h_seq is not None else None, h_out=h_out.ptr,
+                     c_out=c_out.ptr if c_out is not None else None)
+    cr.check(call(args), "kc_cuda_rnn")
+    return tuple(a.numpy() if a is not None else None for a in (h_seq, h_out, c_out))
 
 
 def assert_close(got, want, what, tol=1e-5):
@@ -102,61 +119,78 @@ def assert_close(got, want, what, tol=1e-5):
     assert err < tol, f"{what}: relative error {err:.3g}"
 
 
-CASES = [  # steps, batch, units, hard_sigmoid, h_seq given
-    (1, 1, 1, False, True),
-    (1, 2, 3, True, False),
-    (2, 1, 5, False, False),
-    (3, 3, 37, True, True),
-    (4, 3, 37, False, False),
-    (5, 1, 256, False, False),   # one row: 64 threads per tile, across warps
-    (6, 32, 256, False, True),
-    (7, 32, 256, True, False),
-    (4, 257, 33, False, True),
-    (3, 64, 128, True, True),
-    (3, 5, 1000, False, False),
-    (4, 64, 1000, True, True),   # several batch chunks per step
-    (5, 64, 1000, False, False),
-    (3, 3, 2048, False, False),  # per-step fallback, with its scratch h buffer
-    (2, 65, 2048, True, True),   # fallback, two batch tiles
-]
-
-
-@pytest.mark.parametrize("steps,batch,units,hard,with_seq", CASES)
-def test_lstm_matches_float64(steps, batch, units, hard, with_seq):
-    xproj, w_rec, h0, c0 = inputs(steps, batch, units, seed=steps * 1000 + batch * 10 + units)
-    seq, h, c = run_lstm(xproj, w_rec, h0, c0, hard, with_seq)
-    ref_seq, ref_h, ref_c = reference(xproj, w_rec, h0, c0, hard)
+def check(cell, p, with_seq, act="tanh", rec="sigmoid"):
+    seq, h, c = run(cell, p, with_seq, act, rec)
+    ref_seq, ref_h, ref_c = reference(cell, p, act, rec)
     if with_seq:
         assert_close(seq, ref_seq, "h_seq")
     assert_close(h, ref_h, "h_out")
-    assert_close(c, ref_c, "c_out")
+    if cell == "lstm":
+        assert_close(c, ref_c, "c_out")
 
 
-def test_hard_sigmoid_saturates():
-    """Large pre-activations drive hard_sigmoid into both clipped ends."""
-    xproj, w_rec, h0, c0 = inputs(4, 9, 24, seed=3)
-    xproj *= 8.0
-    seq, h, c = run_lstm(xproj, w_rec, h0, c0, True, True)
-    ref_seq, ref_h, ref_c = reference(xproj, w_rec, h0, c0, True)
-    z = xproj[0].astype(np.float64) + h0 @ w_rec.astype(np.float64)
-    assert (z < -2.5).any() and (z > 2.5).any()
-    assert_close(seq, ref_seq, "h_seq")
-    assert_close(c, ref_c, "c_out")
+SHAPES = [  # steps, batch, units, h_seq given
+    (1, 1, 1, True),
+    (1, 2, 3, False),
+    (2, 1, 5, False),
+    (3, 3, 37, True),
+    (4, 3, 37, False),
+    (5, 1, 256, False),   # one row: 64 threads per tile, across warps
+    (6, 32, 256, True),
+    (7, 32, 256, False),
+    (4, 257, 33, True),
+    (3, 64, 128, True),
+    (3, 5, 1000, False),
+    (4, 64, 1000, True),   # several batch chunks per step
+    (3, 3, 2048, False),   # per-step fallback, with its scratch h buffer
+    (2, 65, 2048, True),   # fallback, two batch tiles
+]
 
 
-def test_steps_zero_copies_the_initial_state():
-    _, _, h0, c0 = inputs(1, 3, 7, seed=4)
-    seq, h, c = run_lstm(np.zeros((0, 3, 28), np.float32), np.zeros((7, 28), np.float32), h0, c0,
-                         False, False)
-    np.testing.assert_array_equal(h, h0)
-    np.testing.assert_array_equal(c, c0)
+@pytest.mark.parametrize("cell", list(CELLS))
+@pytest.mark.parametrize("steps,batch,units,with_seq", SHAPES)
+def test_matches_float64(cell, steps, batch, units, with_seq):
+    p = inputs(cell, steps, batch, units, seed=steps * 1000 + batch * 10 + units)
+    check(cell, p, with_seq, rec="hard_sigmoid" if units % 2 else "sigmoid")
 
 
+@pytest.mark.parametrize("cell,act,rec", [
+    ("lstm", "relu", "hard_sigmoid"), ("gru", "relu", "tanh"), ("gru", "sigmoid", "linear"),
+    ("gru_reset_before", "hard_sigmoid", "relu"), ("simple", "relu", "sigmoid"),
+    ("simple", "linear", "sigmoid"), ("simple", "sigmoid", "sigmoid"),
+    ("simple", "hard_sigmoid", "sigmoid")])
+@pytest.mark.parametrize("units", [9, 2048])
+def test_activations(cell, act, rec, units):
+    p = inputs(cell, 3, 5, units, seed=units + len(act))
+    p["xproj"] *= 4.0  # both clipped ends of hard_sigmoid, both sides of relu
+    check(cell, p, True, act, rec)
+
+
+def test_simple_rnn_fallback():
+    """A SimpleRNN's weights stay on chip up to about 2300 units (a column group is 4 units):
+    4100 takes the per-step kernel."""
+    check("simple", inputs("simple", 3, 3, 4100, seed=8), False)
+
+
+def test_gru_without_recurrent_bias():
+    check("gru", inputs("gru", 4, 6, 21, seed=7, b_rec=False), True)
+
+
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_steps_zero_copies_the_initial_state(cell):
+    p = inputs(cell, 0, 3, 7, seed=4)
+    _, h, c = run(cell, p, False)
+    np.testing.assert_array_equal(h, p["h0"])
+    if cell == "lstm":
+        np.testing.assert_array_equal(c, p["c0"])
+
+
+@pytest.mark.parametrize("cell", list(CELLS))
 @pytest.mark.parametrize("with_seq", [True, False])
-def test_unaligned_state_buffers(with_seq):
+def test_unaligned_state_buffers(cell, with_seq):
     """units % 4 == 0 but h0 and the outputs 4 bytes off a 16-byte boundary: scalar h loads."""
     steps, batch, units = 3, 6, 64
-    xproj, w_rec, h0, c0 = inputs(steps, batch, units, seed=5)
+    p = inputs(cell, steps, batch, units, seed=5)
     n = batch * units
     keep = []
 
@@ -168,50 +202,68 @@ def test_unaligned_state_buffers(with_seq):
         keep.append(d)
         return d
 
-    h0d, c0d = buf(n, h0), buf(n, c0)
-    xd, wd = cr.DeviceArray.from_numpy(xproj), cr.DeviceArray.from_numpy(w_rec)
-    hs, ho, co = buf(steps * n), buf(n), buf(n)
-    args = make_args(steps=steps, batch=batch, units=units, xproj=xd.ptr, w_rec=wd.ptr,
-                     h0=h0d.ptr + 4, c0=c0d.ptr + 4, h_seq=hs.ptr + 4 if with_seq else None,
-                     h_out=ho.ptr + 4, c_out=co.ptr + 4, recurrent_act=KC_ACT_SIGMOID)
-    cr.check(call(args), "kc_cuda_lstm")
-    ref_seq, ref_h, ref_c = reference(xproj, w_rec, h0, c0, False)
+    dev = {k: cr.DeviceArray.from_numpy(p[k]) for k in ("xproj", "w_rec", "w_rec2", "b_rec")
+           if k in p}
+    lstm = cell == "lstm"
+    h0d, c0d = buf(n, p["h0"]), buf(n, p["c0"]) if lstm else None
+    hs, ho, co = buf(steps * n), buf(n), buf(n) if lstm else None
+    args = make_args(cell=CELLS[cell], act=ACTS["tanh"], recurrent_act=ACTS["sigmoid"],
+                     steps=steps, batch=batch, units=units,
+                     **{k: d.ptr for k, d in dev.items()}, h0=h0d.ptr + 4,
+                     c0=c0d.ptr + 4 if lstm else None, h_seq=hs.ptr + 4 if with_seq else None,
+                     h_out=ho.ptr + 4, c_out=co.ptr + 4 if lstm else None)
+    cr.check(call(args), "kc_cuda_rnn")
+    ref_seq, ref_h, ref_c = reference(cell, p)
     if with_seq:
         assert_close(hs.numpy()[1:].reshape(steps, batch, units), ref_seq, "h_seq")
     assert_close(ho.numpy()[1:].reshape(batch, units), ref_h, "h_out")
-    assert_close(co.numpy()[1:].reshape(batch, units), ref_c, "c_out")
+    if lstm:
+        assert_close(co.numpy()[1:].reshape(batch, units), ref_c, "c_out")
 
 
 def test_bad_arguments():
     steps, batch, units = 2, 3, 4
-    xproj, w_rec, h0, c0 = inputs(steps, batch, units, seed=6)
-    d = {k: cr.DeviceArray.from_numpy(v) for k, v in
-         dict(xproj=xproj, w_rec=w_rec, h0=h0, c0=c0).items()}
+    d = {c: {k: cr.DeviceArray.from_numpy(v) for k, v in inputs(c, steps, batch, units, 6).items()}
+         for c in ("lstm", "gru", "gru_reset_before")}
     h_out = cr.DeviceArray.empty((batch, units), np.float32)
     c_out = cr.DeviceArray.empty((batch, units), np.float32)
-    good = dict(steps=steps, batch=batch, units=units, xproj=d["xproj"].ptr,
-                w_rec=d["w_rec"].ptr, h0=d["h0"].ptr, c0=d["c0"].ptr, h_seq=None,
-                h_out=h_out.ptr, c_out=c_out.ptr, recurrent_act=KC_ACT_SIGMOID)
-    cr.check(call(make_args(**good)), "kc_cuda_lstm")
+    sizes = dict(steps=steps, batch=batch, units=units, act=ACTS["tanh"],
+                 recurrent_act=ACTS["sigmoid"])
+    lstm = dict(sizes, cell=CELLS["lstm"], **{k: v.ptr for k, v in d["lstm"].items()},
+                h_out=h_out.ptr, c_out=c_out.ptr)
+    gru = dict(sizes, cell=CELLS["gru"], **{k: v.ptr for k, v in d["gru"].items()},
+               h_out=h_out.ptr)
+    before = dict(sizes, cell=CELLS["gru_reset_before"], h_out=h_out.ptr,
+                  **{k: v.ptr for k, v in d["gru_reset_before"].items()})
+    for good in (lstm, gru, before):
+        cr.check(call(make_args(**good)), "kc_cuda_rnn")
     bad = [
-        dict(steps=-1),
-        dict(batch=-2),
-        dict(units=-1),
-        dict(recurrent_act=KC_ACT_TANH),
-        dict(recurrent_act=99),
-        dict(h_out=None),
-        dict(c0=None),
-        dict(xproj=None),
-        dict(w_rec=None),
-        dict(c_out=h_out.ptr),          # h_out and c_out alias
-        dict(h_out=d["h0"].ptr),        # an output over an input
-        dict(h_seq=d["xproj"].ptr),
+        (lstm, dict(steps=-1)),
+        (lstm, dict(batch=-2)),
+        (lstm, dict(units=-1)),
+        (lstm, dict(cell=4)),
+        (lstm, dict(cell=-1)),
+        (lstm, dict(recurrent_act=5)),
+        (lstm, dict(act=-1)),
+        (lstm, dict(h_out=None)),
+        (lstm, dict(c0=None)),
+        (lstm, dict(xproj=None)),
+        (lstm, dict(w_rec=None)),
+        (lstm, dict(c_out=h_out.ptr)),          # h_out and c_out alias
+        (lstm, dict(h_out=d["lstm"]["h0"].ptr)),  # an output over an input
+        (lstm, dict(h_seq=d["lstm"]["xproj"].ptr)),
+        (lstm, dict(w_rec2=d["lstm"]["w_rec"].ptr)),  # only the reset-before GRU has one
+        (gru, dict(c0=d["lstm"]["c0"].ptr)),      # only an LSTM has a cell state
+        (gru, dict(c_out=c_out.ptr)),
+        (gru, dict(h_out=d["gru"]["b_rec"].ptr)),
+        (before, dict(w_rec2=None)),
+        (before, dict(b_rec=d["gru"]["b_rec"].ptr)),  # only the reset-after GRU has one
     ]
-    for change in bad:
-        with pytest.raises(ValueError, match="kc_cuda_lstm"):
-            cr.check(call(make_args(**dict(good, **change))), "kc_cuda_lstm")
-    assert cr.library().kc_cuda_lstm(None, None) != 0
+    for good, change in bad:
+        with pytest.raises(ValueError, match="kc_cuda_rnn"):
+            cr.check(call(make_args(**dict(good, **change))), "kc_cuda_rnn")
+    assert cr.library().kc_cuda_rnn(None, None) != 0
     # empty problems are fine and write nothing
-    cr.check(call(make_args(**dict(good, batch=0))), "kc_cuda_lstm")
-    cr.check(call(make_args(**dict(good, units=0, xproj=None, w_rec=None))), "kc_cuda_lstm")
+    cr.check(call(make_args(**dict(lstm, batch=0))), "kc_cuda_rnn")
+    cr.check(call(make_args(**dict(gru, units=0, xproj=None, w_rec=None))), "kc_cuda_rnn")
     cr.synchronize()

@@ -17,7 +17,7 @@
 extern "C" {
 #endif
 
-#define KC_CUDA_ABI_VERSION 3u
+#define KC_CUDA_ABI_VERSION 4u
 
 /* 16-bit brain float: a CUDA kernel-library dtype only (the IR has no bfloat16). */
 #define KC_BFLOAT16 13
@@ -97,21 +97,38 @@ typedef struct kc_cuda_softmax_args {
   int32_t log;
 } kc_cuda_softmax_args;
 
-/* A Keras LSTM layer's time loop, float32: for t in 0..steps-1
- *   z = xproj[t] + h W_rec       (batch, 4 units), Keras's gate order i, f, c, o
- *   i, f, o = rec(z_i), rec(z_f), rec(z_o);  c = f c + i tanh(z_c);  h = o tanh(c)
- * xproj holds x_t W + b for every step (the input projection, computed before as one GEMM);
- * w_rec is Keras's recurrent_kernel, (units, 4 units) row-major. h_seq (steps, batch, units) may
- * be NULL. rec: KC_ACT_SIGMOID or KC_ACT_HARD_SIGMOID. */
-typedef struct kc_cuda_lstm_args {
+/* A Keras recurrent layer's time loop, float32: for t in 0..steps-1, with x = xproj[t] (the
+ * input projection x_t W + b of every step, computed before as one GEMM) and h = h_{t-1}:
+ *   KC_RNN_LSTM   z = h w_rec (units, 4 units), Keras's gate order i, f, c, o:
+ *                 c = rec(x_f + z_f) c + rec(x_i + z_i) act(x_c + z_c); h = rec(x_o + z_o) act(c)
+ *   KC_RNN_GRU    (reset_after=True) z = h w_rec + b_rec (units, 3 units; gates z, r, h):
+ *                 u = rec(x_z + z_z); r = rec(x_r + z_r); h = u h + (1 - u) act(x_h + r z_h)
+ *   KC_RNN_GRU_RESET_BEFORE  (Keras's default GRU) z = h w_rec (units, 2 units; gates z, r):
+ *                 u, r as above; h = u h + (1 - u) act(x_h + (r h) w_rec2), w_rec2 (units, units)
+ *   KC_RNN_SIMPLE h = act(x + h w_rec), w_rec (units, units)
+ * Row-major throughout: xproj (steps, batch, gates units) with 4, 3, 3, 1 gates; h0, h_out (and
+ * an LSTM's c0, c_out; NULL for the other cells) (batch, units); h_seq (steps, batch, units), the
+ * h of every step, may be NULL. b_rec (3 units) or NULL, KC_RNN_GRU only. act, recurrent_act:
+ * kc_act values (Keras's defaults: tanh and sigmoid). Outputs must not overlap each other or
+ * the inputs. */
+typedef enum kc_rnn_cell {
+  KC_RNN_LSTM = 0,
+  KC_RNN_GRU = 1,
+  KC_RNN_GRU_RESET_BEFORE = 2,
+  KC_RNN_SIMPLE = 3
+} kc_rnn_cell;
+
+typedef struct kc_cuda_rnn_args {
+  int32_t cell; /* kc_rnn_cell */
+  int32_t act, recurrent_act;
   int64_t steps, batch, units;
   const float *xproj;
-  const float *w_rec;
+  const float *w_rec, *w_rec2;
+  const float *b_rec;
   const float *h0, *c0;
   float *h_seq;
   float *h_out, *c_out;
-  int32_t recurrent_act;
-} kc_cuda_lstm_args;
+} kc_cuda_rnn_args;
 
 /* The services that generated CUDA code receives (it never links the kernel library). */
 typedef struct kc_cuda_api {
@@ -122,7 +139,7 @@ typedef struct kc_cuda_api {
   int32_t (*gemm)(const kc_cuda_gemm_args *args, void *stream);
   int32_t (*reduce)(const kc_cuda_reduce_args *args, void *stream);
   int32_t (*softmax)(const kc_cuda_softmax_args *args, void *stream);
-  int32_t (*lstm)(const kc_cuda_lstm_args *args, void *stream);
+  int32_t (*rnn)(const kc_cuda_rnn_args *args, void *stream);
   const char *(*last_error)(void); /* this thread's last message */
   /* K.print_tensor: message and a tensor in host memory, to the hook the host set with
    * kc_cuda_set_print (the Python runtime's writes to sys.stderr); nothing without one. */
@@ -165,7 +182,7 @@ KC_EXPORT void kc_cuda_set_print(kc_print_fn fn);
 KC_EXPORT int32_t kc_cuda_gemm(const kc_cuda_gemm_args *args, void *stream);
 KC_EXPORT int32_t kc_cuda_reduce(const kc_cuda_reduce_args *args, void *stream);
 KC_EXPORT int32_t kc_cuda_softmax(const kc_cuda_softmax_args *args, void *stream);
-KC_EXPORT int32_t kc_cuda_lstm(const kc_cuda_lstm_args *args, void *stream);
+KC_EXPORT int32_t kc_cuda_rnn(const kc_cuda_rnn_args *args, void *stream);
 KC_EXPORT int32_t kc_cuda_conv(const kc_cuda_conv_args *args, void *stream);
 /* device memory and copies; kind: 1 host to device, 2 device to host, 3 device to device */
 KC_EXPORT void *kc_cuda_malloc(size_t bytes);

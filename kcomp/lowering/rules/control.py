@@ -15,7 +15,7 @@ from ..names import Code
 from ..plan import Buffer, Kernel, Ref
 from . import rule
 from .common import copy_ref, copy_value, key, label_of
-from .lstm import emit_lstm, match_lstm
+from .recurrent import emit_recurrent, match_recurrent
 
 
 def _bytes(L, dtype, dims) -> Code:
@@ -37,9 +37,9 @@ def _buffers_of(kernels: List[Kernel]):
 def _loop(L, node: Node):
     a = node.attrs
     body = optimize(a["body"])
-    m = match_lstm(node, body)  # a Keras LSTM layer: one fused kernel for the whole loop
+    m = match_recurrent(node, body, L.target)  # a Keras recurrent layer: one fused kernel
     if m is not None:
-        emit_lstm(L, node, m)
+        emit_recurrent(L, node, m)
         return
     n_seq, n_state = a["n_seq"], a["n_state"]
     seqs = node.inputs[:n_seq]

@@ -1,6 +1,8 @@
-"""The LSTM matcher (kcomp/lowering/rules/lstm.py): it recognises exactly Keras 2.3.1's LSTM time
-loop, and its reading of the loop (gate order i, f, g, o; bias; recurrent activation) computes
-what the loop computes, checked against the numpy reference interpreter. A matched loop runs as
+"""The recurrent-layer matchers (kcomp/lowering/rules/recurrent.py): they recognise exactly
+Keras 2.3.1's LSTM, GRU (both reset_after forms) and SimpleRNN time loops, and their reading of
+the loop (gate order, weights, biases, activations) computes what the loop computes, checked
+against the numpy reference interpreter. A matched GRU or SimpleRNN loop runs on a GPU as one
+kc_cuda_rnn call (tests/cuda); on the CPU it keeps the generic loop. A matched loop runs as
 one fused kernel: on the CPU kc_api.lstm, checked here against the layer computed from its
 weights in float64 (tests/test_rnn_kernels.py: every instruction set); on a GPU kc_cuda_lstm
 (tests/cuda)."""
@@ -13,7 +15,7 @@ from kcomp.compiler import prepare_function
 from kcomp.ir.graph import Graph
 from kcomp.ir.interpret import evaluate
 from kcomp.ir.passes import optimize
-from kcomp.lowering.rules.lstm import match_lstm
+from kcomp.lowering.rules.recurrent import match_gru, match_lstm, match_recurrent, match_simple_rnn
 
 os.environ.setdefault("KERAS_BACKEND", "kcomp.backend")
 keras = pytest.importorskip("keras")
@@ -76,6 +78,102 @@ def test_keras_lstm_is_matched_and_means_what_the_loop_computes(kw):
 def test_other_loops_are_not_matched(layers):
     _, loop = _loop(Sequential(layers()))
     assert match_lstm(loop, optimize(loop.attrs["body"])) is None
+
+
+def _acts(name):
+    return {"tanh": np.tanh, "sigmoid": lambda v: _sig(v, False),
+            "hard_sigmoid": lambda v: _sig(v, True), "relu": lambda v: np.maximum(v, 0),
+            "linear": lambda v: v}[name]
+
+
+GRU_CASES = [
+    ({}, "gru_reset_before"),
+    ({"reset_after": True}, "gru"),
+    ({"reset_after": True, "use_bias": False}, "gru"),
+    ({"use_bias": False, "return_sequences": True}, "gru_reset_before"),
+    ({"recurrent_activation": "hard_sigmoid", "activation": "relu"}, "gru_reset_before"),
+    ({"reset_after": True, "activation": "sigmoid", "go_backwards": True}, "gru"),
+]
+
+
+@pytest.mark.parametrize("kw,cell", GRU_CASES)
+def test_keras_gru_is_matched_and_means_what_the_loop_computes(kw, cell):
+    units, steps = 6, 5
+    model = Sequential([GRU(units, input_shape=(steps, 3), **kw)])
+    rng = np.random.default_rng(1)
+    model.set_weights([rng.normal(size=w.shape).astype(np.float32) * 0.5
+                       for w in model.get_weights()])
+    g, loop = _loop(model)
+    body = optimize(loop.attrs["body"])
+    m = match_gru(loop, body)
+    assert m is not None and m.cell == cell and m.units == units
+    assert match_recurrent(loop, body, "cuda") == m and match_recurrent(loop, body, "cpu") is None
+    assert m.rec == kw.get("recurrent_activation", "sigmoid")
+    assert m.act == kw.get("activation", "tanh")
+    assert (m.b_rec is not None) == (cell == "gru" and kw.get("use_bias", True))
+    x = rng.normal(size=(4, steps, 3)).astype(np.float32)
+    values, _ = evaluate(Graph(g.inputs, tuple(loop.inputs) + tuple(loop.outputs), ()), [x])
+    xw, h = (v.astype(np.float64) for v in values[:2])
+    w = values[m.w_rec].astype(np.float64)
+    rec, act = _acts(m.rec), _acts(m.act)
+    u = units
+    seq = []
+    for t in (range(steps - 1, -1, -1) if loop.attrs["reverse"] else range(steps)):
+        x_t = xw[t]
+        if cell == "gru":
+            zr = h @ w + (values[m.b_rec] if m.b_rec is not None else 0.0)
+            z, r = rec(x_t[:, :u] + zr[:, :u]), rec(x_t[:, u:2 * u] + zr[:, u:2 * u])
+            hh = act(x_t[:, 2 * u:] + r * zr[:, 2 * u:])
+        else:
+            zr = h @ w
+            z, r = rec(x_t[:, :u] + zr[:, :u]), rec(x_t[:, u:2 * u] + zr[:, u:2 * u])
+            hh = act(x_t[:, 2 * u:] + (r * h) @ values[m.w_rec2].astype(np.float64))
+        h = z * h + (1 - z) * hh
+        seq.append(h)
+    n = len(loop.inputs)
+    got_h, got_seq = values[n:n + 2]
+    np.testing.assert_allclose(got_h, h, rtol=1e-5, atol=1e-6)
+    want_seq = np.stack(seq[::-1] if loop.attrs.get("stack_at_index") else seq)
+    np.testing.assert_allclose(got_seq, want_seq, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("kw", [{}, {"activation": "relu", "use_bias": False},
+                                {"activation": "linear"}, {"activation": "hard_sigmoid"}])
+def test_keras_simple_rnn_is_matched_and_means_what_the_loop_computes(kw):
+    units, steps = 5, 4
+    model = Sequential([SimpleRNN(units, input_shape=(steps, 3), **kw)])
+    rng = np.random.default_rng(2)
+    model.set_weights([rng.normal(size=w.shape).astype(np.float32) * 0.5
+                       for w in model.get_weights()])
+    g, loop = _loop(model)
+    m = match_simple_rnn(loop, optimize(loop.attrs["body"]))
+    assert m is not None and m.cell == "simple" and m.act == kw.get("activation", "tanh")
+    x = rng.normal(size=(3, steps, 3)).astype(np.float32)
+    values, _ = evaluate(Graph(g.inputs, tuple(loop.inputs) + tuple(loop.outputs), ()), [x])
+    xw, h = (v.astype(np.float64) for v in values[:2])
+    w, act = values[m.w_rec].astype(np.float64), _acts(m.act)
+    seq = []
+    for t in range(steps):
+        h = act(xw[t] + h @ w)
+        seq.append(h)
+    n = len(loop.inputs)
+    np.testing.assert_allclose(values[n], h, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(values[n + 1], np.stack(seq), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("layers", [
+    lambda: [GRU(6, input_shape=(4, 3), implementation=1)],
+    lambda: [Masking(input_shape=(4, 3)), GRU(6)],
+    lambda: [Masking(input_shape=(4, 3)), SimpleRNN(6)],
+    lambda: [GRU(6, input_shape=(4, 3), activation="elu")],
+    lambda: [SimpleRNN(6, input_shape=(4, 3), activation="softplus")],
+    lambda: [LSTM(6, input_shape=(4, 3))],
+], ids=["gru_implementation1", "gru_masking", "simple_masking", "gru_elu", "simple_softplus",
+        "lstm"])
+def test_other_loops_are_not_gru_or_simple_rnn(layers):
+    _, loop = _loop(Sequential(layers()))
+    body = optimize(loop.attrs["body"])
+    assert match_gru(loop, body) is None and match_simple_rnn(loop, body) is None
 
 
 @pytest.mark.parametrize("kw", [{}, {"recurrent_activation": "hard_sigmoid"},
