@@ -92,7 +92,8 @@ def bench_functions(torch, rows) -> None:
     rows.append({"workload": "x + 1 on 16 floats, per call (K.function, host time)",
                  "kcomp_ms": host_ms_per_call(torch, lambda: tiny([s])), "peer": "torch eager",
                  "peer_ms": host_ms_per_call(torch, lambda: s + 1.0)})
-    bench_lstm_function(torch, rows)
+    bench_rnn_function(torch, rows, "LSTM")
+    bench_rnn_function(torch, rows, "GRU")
 
 
 def host_ms_per_call(torch, fn, calls=2000, rounds=5) -> float:
@@ -111,45 +112,65 @@ def host_ms_per_call(torch, fn, calls=2000, rounds=5) -> float:
     return statistics.median(times)
 
 
-def bench_lstm_function(torch, rows) -> None:
-    """A Keras-style LSTM step under K.rnn, compiled for the GPU (its loop runs as the fused
-    kernel, kcomp/lowering/rules/lstm.py), against torch.nn.LSTM (cuDNN), TF32 off."""
+def rnn_function(kind: str, steps: int, inputs: int, units: int, net):
+    """A Keras 2.3.1 LSTM or GRU (reset_after=True) cell under K.rnn, written with backend ops
+    and torch layer `net`'s weights, compiled for the GPU: its loop runs as one kc_cuda_rnn call
+    (kcomp/lowering/rules/recurrent.py). Returns the K.function of the last output."""
     import numpy as np
     import kcomp.backend as K
-    steps, batch, inputs, units = 100, 32, 128, 256
-    lstm = torch.nn.LSTM(inputs, units).cuda().eval()
-    w_ih, w_hh = lstm.weight_ih_l0.detach(), lstm.weight_hh_l0.detach()
-    bias = (lstm.bias_ih_l0 + lstm.bias_hh_l0).detach()
-    kernel, rec = K.variable(w_ih.T.cpu().numpy()), K.variable(w_hh.T.cpu().numpy())
-    b = K.variable(bias.cpu().numpy())
+    var = lambda t: K.variable(t.detach().cpu().numpy())  # noqa: E731
+    w_ih, w_hh, b_ih, b_hh = net.weight_ih_l0, net.weight_hh_l0, net.bias_ih_l0, net.bias_hh_l0
+    u = units
+    if kind == "LSTM":  # PyTorch's i, f, g, o is Keras's i, f, c, o
+        kernel, rec, bias = var(w_ih.T), var(w_hh.T), var(b_ih + b_hh)
 
-    def step(x_t, states):  # Keras 2.3.1's LSTMCell, implementation 2
-        h, c = states
-        z = K.dot(x_t, kernel) + K.dot(h, rec) + b
-        i, f, g, o = (z[:, k * units:(k + 1) * units] for k in range(4))
-        c = K.sigmoid(f) * c + K.sigmoid(i) * K.tanh(g)
-        h = K.sigmoid(o) * K.tanh(c)
-        return h, [h, c]
+        def step(x_t, states):
+            h, c = states
+            z = K.dot(x_t, kernel) + K.dot(h, rec) + bias
+            i, f, g, o = (z[:, k * u:(k + 1) * u] for k in range(4))
+            c = K.sigmoid(f) * c + K.sigmoid(i) * K.tanh(g)
+            h = K.sigmoid(o) * K.tanh(c)
+            return h, [h, c]
+    else:  # PyTorch's GRU gates r, z, n are Keras's r, z, h in the order z, r, h
+        p = np.r_[u:2 * u, 0:u, 2 * u:3 * u]
+        kernel, rec, b_in, b_rec = var(w_ih[p].T), var(w_hh[p].T), var(b_ih[p]), var(b_hh[p])
+
+        def step(x_t, states):
+            h = states[0]
+            mx = K.bias_add(K.dot(x_t, kernel), b_in)
+            mh = K.bias_add(K.dot(h, rec), b_rec)
+            z = K.sigmoid(mx[:, :u] + mh[:, :u])
+            r = K.sigmoid(mx[:, u:2 * u] + mh[:, u:2 * u])
+            h = z * h + (1 - z) * K.tanh(mx[:, 2 * u:] + r * mh[:, 2 * u:])
+            return h, [h]
     x = K.placeholder((None, steps, inputs))
     zeros = K.zeros_like(K.dot(x[:, 0, :], K.constant(np.zeros((inputs, units), np.float32))))
-    last, _, _ = K.rnn(step, x, [zeros, zeros])
-    fn = K.function([x], [last], device="cuda", device_outputs=True)
+    last, _, _ = K.rnn(step, x, [zeros] * (2 if kind == "LSTM" else 1))
+    return K.function([x], [last], device="cuda", device_outputs=True)
+
+
+def bench_rnn_function(torch, rows, kind: str) -> None:
+    """rnn_function's layer at batch 32 against torch.nn.LSTM / GRU (cuDNN), TF32 off."""
+    steps, batch, inputs, units = 100, 32, 128, 256
+    net = getattr(torch.nn, kind)(inputs, units).cuda().eval()
+    fn = rnn_function(kind, steps, inputs, units, net)
     xs = torch.randn(batch, steps, inputs, device="cuda")
     tf32 = torch.backends.cudnn.allow_tf32
     torch.backends.cudnn.allow_tf32 = False
     try:
         with torch.no_grad():
-            want = lstm(xs.transpose(0, 1).contiguous())[1][0][0]
+            want = net(xs.transpose(0, 1).contiguous())[1]
+            want = (want[0] if kind == "LSTM" else want)[0]
             got = torch.as_tensor(fn([xs])[0], device="cuda")
             err = (got - want).abs().max().item()
             if err > 1e-4:
-                raise AssertionError(f"LSTM through K.rnn: max abs error {err}")
+                raise AssertionError(f"{kind} through K.rnn: max abs error {err}")
             kc = cuda_time_ms(torch, lambda: fn([xs]))
-            peer = cuda_time_ms(torch, lambda: lstm(xs.transpose(0, 1).contiguous()))
+            peer = cuda_time_ms(torch, lambda: net(xs.transpose(0, 1).contiguous()))
     finally:
         torch.backends.cudnn.allow_tf32 = tf32
-    rows.append({"workload": f"LSTM b{batch} T{steps} in{inputs} u{units}, K.rnn (K.function)",
-                 "kcomp_ms": kc, "peer": "torch.nn.LSTM (cuDNN)", "peer_ms": peer})
+    rows.append({"workload": f"{kind} b{batch} T{steps} in{inputs} u{units}, K.rnn (K.function)",
+                 "kcomp_ms": kc, "peer": f"torch.nn.{kind} (cuDNN)", "peer_ms": peer})
 
 
 def table(rows, copy_gbs) -> str:
@@ -184,7 +205,7 @@ def main(argv=None) -> int:
     groups = {"gemm": lambda: _load("gpu_gemm").bench_gemm(torch, rows),
               "reduce": lambda: _load("gpu_reduce").bench_reduce(torch, rows),
               "conv": lambda: _load("gpu_conv").bench_conv(torch, rows),
-              "rnn": lambda: _load("gpu_rnn").bench_lstm(torch, rows),
+              "rnn": lambda: _load("gpu_rnn").bench_rnn(torch, rows),
               "functions": lambda: bench_functions(torch, rows)}
     only = [g for g in args.only.split(",") if g] or list(groups)
     failures = []
