@@ -512,10 +512,13 @@ def cmd_build(args) -> int:
     t = time.perf_counter()
     manifest = aot.build(_source(args.source), args.output, name=args.name, isa=args.isa,
                          weights=args.weights, quiet=args.quiet, force=args.force, jobs=args.jobs,
-                         input_shapes=[_shape(s) for s in args.input_shape] or None)
+                         input_shapes=[_shape(s) for s in args.input_shape] or None,
+                         device=args.device, cuda_arch=args.cuda_arch)
     if not args.quiet:
         names = ", ".join(f["name"] for f in manifest["functions"])
-        print(f"built {args.output} ({names}) for {manifest['isa']['level']} in "
+        target = (f"CUDA sm_{manifest['cuda']['arch']}" if manifest["device"] == "cuda" else
+                  manifest["isa"]["level"])
+        print(f"built {args.output} ({names}) for {target} in "
               f"{human_duration(time.perf_counter() - t)}")
     return 0
 
@@ -561,6 +564,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--isa", default="x86-64-v3",
                    choices=["x86-64", "x86-64-v2", "x86-64-v3", "x86-64-v4", "native"],
                    help="instruction-set level (default x86-64-v3)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                   help="cpu (default) or cuda: the functions as CUDA for an NVIDIA GPU, built "
+                        "with nvcc (no GPU needed to build)")
+    p.add_argument("--cuda-arch", metavar="CC",
+                   help="with --device cuda: the compute capability to build for (80, 90, "
+                        "90a, ...; default KCOMP_CUDA_ARCH, else this machine's GPU)")
     p.add_argument("--weights", default="sidecar", choices=["sidecar", "embedded"],
                    help="weights in weights.bin (default) or inside the library")
     p.add_argument("--input-shape", action="append", default=[], metavar="D,D,...",

@@ -2,13 +2,14 @@
 
     <out>/manifest.json                      what is inside, with sha256 of every file (last)
     <out>/include/<name>.h, include/kcomp/abi.h    the C API
-    <out>/lib/lib<name>.so, lib/libkcomp_kernels.so
+    <out>/lib/lib<name>.so, lib/libkcomp_kernels.so (a CUDA artifact: lib/libkcomp_cuda.so)
     <out>/lib/cmake/<name>/<name>Config.cmake      find_package(<name>)
     <out>/weights.bin                        constants and variables (unless embedded)
     <out>/src/                               the generated sources and build.ninja
 
 The functions are generated exactly as the JIT generates them (same passes, same templates),
-compiled for a portable instruction-set level, one translation unit each, in parallel. The
+compiled for a portable instruction-set level (a CUDA artifact: for a GPU architecture, by
+nvcc, which needs no GPU), one translation unit each, in parallel. The
 artifact is assembled in a private directory beside <out> and renamed into place only when
 complete, so an interrupted build never leaves something that looks like an artifact.
 """
@@ -182,14 +183,29 @@ def _dims_code(dims):
 
 def build(obj, out_dir: str, *, name: str = "model", isa: str = ISA.DEFAULT,
           weights: str = "sidecar", input_shapes=None, quiet: bool = False, force: bool = False,
-          jobs: int | None = None) -> dict:
-    """Build obj (see collect) into the artifact directory out_dir; returns its manifest."""
+          jobs: int | None = None, device: str = "cpu", cuda_arch: str | None = None) -> dict:
+    """Build obj (see collect) into the artifact directory out_dir; returns its manifest.
+    device 'cuda': the functions as CUDA for cuda_arch (default: KCOMP_CUDA_ARCH, else this
+    machine's GPU), with kcomp's CUDA kernel library; isa does not apply (the host code is
+    baseline x86-64)."""
     from ..jit.toolchain import toolchain
     from ..compiler import generate, prepare_function, source_key
     from ..lowering.render import KEY_SLOT
     check_name(name)
     if weights not in ("sidecar", "embedded"):
         raise ValueError("weights must be 'sidecar' or 'embedded'")
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu' or 'cuda', not {device!r}")
+    cuda = None
+    if device == "cuda":
+        if isa not in (ISA.DEFAULT, "x86-64"):
+            raise ValueError(f"isa={isa!r}: the instruction-set level applies to CPU artifacts")
+        from ..cuda import jit as cuda_jit
+        from ..cuda.toolkit import check_arch, device_arch
+        cuda = cuda_jit.toolchain(check_arch(cuda_arch) if cuda_arch else device_arch())
+        isa = "x86-64"
+    elif cuda_arch is not None:
+        raise ValueError("cuda_arch is for device='cuda'")
     features = ISA.features(isa)
     out_dir = os.path.abspath(out_dir)
     if os.path.exists(out_dir) and not force:
@@ -201,8 +217,8 @@ def build(obj, out_dir: str, *, name: str = "model", isa: str = ISA.DEFAULT,
     specs, sources = [], []
     for i, fn in enumerate(functions):
         prepared = prepare_function(fn.graph)
-        gen = generate(prepared, fn.name)
-        key = source_key(gen.source, tc)  # gen.source: the very source the JIT would compile
+        gen = generate(prepared, fn.name, target=device)
+        key = source_key(gen.source, cuda or tc)  # gen.source: the very source the JIT compiles
         sources.append(gen.source.replace(KEY_SLOT, key))
         plan = gen.plan
         consts = [store.add(v) for v in plan.const_values]
@@ -223,7 +239,7 @@ def build(obj, out_dir: str, *, name: str = "model", isa: str = ISA.DEFAULT,
     work = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.building-", dir=parent)
     try:
         manifest = _assemble(work, name, specs, sources, store, tc, features, isa, weights,
-                             quiet, jobs)
+                             quiet, jobs, cuda)
         if os.path.exists(out_dir):  # force: move the old artifact away before replacing it
             old = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.old-", dir=parent)
             os.rename(out_dir, os.path.join(old, "a"))
@@ -235,7 +251,9 @@ def build(obj, out_dir: str, *, name: str = "model", isa: str = ISA.DEFAULT,
     return manifest
 
 
-def _assemble(work, name, specs, sources, store, tc, features, isa, weights, quiet, jobs) -> dict:
+def _assemble(work, name, specs, sources, store, tc, features, isa, weights, quiet, jobs,
+              cuda) -> dict:
+    """cuda: the CUDA toolchain of a CUDA artifact, else None."""
     from ..lowering.names import c_string
     from ..lowering.render import environment
     env = environment()
@@ -243,12 +261,17 @@ def _assemble(work, name, specs, sources, store, tc, features, isa, weights, qui
         os.makedirs(os.path.join(work, sub), exist_ok=True)
     layout = store.write(os.path.join(work, "weights.bin"))
     digest = file_sha256(os.path.join(work, "weights.bin"))
+    ext = "cu" if cuda else "cpp"
     for i, src in enumerate(sources):
-        with open(os.path.join(work, "src", f"f{i}.cpp"), "w") as f:
+        with open(os.path.join(work, "src", f"f{i}.{ext}"), "w") as f:
             f.write(src)
+    kernels = "libkcomp_cuda.so" if cuda else "libkcomp_kernels.so"
 
     ctx = {
-        "name": name, "embedded": weights == "embedded",
+        "name": name, "embedded": weights == "embedded", "kernels_library": kernels,
+        "cuda": cuda is not None, "arch": cuda.arch if cuda else "",
+        "arch_number": int(re.match(r"\d+", cuda.arch).group()) if cuda else 0,
+        "arch_specific": bool(cuda and not cuda.arch.isdigit()),  # 90a: that GPU alone
         "first_function": specs[0]["name"] if specs else "",
         "arrays": [{"dtype": as_dtype(a["dtype"]).code, "rank": len(a["shape"]),
                     "dims": _dims_code(a["shape"]), "offset": a["offset"], "nbytes": a["nbytes"]}
@@ -269,7 +292,8 @@ def _assemble(work, name, specs, sources, store, tc, features, isa, weights, qui
         "features": features,
         "required": c_string(f"{isa}: {', '.join(features) or 'baseline x86-64'}"),
     }
-    for template, target in (("model.h.j2", f"include/{name}.h"), ("model.cpp.j2", "src/model.cpp"),
+    for template, target in (("model.h.j2", f"include/{name}.h"),
+                             ("model.cpp.j2", f"src/model.{ext}"),
                              ("isa.cpp.j2", "src/isa.cpp"), ("weights.cpp.j2", "src/weights.cpp"),
                              ("Config.cmake.j2", f"lib/cmake/{name}/{name}Config.cmake")):
         if template == "weights.cpp.j2" and weights != "embedded":
@@ -278,9 +302,13 @@ def _assemble(work, name, specs, sources, store, tc, features, isa, weights, qui
             f.write(env.get_template(f"aot/{template}").render(**ctx))
     shutil.copy(os.path.join(tc.include_dir, "kcomp", "abi.h"),
                 os.path.join(work, "include", "kcomp", "abi.h"))
-    shutil.copy(_paths.kernels_library(), os.path.join(work, "lib", "libkcomp_kernels.so"))
+    if cuda:
+        from ..cuda.runtime import build_library
+        shutil.copy(build_library(cuda.arch), os.path.join(work, "lib", kernels))
+    else:
+        shutil.copy(_paths.kernels_library(), os.path.join(work, "lib", kernels))
 
-    _compile(work, name, specs, tc, weights == "embedded", quiet, jobs)
+    _compile(work, name, specs, tc, weights == "embedded", quiet, jobs, cuda)
     shutil.rmtree(os.path.join(work, "obj"))
     if weights == "embedded":
         os.remove(os.path.join(work, "weights.bin"))
@@ -292,10 +320,12 @@ def _assemble(work, name, specs, sources, store, tc, features, isa, weights, qui
             files[os.path.relpath(p, work)] = file_sha256(p)
     manifest = {
         "format": FORMAT, "name": name, "kcomp_version": __version__,
-        "abi_version": int(native().ABI_VERSION),
+        "abi_version": int(native().ABI_VERSION), "device": "cuda" if cuda else "cpu",
         "isa": {"level": isa, "features": features}, "compiler": tc.compiler,
         "flags": list(tc.flags), "weights": weights, "weights_sha256": digest,
         "arrays": layout, "functions": specs, "files": dict(sorted(files.items())),
+        **({"cuda": {"arch": cuda.arch, "nvcc": cuda.nvcc, "nvcc_version": cuda.version,
+                     "flags": list(cuda.flags), "abi_version": _cuda_abi()}} if cuda else {}),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     tmp = os.path.join(work, "manifest.json.tmp")
@@ -307,8 +337,14 @@ def _assemble(work, name, specs, sources, store, tc, features, isa, weights, qui
     return manifest
 
 
-def _compile(work, name, specs, tc, embedded, quiet, jobs) -> None:
-    """One build.ninja: every translation unit compiled in parallel, then one link."""
+def _cuda_abi() -> int:
+    from ..cuda.runtime import CUDA_ABI_VERSION
+    return CUDA_ABI_VERSION
+
+
+def _compile(work, name, specs, tc, embedded, quiet, jobs, cuda=None) -> None:
+    """One build.ninja: every translation unit compiled in parallel, then one link. A CUDA
+    artifact's functions and C API are compiled by nvcc (cuda: its toolchain), which links."""
     q = lambda a: shlex.quote(a).replace("$", "$$")  # noqa: E731 (shell, then ninja, quoting)
     flags = [f for f in tc.flags]
     base_flags = [f for f in flags if not f.startswith("-march=")]
@@ -320,19 +356,34 @@ def _compile(work, name, specs, tc, embedded, quiet, jobs) -> None:
              f"base_flags = {' '.join(q(f) for f in base_flags)} {includes}",
              "rule cxx", "  command = $cxx $flags $defs -c $in -o $out", "  description = $what",
              "rule cxx_base", "  command = $cxx $base_flags -c $in -o $out",
-             "  description = $what",
-             "rule link",
-             "  command = $cxx -shared -o $out $in -Llib -lkcomp_kernels '-Wl,-rpath,$$ORIGIN' "
-             "-lm -Wl,--no-undefined -lc",
-             "  description = linking lib" + name + ".so"]
+             "  description = $what"]
+    if cuda:  # the JIT's nvcc flags, for objects instead of a library
+        nv_flags = [f for f in cuda.flags if f not in ("-shared", "-cudart=static")]
+        lines += [f"nvcc = {q(cuda.nvcc)}",
+                  f"nvcc_flags = {' '.join(q(f) for f in nv_flags)} {includes}",
+                  "rule nvcc", "  command = $nvcc $nvcc_flags $defs -c $in -o $out",
+                  "  description = $what",
+                  "rule link",
+                  "  command = $nvcc -shared -cudart=static -o $out $in -Llib -lkcomp_cuda "
+                  "'-Xlinker=-rpath,$$ORIGIN' -Xlinker=--no-undefined",
+                  "  description = linking lib" + name + ".so"]
+        symbols = ["kc_cuda_get_module"]
+    else:
+        lines += ["rule link",
+                  "  command = $cxx -shared -o $out $in -Llib -lkcomp_kernels '-Wl,-rpath,$$ORIGIN' "
+                  "-lm -Wl,--no-undefined -lc",
+                  "  description = linking lib" + name + ".so"]
+        symbols = ["kc_get_module", "kc_abi_version"]
+    ext, main = ("cu", "nvcc") if cuda else ("cpp", "cxx")
     objects = []
     for i, s in enumerate(specs):
         what = re.sub(r"[^A-Za-z0-9_.:+\- ]", "_", s["name"])[:60]
-        lines += [f"build obj/f{i}.o: cxx src/f{i}.cpp",
-                  f"  defs = -Dkc_get_module=kc_get_module_f{i} -Dkc_abi_version=kc_abi_version_f{i}",
+        lines += [f"build obj/f{i}.o: {main} src/f{i}.{ext}",
+                  "  defs = " + " ".join(f"-D{sym}={sym}_f{i}" for sym in symbols),
                   f"  what = compiling function {i + 1} of {len(specs)}: {what}"]
         objects.append(f"obj/f{i}.o")
-    lines += ["build obj/model.o: cxx src/model.cpp", "  defs =", "  what = compiling the C API",
+    lines += [f"build obj/model.o: {main} src/model.{ext}", "  defs =",
+              "  what = compiling the C API",
               "build obj/isa.o: cxx_base src/isa.cpp", "  what = compiling the CPU check"]
     objects += ["obj/model.o", "obj/isa.o"]
     if embedded:

@@ -169,6 +169,11 @@ def _read_manifest(path: str) -> dict:
     if m.get("format") != FORMAT:
         raise ArtifactError(f"{path}: unknown artifact format {m.get('format')!r}, "
                             f"this kcomp reads {FORMAT!r}")
+    if m.get("device", "cpu") != "cpu":
+        raise ArtifactError(f"{path} is a {m['device']} artifact (built for sm_"
+                            f"{m.get('cuda', {}).get('arch')}): kcomp.aot.load runs CPU artifacts. "
+                            f"Use it through its C API (include/{m.get('name')}.h), or compile the "
+                            f"function with device='cuda' in Python.")
     abi = int(native().ABI_VERSION)
     if m.get("abi_version") != abi:
         raise ArtifactError(f"{path} was built by kcomp {m.get('kcomp_version')} for ABI "

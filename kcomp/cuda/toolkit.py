@@ -67,14 +67,18 @@ def gpu_present() -> bool:
     return _driver_arch()[0] > 0
 
 
+def check_arch(arch: str, what: str = "") -> str:
+    """arch if it names a compute capability nvcc compiles for (80, 90, 90a, ...)."""
+    if not re.fullmatch(r"[1-9][0-9]{1,2}[af]?", str(arch)):
+        raise ValueError(f"{what}{arch!r}: expected a compute capability such as 80, 90 or 90a")
+    return str(arch)
+
+
 def device_arch() -> str:
     """The architecture to compile for: $KCOMP_CUDA_ARCH (e.g. 90, 80, 90a), else the GPU's."""
     forced = os.environ.get("KCOMP_CUDA_ARCH", "").strip()
     if forced:
-        if not re.fullmatch(r"[1-9][0-9]{1,2}[af]?", forced):
-            raise ValueError(f"KCOMP_CUDA_ARCH={forced!r}: expected a compute capability such as "
-                             f"80, 90 or 90a")
-        return forced
+        return check_arch(forced, "KCOMP_CUDA_ARCH=")
     n, arch = _driver_arch()
     if n == 0:
         raise CudaUnavailableError(f"kcomp was asked for a CUDA device, but {arch}. Use the CPU "
