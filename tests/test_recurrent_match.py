@@ -30,6 +30,18 @@ def _loop(model):
     return g, loops[0]
 
 
+def _loop_values(model, seed, batch):
+    """The model's loop, its optimized body, and the values of the loop's inputs and outputs
+    (reference interpreter) for random weights and a random input of `batch` rows."""
+    rng = np.random.default_rng(seed)
+    model.set_weights([rng.normal(size=w.shape).astype(np.float32) * 0.5
+                       for w in model.get_weights()])
+    g, loop = _loop(model)
+    x = rng.normal(size=(batch,) + tuple(model.input_shape[1:])).astype(np.float32)
+    values, _ = evaluate(Graph(g.inputs, tuple(loop.inputs) + tuple(loop.outputs), ()), [x])
+    return loop, optimize(loop.attrs["body"]), values
+
+
 def _sig(x, hard):
     return np.clip(0.2 * x + 0.5, 0, 1) if hard else 1 / (1 + np.exp(-x))
 
@@ -39,17 +51,12 @@ def _sig(x, hard):
                                 {"unit_forget_bias": False}])
 def test_keras_lstm_is_matched_and_means_what_the_loop_computes(kw):
     units, steps = 7, 5
-    model = Sequential([LSTM(units, input_shape=(steps, 3), **kw)])
-    rng = np.random.default_rng(0)
-    model.set_weights([rng.normal(size=w.shape).astype(np.float32) * 0.5
-                       for w in model.get_weights()])
-    g, loop = _loop(model)
-    m = match_lstm(loop, optimize(loop.attrs["body"]))
+    loop, body, values = _loop_values(Sequential([LSTM(units, input_shape=(steps, 3), **kw)]),
+                                      0, 4)
+    m = match_lstm(loop, body)
     assert m is not None and m.units == units
     assert m.rec == kw.get("recurrent_activation", "sigmoid")
     assert (m.bias is None) == (kw.get("use_bias", True) is False)
-    x = rng.normal(size=(4, steps, 3)).astype(np.float32)
-    values, _ = evaluate(Graph(g.inputs, tuple(loop.inputs) + tuple(loop.outputs), ()), [x])
     xw, h, c = (v.astype(np.float64) for v in values[:3])
     w = values[m.w_rec].astype(np.float64)
     b = values[m.bias].astype(np.float64) if m.bias is not None else 0.0
@@ -99,20 +106,14 @@ GRU_CASES = [
 @pytest.mark.parametrize("kw,cell", GRU_CASES)
 def test_keras_gru_is_matched_and_means_what_the_loop_computes(kw, cell):
     units, steps = 6, 5
-    model = Sequential([GRU(units, input_shape=(steps, 3), **kw)])
-    rng = np.random.default_rng(1)
-    model.set_weights([rng.normal(size=w.shape).astype(np.float32) * 0.5
-                       for w in model.get_weights()])
-    g, loop = _loop(model)
-    body = optimize(loop.attrs["body"])
+    loop, body, values = _loop_values(Sequential([GRU(units, input_shape=(steps, 3), **kw)]),
+                                      1, 4)
     m = match_gru(loop, body)
     assert m is not None and m.cell == cell and m.units == units
     assert match_recurrent(loop, body, "cuda") == m and match_recurrent(loop, body, "cpu") is None
     assert m.rec == kw.get("recurrent_activation", "sigmoid")
     assert m.act == kw.get("activation", "tanh")
     assert (m.b_rec is not None) == (cell == "gru" and kw.get("use_bias", True))
-    x = rng.normal(size=(4, steps, 3)).astype(np.float32)
-    values, _ = evaluate(Graph(g.inputs, tuple(loop.inputs) + tuple(loop.outputs), ()), [x])
     xw, h = (v.astype(np.float64) for v in values[:2])
     w = values[m.w_rec].astype(np.float64)
     rec, act = _acts(m.rec), _acts(m.act)
@@ -141,15 +142,10 @@ def test_keras_gru_is_matched_and_means_what_the_loop_computes(kw, cell):
                                 {"activation": "linear"}, {"activation": "hard_sigmoid"}])
 def test_keras_simple_rnn_is_matched_and_means_what_the_loop_computes(kw):
     units, steps = 5, 4
-    model = Sequential([SimpleRNN(units, input_shape=(steps, 3), **kw)])
-    rng = np.random.default_rng(2)
-    model.set_weights([rng.normal(size=w.shape).astype(np.float32) * 0.5
-                       for w in model.get_weights()])
-    g, loop = _loop(model)
-    m = match_simple_rnn(loop, optimize(loop.attrs["body"]))
+    loop, body, values = _loop_values(
+        Sequential([SimpleRNN(units, input_shape=(steps, 3), **kw)]), 2, 3)
+    m = match_simple_rnn(loop, body)
     assert m is not None and m.cell == "simple" and m.act == kw.get("activation", "tanh")
-    x = rng.normal(size=(3, steps, 3)).astype(np.float32)
-    values, _ = evaluate(Graph(g.inputs, tuple(loop.inputs) + tuple(loop.outputs), ()), [x])
     xw, h = (v.astype(np.float64) for v in values[:2])
     w, act = values[m.w_rec].astype(np.float64), _acts(m.act)
     seq = []

@@ -174,7 +174,7 @@ def _act(t: Tensor, names) -> Optional[str]:
 
 def _block(t: Tensor, units: int, width: int):
     """(src, k) if t is src[:, kU:(k+1)U] of a src with `width` columns, else None."""
-    if not _is(t, "slice"):
+    if not _is(t, "slice") or not isinstance(width, int):
         return None
     src = t.node.inputs[0]
     (a0, a1) = t.node.attrs["specs"]
