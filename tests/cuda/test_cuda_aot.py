@@ -217,3 +217,29 @@ def test_run_device_and_bad_arguments_on_the_gpu(gpu, artifact):
         assert lib.models_run(m, 7, ins, outs) == 1
     finally:
         lib.models_destroy(m)
+
+
+def test_keras_model_artifact(tmp_path):
+    """A Keras model (Conv1D, GRU, Dense) builds as a CUDA artifact whose GRU loop is one
+    kc_cuda_rnn call; on a GPU, the consumer's predictions are Keras's on the CPU."""
+    os.environ.setdefault("KERAS_BACKEND", "kcomp.backend")
+    pytest.importorskip("keras")
+    from keras.layers import GRU, Conv1D, Dense
+    from keras.models import Sequential
+    from kcomp.cuda import runtime
+    model = Sequential([Conv1D(8, 3, activation="relu", input_shape=(12, 5)),
+                        GRU(6, reset_after=True), Dense(3, activation="softmax")])
+    out = tmp_path / "kmodel"
+    aot.build(model, str(out), name="models", device="cuda", cuda_arch=_arch(), quiet=True,
+              input_shapes=[(None, 12, 5)])
+    assert "c->api->rnn(" in open(out / "src" / "f0.cu").read()
+    if not runtime.available():
+        return
+    exe = _consumer((out,), tmp_path)
+    x = np.random.default_rng(7).standard_normal((4, 12, 5)).astype(np.float32)
+    tensorfile.save(str(tmp_path / "in.kct"), [x])
+    r = subprocess.run([exe, str(tmp_path / "in.kct"), str(tmp_path / "out.kct"), "predict"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    (got,) = tensorfile.load(str(tmp_path / "out.kct"))
+    np.testing.assert_allclose(got, model.predict(x), rtol=1e-4, atol=1e-5)
