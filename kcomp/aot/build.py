@@ -303,7 +303,7 @@ def _assemble(work, name, specs, sources, store, tc, features, isa, weights, qui
     shutil.copy(os.path.join(tc.include_dir, "kcomp", "abi.h"),
                 os.path.join(work, "include", "kcomp", "abi.h"))
     if cuda:
-        from ..cuda.runtime import build_library
+        from ..cuda.runtime import CUDA_ABI_VERSION, build_library
         shutil.copy(build_library(cuda.arch), os.path.join(work, "lib", kernels))
     else:
         shutil.copy(_paths.kernels_library(), os.path.join(work, "lib", kernels))
@@ -325,7 +325,7 @@ def _assemble(work, name, specs, sources, store, tc, features, isa, weights, qui
         "flags": list(tc.flags), "weights": weights, "weights_sha256": digest,
         "arrays": layout, "functions": specs, "files": dict(sorted(files.items())),
         **({"cuda": {"arch": cuda.arch, "nvcc": cuda.nvcc, "nvcc_version": cuda.version,
-                     "flags": list(cuda.flags), "abi_version": _cuda_abi()}} if cuda else {}),
+                     "flags": list(cuda.flags), "abi_version": CUDA_ABI_VERSION}} if cuda else {}),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     tmp = os.path.join(work, "manifest.json.tmp")
@@ -335,11 +335,6 @@ def _assemble(work, name, specs, sources, store, tc, features, isa, weights, qui
         os.fsync(f.fileno())
     os.rename(tmp, os.path.join(work, "manifest.json"))  # last: its presence means complete
     return manifest
-
-
-def _cuda_abi() -> int:
-    from ..cuda.runtime import CUDA_ABI_VERSION
-    return CUDA_ABI_VERSION
 
 
 def _compile(work, name, specs, tc, embedded, quiet, jobs, cuda=None) -> None:
