@@ -3,7 +3,8 @@
 The manifest must be complete and of this kcomp's ABI; every file must match its sha256; the
 CPU must have the instruction sets the artifact was built for. Then each function's module is
 loaded from the artifact's library by the runtime that runs JIT-compiled functions, so an
-artifact runs exactly as fast as the JIT path.
+artifact runs exactly as fast as the JIT path. A CUDA artifact runs through its own C API
+instead (cuda_artifact.py: numpy arrays in and out, copied to and from the GPU).
 """
 from __future__ import annotations
 
@@ -34,21 +35,14 @@ class ArtifactError(RuntimeError):
 class LoadedFunction:
     """One function of an artifact: called like the compiled function it came from."""
 
-    def __init__(self, spec: dict, library, arrays: List[np.ndarray]):
-        rt = native()
+    def __init__(self, spec: dict, run):
+        """run: inputs -> the outputs as numpy arrays (the runtime's Executable.run, or a CUDA
+        artifact's C API)."""
         self.name = spec["name"]
         self.spec = spec
         self.single = bool(spec.get("single", False))
         self._trims = [tuple(t) for t in spec.get("trims", [])]
-        self._exe = rt.Executable(
-            library, [(t["name"], as_dtype(t["dtype"]).code,
-                       [-1 if d is None else d for d in t["shape"]]) for t in spec["inputs"]],
-            [as_dtype(t["dtype"]).code for t in spec["outputs"]],
-            [arrays[i] for i in spec["consts"]],
-            [as_dtype(arrays[i].dtype).code for i in spec["consts"]],
-            [arrays[i] for i in spec["variables"]],
-            [as_dtype(arrays[i].dtype).code for i in spec["variables"]])
-        self._exe.set_name(f"kcomp artifact function {self.name!r}")
+        self._run = run
 
     def __call__(self, inputs=None):
         """Runs the function as the compiled function it came from runs: outputs as a list
@@ -60,7 +54,7 @@ class LoadedFunction:
             inputs = [inputs]
         if any(hasattr(v, "tocoo") for v in inputs):  # scipy.sparse, densified at the boundary
             inputs = [v.toarray() if hasattr(v, "tocoo") else v for v in inputs]
-        outs = self._exe.run(inputs)
+        outs = self._run(inputs)
         for i, axis, at in self._trims:
             outs[i] = outs[i][(slice(None),) * axis + (slice(0, int(outs[at])),)]
         if self._trims:
@@ -92,16 +86,32 @@ class Artifact:
                           "check against); use the kcomp function they were built from",
                           stacklevel=3)
         lib = os.path.join(self.path, "lib", f"lib{self.name}.so")
+        self.functions: Dict[str, LoadedFunction] = {}
+        if m["device"] == "cuda":  # through its C API: the weights go to the GPU there
+            from .cuda_artifact import CudaModel
+            self._cuda = CudaModel(lib, self.name, ArtifactError)
+            for i, spec in enumerate(m["functions"]):
+                self.functions[spec["name"]] = LoadedFunction(
+                    spec, lambda xs, i=i, spec=spec: self._cuda.call(i, spec, xs))
+            return
         private = _private_copy(lib, m["files"][f"lib/lib{self.name}.so"])
         try:
             if private:
                 lib = private
             arrays = self._arrays(lib)
             rt = native()
-            self.functions: Dict[str, LoadedFunction] = {}
             for spec in m["functions"]:
-                library = rt.Library(lib, spec["key"], spec["symbol_suffix"])
-                self.functions[spec["name"]] = LoadedFunction(spec, library, arrays)
+                exe = rt.Executable(
+                    rt.Library(lib, spec["key"], spec["symbol_suffix"]),
+                    [(t["name"], as_dtype(t["dtype"]).code,
+                      [-1 if d is None else d for d in t["shape"]]) for t in spec["inputs"]],
+                    [as_dtype(t["dtype"]).code for t in spec["outputs"]],
+                    [arrays[i] for i in spec["consts"]],
+                    [as_dtype(arrays[i].dtype).code for i in spec["consts"]],
+                    [arrays[i] for i in spec["variables"]],
+                    [as_dtype(arrays[i].dtype).code for i in spec["variables"]])
+                exe.set_name(f"kcomp artifact function {spec['name']!r}")
+                self.functions[spec["name"]] = LoadedFunction(spec, exe.run)
         finally:
             if private:  # mapped now (never unloaded): the copy is no longer needed
                 shutil.rmtree(os.path.dirname(private), ignore_errors=True)
@@ -169,11 +179,9 @@ def _read_manifest(path: str) -> dict:
     if m.get("format") != FORMAT:
         raise ArtifactError(f"{path}: unknown artifact format {m.get('format')!r}, "
                             f"this kcomp reads {FORMAT!r}")
-    if m.get("device", "cpu") != "cpu":
-        raise ArtifactError(f"{path} is a {m['device']} artifact (built for sm_"
-                            f"{m.get('cuda', {}).get('arch')}): kcomp.aot.load runs CPU artifacts. "
-                            f"Use it through its C API (include/{m.get('name')}.h), or compile the "
-                            f"function with device='cuda' in Python.")
+    m.setdefault("device", "cpu")  # (artifacts built before CUDA ones existed)
+    if m["device"] not in ("cpu", "cuda"):
+        raise ArtifactError(f"{path}: unknown device {m['device']!r}")
     abi = int(native().ABI_VERSION)
     if m.get("abi_version") != abi:
         raise ArtifactError(f"{path} was built by kcomp {m.get('kcomp_version')} for ABI "

@@ -31,6 +31,19 @@ def device_value(var) -> rt.DeviceArray:
     return dev
 
 
+def host_input(x, dt: np.dtype, what: str) -> np.ndarray:
+    """x as a C-contiguous numpy array of dtype dt. Converted only where no kind is lost: never
+    strings or objects, never floats to ints, and a numpy array only as np.can_cast(...,
+    "same_kind") allows (so float64 to float32 and ints to floats, but not floats to ints)."""
+    h = np.asarray(x)
+    changes_kind = h.dtype.kind in "OUS" or (h.dtype.kind == "f" and dt.kind != "f") or \
+        (isinstance(x, np.ndarray) and not np.can_cast(h.dtype, dt, "same_kind"))
+    if h.dtype != dt and changes_kind:
+        raise ValueError(f"{what} has dtype {h.dtype}, which does not convert to {dt} without "
+                         f"changing kind")
+    return np.asarray(h, dtype=dt, order="C")  # (np.ascontiguousarray makes 0-d 1-d)
+
+
 def _fill(t: rt.Tensor, a: rt.DeviceArray, code: int) -> None:
     t.data = a.ptr or None
     t.dtype = code
@@ -82,14 +95,7 @@ class CudaExecutable:
                 raise ValueError(f"{what} is a GPU array of dtype {a.dtype}; this function takes "
                                  f"{dt} (GPU inputs are not converted)")
         else:
-            h = np.asarray(x)
-            if h.dtype != dt:
-                if h.dtype.kind in "OUS" or (h.dtype.kind == "f" and dt.kind != "f") or \
-                        (isinstance(x, np.ndarray) and not np.can_cast(h.dtype, dt, "same_kind")):
-                    raise ValueError(f"{what} has dtype {h.dtype}, which does not convert to {dt} "
-                                     f"without changing kind")
-                h = h.astype(dt)
-            a = rt.DeviceArray.from_numpy(h)
+            a = rt.DeviceArray.from_numpy(host_input(x, dt, what))
         if len(a.shape) != len(dims) or any(d >= 0 and d != s for d, s in zip(dims, a.shape)):
             want = tuple(None if d < 0 else d for d in dims)
             raise ValueError(f"{what} has shape {a.shape}; expected {want}")

@@ -75,8 +75,12 @@ def test_artifact_holds_the_cuda_source_the_jit_compiles(artifact):
     assert "models_run_device" in header and f"sm_{_arch()}" in header
 
 
-def test_kcomp_aot_load_refuses_it(artifact):
-    with pytest.raises(aot.ArtifactError, match="cuda artifact.*C API"):
+def test_kcomp_aot_load_needs_a_gpu(artifact):
+    from kcomp.cuda import runtime
+    if runtime.available():
+        pytest.skip("a GPU is present (test_aot_load_on_the_gpu)")
+    with pytest.raises(aot.ArtifactError, match="cannot create the CUDA artifact 'models': "
+                                                "no usable CUDA GPU"):
         aot.load(str(artifact[0]))
 
 
@@ -94,6 +98,19 @@ def test_metadata_without_a_gpu_and_a_clear_create_error(artifact):
         pytest.skip("a GPU is present: create() succeeds (test_consumer_on_the_gpu)")
     assert lib.models_create(None) is None
     assert lib.models_error(None).startswith(b"no usable CUDA GPU")
+
+
+def test_host_inputs_convert_within_their_kind():
+    """What the CUDA JIT functions and CUDA artifacts accept as numpy inputs (host_input)."""
+    from kcomp.cuda.executable import host_input
+    f32 = np.dtype(np.float32)
+    strided = np.arange(6, dtype=np.int64).reshape(2, 3)[:, ::2]
+    assert host_input(strided, f32, "x").flags.c_contiguous
+    assert host_input(2.5, f32, "x").shape == () and host_input([1, 2], f32, "x").dtype == f32
+    for bad, dt in ((np.zeros(3, np.float32), np.int32), (np.array(["a"]), np.float32),
+                    (1.5, np.int32), (np.zeros(2, np.complex64), np.float32)):
+        with pytest.raises(ValueError, match="does not convert"):
+            host_input(bad, np.dtype(dt), "x")
 
 
 def test_bad_build_arguments(tmp_path):
@@ -166,6 +183,25 @@ def test_consumer_on_the_gpu(gpu, artifact, tmp_path):
     r = subprocess.run([exe, str(tmp_path / "in.kct"), str(tmp_path / "o2.kct"), "predict", "1",
                         str(broken)], capture_output=True, text=True)
     assert r.returncode == 1 and "the weights do not match this artifact" in r.stderr
+
+
+@pytest.mark.cuda
+def test_aot_load_on_the_gpu(gpu, artifact):
+    """kcomp.aot.load runs a CUDA artifact through its C API: numpy in, numpy out, as the
+    functions it was built from (the counter's variable lives on the GPU and counts calls)."""
+    out, fns, _ = artifact
+    art = aot.load(str(out))
+    x = np.random.default_rng(8).standard_normal((3, 20)).astype(np.float32)
+    for got, want in zip(art.functions["predict"]([x]), fns["predict"]([x])):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    s = np.random.default_rng(9).standard_normal((4, 6, 3)).astype(np.float32)
+    for got, want in zip(art.functions["encode"]([s]), fns["encode"]([s])):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    c = np.array([1.0, 2.0], np.float32)
+    assert [art.functions["count"]([c])[0].tolist() for _ in range(3)] == \
+        [[1.0, 2.0], [2.0, 3.0], [3.0, 4.0]]
+    with pytest.raises(ValueError, match="wrong shape"):
+        art.functions["predict"]([np.zeros((3, 21), np.float32)])
 
 
 def _tensor(a, ptr):
