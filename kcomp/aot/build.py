@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import Dict, List, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, List
 
 import numpy as np
 
@@ -35,6 +35,9 @@ from ..ir.dtypes import as_dtype
 from ..jit.fsutil import file_sha256
 from . import isa as ISA
 from .load import FORMAT
+
+if TYPE_CHECKING:
+    from ..ir.graph import Graph
 
 # The compiler, the templates and the toolchain are imported by the functions that use them, so
 # that `import kcomp.aot` in a program that only loads artifacts does not pay for them (~0.1 s).
