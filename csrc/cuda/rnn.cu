@@ -655,18 +655,11 @@ int32_t launch_fallback(int cell, const RnnParams &p, cudaStream_t st) {
   return status;
 }
 
-struct CellShape {
-  int rec_gates;   // columns of W_rec per unit
-  int x_gates;     // columns of xproj per unit
-};
-
-CellShape cell_shape(int cell) {
-  switch (cell) {
-    case KC_RNN_LSTM: return {4, 4};
-    case KC_RNN_GRU: return {3, 3};
-    case KC_RNN_GRU_RESET_BEFORE: return {2, 3};
-    default: return {1, 1};
-  }
+// columns of xproj per unit: the gates the products' gate math reads
+int x_gates(int cell) {
+  int n = 0;
+  for (int q = 0; q < n_products(cell); ++q) n += product_shape(cell, q).nx;
+  return n;
 }
 
 bool valid_act(int32_t act) { return act >= KC_ACT_NONE && act <= KC_ACT_HARD_SIGMOID; }
@@ -699,7 +692,7 @@ extern "C" KC_EXPORT int32_t kc_cuda_rnn(const kc_cuda_rnn_args *args, void *str
   if (a.steps > 0 && (!a.xproj || !a.w_rec || (two && !a.w_rec2)))
     return set_error(KC_EINVAL, "kc_cuda_rnn: xproj and w_rec (w_rec2 too for "
                                 "KC_RNN_GRU_RESET_BEFORE) must not be NULL");
-  const CellShape cs = cell_shape(a.cell);
+  const int xg = x_gates(a.cell), wg = product_shape(a.cell, 0).ngates;  // W_rec's gates
   const int64_t bn = a.batch * a.units;  // <= 2^59
   if (a.steps > INT64_MAX / 16 / bn)
     return set_error(KC_EINVAL, "kc_cuda_rnn: steps x batch x units too large");
@@ -709,8 +702,8 @@ extern "C" KC_EXPORT int32_t kc_cuda_rnn(const kc_cuda_rnn_args *args, void *str
     int64_t bytes;
   };
   const Span outs[] = {{a.h_out, state}, {a.c_out, state}, {a.h_seq, seq}};
-  const Span ins[] = {{a.xproj, seq * cs.x_gates},
-                      {a.w_rec, a.units * a.units * 4 * cs.rec_gates},
+  const Span ins[] = {{a.xproj, seq * xg},
+                      {a.w_rec, a.units * a.units * 4 * wg},
                       {a.w_rec2, two ? a.units * a.units * 4 : 0},
                       {a.b_rec, a.units * 12},
                       {a.h0, state},
@@ -743,12 +736,12 @@ extern "C" KC_EXPORT int32_t kc_cuda_rnn(const kc_cuda_rnn_args *args, void *str
   p.steps = a.steps;
   p.batch = (int)a.batch;
   p.units = (int)a.units;
-  p.xw = cs.x_gates * p.units;
+  p.xw = xg * p.units;
   p.act = a.act;
   p.rec = a.recurrent_act;
   // the products: W and its row length
   const int N = p.units;
-  p.prod[0] = {a.w_rec, cs.rec_gates * (int64_t)N};
+  p.prod[0] = {a.w_rec, wg * (int64_t)N};
   p.prod[1] = {a.w_rec2, N};
 
   // scratch: the second h buffer; r h_{t-1} and the update gate

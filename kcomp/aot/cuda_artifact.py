@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ctypes
 import weakref
-from typing import Dict
 
 import numpy as np
 
@@ -20,22 +19,26 @@ class CudaModel:
         from ..cuda.executable import host_input
         self.rt, self.host_input = rt, host_input
         lib = ctypes.CDLL(lib_path)
-        fn = lambda suffix, res, args: _declare(lib, f"{name}_{suffix}", res, args)  # noqa: E731
-        p, i32 = ctypes.c_void_p, ctypes.c_int32
-        fn("create", p, [ctypes.c_char_p])
-        fn("destroy", None, [p])
-        fn("error", ctypes.c_char_p, [p])
-        for call in ("output_shapes", "run"):
-            fn(call, i32, [p, i32, ctypes.POINTER(rt.Tensor), ctypes.POINTER(rt.Tensor)])
-        self.lib, self.name = lib, name
-        self.handle = getattr(lib, f"{name}_create")(None)
-        if not self.handle:
-            raise error_type(f"cannot create the CUDA artifact {name!r}: "
-                             f"{self._error()}")
-        weakref.finalize(self, getattr(lib, f"{name}_destroy"), self.handle)
 
-    def _error(self) -> str:
-        return (getattr(self.lib, f"{self.name}_error")(None) or b"").decode(errors="replace")
+        def bind(suffix, restype, argtypes):
+            f = getattr(lib, f"{name}_{suffix}")
+            f.restype, f.argtypes = restype, argtypes
+            return f
+        p, i32, tensors = ctypes.c_void_p, ctypes.c_int32, ctypes.POINTER(rt.Tensor)
+        self._error = bind("error", ctypes.c_char_p, [p])
+        self._shapes = bind("output_shapes", i32, [p, i32, tensors, tensors])
+        self._run = bind("run", i32, [p, i32, tensors, tensors])
+        self.handle = bind("create", p, [ctypes.c_char_p])(None)
+        if not self.handle:
+            raise error_type(f"cannot create the CUDA artifact {name!r}: {self._message()}")
+        weakref.finalize(self, bind("destroy", None, [p]), self.handle)
+
+    def _message(self) -> str:
+        return (self._error(None) or b"").decode(errors="replace")
+
+    def _check(self, status: int) -> None:
+        if status:
+            self.rt.raise_status(status, self._message())
 
     def call(self, index: int, spec: dict, inputs) -> list:
         rt = self.rt
@@ -47,36 +50,13 @@ class CudaModel:
         for t, x, s in zip(ins, inputs, spec["inputs"]):
             a = self.host_input(x, np.dtype(s["dtype"]), f"{spec['name']}: input {s['name']!r}")
             held.append(a)
-            _fill(t, a, as_dtype(a.dtype).code)
+            rt.fill_tensor(t, a.ctypes.data, a.shape, as_dtype(a.dtype).code)
         outs = (rt.Tensor * max(1, len(spec["outputs"])))()
-        self._check(getattr(self.lib, f"{self.name}_output_shapes")(self.handle, index, ins, outs))
+        self._check(self._shapes(self.handle, index, ins, outs))
         results = []
         for t in outs[:len(spec["outputs"])]:
             a = np.empty(tuple(t.shape[:t.rank]), BY_CODE[t.dtype].np)
-            _fill(t, a, t.dtype)
+            rt.fill_tensor(t, a.ctypes.data, a.shape, t.dtype)
             results.append(a)
-        self._check(getattr(self.lib, f"{self.name}_run")(self.handle, index, ins, outs))
+        self._check(self._run(self.handle, index, ins, outs))
         return results
-
-    def _check(self, status: int) -> None:
-        if status:
-            exc = {1: ValueError, 2: IndexError, 3: MemoryError}.get(status, RuntimeError)
-            raise exc(self._error())
-
-
-def _declare(lib, symbol: str, restype, argtypes) -> None:
-    f = getattr(lib, symbol)
-    f.restype, f.argtypes = restype, argtypes
-
-
-def _fill(t, a: np.ndarray, code: int) -> None:
-    t.data = a.ctypes.data if a.size else None
-    t.dtype, t.rank = code, a.ndim
-    for d in range(a.ndim):
-        t.shape[d], t.strides[d] = a.shape[d], a.strides[d] // a.itemsize if a.itemsize else 0
-
-
-def cuda_functions(model: CudaModel, specs) -> Dict[str, "object"]:
-    """name -> a callable running that function on the model (inputs -> numpy outputs)."""
-    return {s["name"]: (lambda inputs, i=i, s=s: model.call(i, s, inputs))
-            for i, s in enumerate(specs)}

@@ -44,23 +44,6 @@ def host_input(x, dt: np.dtype, what: str) -> np.ndarray:
     return np.asarray(h, dtype=dt, order="C")  # (np.ascontiguousarray makes 0-d 1-d)
 
 
-def _fill(t: rt.Tensor, a: rt.DeviceArray, code: int) -> None:
-    t.data = a.ptr or None
-    t.dtype = code
-    t.rank = len(a.shape)
-    stride = 1
-    for i in range(len(a.shape) - 1, -1, -1):
-        t.shape[i] = a.shape[i]
-        t.strides[i] = stride
-        stride *= a.shape[i]
-
-
-def _raise(status: int, msg: str):
-    exc = {rt.KC_EINVAL: ValueError, rt.KC_EINDEX: IndexError,
-           rt.KC_ENOMEM: MemoryError}.get(status, RuntimeError)
-    raise exc(msg)
-
-
 class CudaExecutable:
     def __init__(self, library, input_specs: Sequence[tuple], output_codes: Sequence[int],
                  const_values: Sequence[np.ndarray], variables: Sequence, updated: Sequence[int],
@@ -75,7 +58,7 @@ class CudaExecutable:
         self.consts = [rt.DeviceArray.from_numpy(v) for v in const_values]
         self.const_table = (rt.Tensor * max(1, len(self.consts)))()
         for t, a, v in zip(self.const_table, self.consts, const_values):
-            _fill(t, a, as_dtype(v.dtype).code)
+            rt.fill_tensor(t, a.ptr, a.shape, as_dtype(v.dtype).code)
         self.variables = list(variables)
         self.updated = list(updated)
         self.name = name
@@ -160,7 +143,7 @@ class _Frame:
     def _set(self, table, i: int, a: rt.DeviceArray, code: int) -> None:
         key = (a.ptr, a.shape)
         if self.seen.get((id(table), i)) != key:
-            _fill(table[i], a, code)
+            rt.fill_tensor(table[i], a.ptr, a.shape, code)
             self.seen[(id(table), i)] = key
 
     def call(self, exe: CudaExecutable, held, variables) -> List[rt.DeviceArray]:
@@ -171,7 +154,7 @@ class _Frame:
         c, m = self.c, exe.lib.module
         st = m.shapes(ctypes.byref(c))
         if st:
-            _raise(st, f"{exe.name}: {c.error.decode(errors='replace')}")
+            rt.raise_status(st, f"{exe.name}: {c.error.decode(errors='replace')}")
         results = []
         for i, code in enumerate(exe.output_codes):
             t = self.outs[i]
@@ -181,5 +164,5 @@ class _Frame:
             results.append(a)
         st = m.run(ctypes.byref(c))
         if st:
-            _raise(st, f"{exe.name}: {c.error.decode(errors='replace')}")
+            rt.raise_status(st, f"{exe.name}: {c.error.decode(errors='replace')}")
         return results

@@ -228,17 +228,27 @@ def library() -> ctypes.CDLL:
         return _lib
 
 
+def raise_status(status: int, msg: str):
+    """kcomp's exception for a kc_status other than KC_OK (abi.h)."""
+    raise {KC_EINVAL: ValueError, KC_EINDEX: IndexError,
+           KC_ENOMEM: MemoryError}.get(status, RuntimeError)(msg)
+
+
 def check(status: int, what: str) -> None:
-    if status == KC_OK:
-        return
-    msg = f"{what}: {library().kc_cuda_last_error().decode(errors='replace')}"
-    if status == KC_EINVAL:
-        raise ValueError(msg)
-    if status == KC_EINDEX:
-        raise IndexError(msg)
-    if status == KC_ENOMEM:
-        raise MemoryError(msg)
-    raise RuntimeError(msg)
+    if status != KC_OK:
+        raise_status(status, f"{what}: {library().kc_cuda_last_error().decode(errors='replace')}")
+
+
+def fill_tensor(t: Tensor, ptr, shape, code: int) -> None:
+    """t: a row-major contiguous tensor of this shape and kc_dtype at ptr (0 or None: NULL)."""
+    t.data = ptr or None
+    t.dtype = code
+    t.rank = len(shape)
+    stride = 1
+    for i in range(len(shape) - 1, -1, -1):
+        t.shape[i] = shape[i]
+        t.strides[i] = stride
+        stride *= shape[i]
 
 
 def synchronize() -> None:

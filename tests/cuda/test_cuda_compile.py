@@ -326,19 +326,22 @@ def test_keras_recurrent_layers_run_as_one_rnn_call():
     pytest.importorskip("keras")
     from keras.layers import GRU, LSTM, SimpleRNN
     from keras.models import Sequential
+    tanh, sigmoid = "KC_ACT_TANH", "KC_ACT_SIGMOID"
     for layer, cell, act, rec, extra in (
-            (LSTM(5, input_shape=(4, 3)), 0, 3, 2, "c0"),
-            (GRU(5, input_shape=(4, 3), reset_after=True), 1, 3, 2, "b_rec"),
+            (LSTM(5, input_shape=(4, 3)), "KC_RNN_LSTM", tanh, sigmoid, "c0"),
+            (GRU(5, input_shape=(4, 3), reset_after=True), "KC_RNN_GRU", tanh, sigmoid, "b_rec"),
             (GRU(5, input_shape=(4, 3), activation="relu", recurrent_activation="hard_sigmoid",
-                 return_sequences=True), 2, 1, 4, "w2"),
-            (SimpleRNN(5, input_shape=(4, 3), go_backwards=True), 3, 3, 2, None)):
+                 return_sequences=True), "KC_RNN_GRU_RESET_BEFORE", "KC_ACT_RELU",
+             "KC_ACT_HARD_SIGMOID", "w2"),
+            (SimpleRNN(5, input_shape=(4, 3), go_backwards=True), "KC_RNN_SIMPLE", tanh, None,
+             None)):
         model = Sequential([layer])
         plan = generate(prepare_function(Graph(tuple(model.inputs), tuple(model.outputs), ())),
                         "keras_rnn", target="cuda").plan
         assert not any(k.template == "loop" for k in plan.kernels), layer
         (k,) = [k for k in plan.kernels if k.template == "rnn"]
         assert (k.ctx["cell"], k.ctx["act"]) == (cell, act), layer
-        assert cell == 3 or k.ctx["rec"] == rec
+        assert rec is None or k.ctx["rec"] == rec
         for field in ("c0", "b_rec", "w2"):
             assert (k.ctx[field] >= 0) == (field == extra), (layer, field)
 

@@ -75,9 +75,20 @@ def lower_epilogue(L, g: Group) -> None:
     emit(L, product, epi=epi, label=label_of(g.members), reads=ptrs.reads, writes=ptrs.writes)
 
 
-# activations the CUDA GEMM applies itself (csrc/include/kcomp/cuda_api.h, kc_act)
-GEMM_ACTS = {"relu": "KC_ACT_RELU", "sigmoid": "KC_ACT_SIGMOID", "tanh": "KC_ACT_TANH",
-             "hard_sigmoid": "KC_ACT_HARD_SIGMOID"}
+# activations the CUDA kernel library applies itself (csrc/include/kcomp/cuda_api.h, kc_act):
+# the GEMM's epilogue, the recurrent kernel (rules/recurrent.py)
+KC_ACTS = {"relu": "KC_ACT_RELU", "sigmoid": "KC_ACT_SIGMOID", "tanh": "KC_ACT_TANH",
+           "hard_sigmoid": "KC_ACT_HARD_SIGMOID"}
+
+
+def kc_act(node) -> str | None:
+    """node's kc_act name if it is one of KC_ACTS (relu in its plain form), else None."""
+    name = node.op.name
+    if name not in KC_ACTS or name == "relu" and (node.attrs["alpha"] != 0 or
+                                                  node.attrs["threshold"] != 0 or
+                                                  node.attrs["max_value"] is not None):
+        return None
+    return KC_ACTS[name]
 
 
 def _bias_act(L, g: Group, dot):
@@ -101,11 +112,9 @@ def _bias_act(L, g: Group, dot):
     act = "KC_ACT_NONE"
     if len(rest) == 2:
         m = rest[1]
-        if key(m.inputs[0]) != key(rest[0].outputs[0]) or m.op.name not in GEMM_ACTS or (
-                m.op.name == "relu" and (m.attrs["alpha"] != 0 or m.attrs["threshold"] != 0 or
-                                         m.attrs["max_value"] is not None)):
+        act = kc_act(m)
+        if key(m.inputs[0]) != key(rest[0].outputs[0]) or act is None:
             return None
-        act = GEMM_ACTS[m.op.name]
     return L.ref(bias), Code(act)
 
 

@@ -28,12 +28,16 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional
 
 from ...ir.graph import Graph, Tensor
+from ..names import Code
 from ..plan import Kernel, Ref
 from .common import copy_strided, copy_value, label_of
+from .elementwise import KC_ACTS, kc_act
 
 
-CELLS = ("lstm", "gru", "gru_reset_before", "simple")   # kc_rnn_cell's order (cuda_api.h)
-ACTS = ("linear", "relu", "sigmoid", "tanh", "hard_sigmoid")  # kc_act's order
+# the cells and activations of kc_cuda_rnn (cuda_api.h): kc_rnn_cell and kc_act names
+CELLS = {"lstm": "KC_RNN_LSTM", "gru": "KC_RNN_GRU",
+         "gru_reset_before": "KC_RNN_GRU_RESET_BEFORE", "simple": "KC_RNN_SIMPLE"}
+ACTS = {"linear": "KC_ACT_NONE", **KC_ACTS}
 
 
 @dataclass(frozen=True)
@@ -69,25 +73,28 @@ def _add_leaves(t: Tensor, out: List[Tensor]) -> None:
         out.append(t)
 
 
-def _gate(t: Tensor, fn: str, z: Dict[str, Tensor], units: int) -> Optional[int]:
-    """Which block k of z (columns [kU, (k+1)U)) t is fn of, or None."""
-    if not _is(t, fn):
+def _block(t: Tensor, units: int, width: int):
+    """(src, k) if t is src[:, kU:(k+1)U] of a src with `width` columns, else None."""
+    if not _is(t, "slice") or not isinstance(width, int):
         return None
-    s = t.node.inputs[0]
-    if not _is(s, "slice"):
-        return None
-    src = s.node.inputs[0]
-    if "z" in z and not _same(z["z"], src):
-        return None
-    (a0, a1) = s.node.attrs["specs"]
-    if tuple(a0) != (None, None, 1) or a1[2] != 1:
+    src = t.node.inputs[0]
+    (a0, a1) = t.node.attrs["specs"]
+    if tuple(a0) != (None, None, 1) or a1[2] != 1 or tuple(src.dims[1:]) != (width,):
         return None
     start = 0 if a1[0] is None else a1[0]
-    stop = 4 * units if a1[1] is None else a1[1]
+    stop = width if a1[1] is None else a1[1]
     if start % units or stop - start != units:
         return None
-    z["z"] = src
-    return start // units
+    return src, start // units
+
+
+def _gate(t: Tensor, fn: str, z: Dict[str, Tensor], units: int) -> Optional[int]:
+    """Which block k of z (columns [kU, (k+1)U)) t is fn of, or None."""
+    got = _block(t.node.inputs[0], units, 4 * units) if _is(t, fn) else None
+    if got is None or ("z" in z and not _same(z["z"], got[0])):
+        return None
+    z["z"] = got[0]
+    return got[1]
 
 
 def _either(pair, first, second):
@@ -161,32 +168,6 @@ def _projection(zt: Tensor, body: Graph, x_t: Tensor, h: Tensor, units: int):
     return w, bias
 
 
-def _act(t: Tensor, names) -> Optional[str]:
-    """t's op if it is one of the activations `names` (relu only in its plain form)."""
-    name = t.node.op.name
-    if name not in names:
-        return None
-    if name == "relu" and (t.node.attrs["alpha"] or t.node.attrs["max_value"] is not None
-                           or t.node.attrs["threshold"]):
-        return None
-    return name
-
-
-def _block(t: Tensor, units: int, width: int):
-    """(src, k) if t is src[:, kU:(k+1)U] of a src with `width` columns, else None."""
-    if not _is(t, "slice") or not isinstance(width, int):
-        return None
-    src = t.node.inputs[0]
-    (a0, a1) = t.node.attrs["specs"]
-    if tuple(a0) != (None, None, 1) or a1[2] != 1 or tuple(src.dims[1:]) != (width,):
-        return None
-    start = 0 if a1[0] is None else a1[0]
-    stop = width if a1[1] is None else a1[1]
-    if start % units or stop - start != units:
-        return None
-    return src, start // units
-
-
 class _Loop:
     """A one-state loop body h' = f(x_t, h) with h' both the state and the step's output."""
 
@@ -221,6 +202,11 @@ class _Loop:
         return None
 
 
+def _act(t: Tensor) -> Optional[str]:
+    """t's op if it is an activation the kernel library applies itself (elementwise.kc_act)."""
+    return t.node.op.name if kc_act(t.node) is not None else None
+
+
 def _one_minus(t: Tensor) -> Optional[Tensor]:
     """x if t is 1 - x (1 a scalar constant), else None."""
     if not _is(t, "sub"):
@@ -238,7 +224,7 @@ def _times(t: Tensor, other: Tensor) -> Optional[Tensor]:
 
 def _gru_gate(loop: _Loop, t: Tensor, k: int, z: Dict[str, Tensor]) -> Optional[str]:
     """rec if t is rec(x_k + zr_k) with zr's block k (zr bound in z), else None."""
-    rec = _act(t, ACTS[1:])
+    rec = _act(t)
     if rec is None:
         return None
     u = loop.units
@@ -267,7 +253,7 @@ def match_gru(node, body: Graph) -> Optional[RnnMatch]:
     gate_u, hh = terms[0], terms[1][1]
     z: Dict[str, Tensor] = {}
     rec = _gru_gate(loop, gate_u, 0, z)
-    act = _act(hh, ACTS[1:])
+    act = _act(hh)
     if rec is None or act is None:
         return None
     # hh's argument: x_h + r * zr_h (reset after) or x_h + dot(r * h, W_h) (reset before)
@@ -306,7 +292,7 @@ def match_simple_rnn(node, body: Graph) -> Optional[RnnMatch]:
     if not loop.ok or tuple(loop.x.dims[1:]) != (loop.units,):
         return None
     u, out = loop.units, loop.out
-    act = _act(out, ACTS[1:])
+    act = _act(out)
     if act is None:
         act = "linear"  # SimpleRNN(activation="linear"): no op at all
     else:
@@ -349,8 +335,8 @@ def emit_recurrent(L, node, m: RnnMatch) -> None:
     own_pass = bias is not None and L.target == "cuda"
     xb = L.buffer(seq.type.dtype, seq.dims, "scratch") if own_pass else xw
     e = L.dims.expr
-    ctx = {"T": e(seq.dims[0]), "B": e(seq.dims[1]), "U": m.units, "cell": CELLS.index(m.cell),
-           "act": ACTS.index(m.act), "rec": ACTS.index(m.rec), "hard": m.rec == "hard_sigmoid",
+    ctx = {"T": e(seq.dims[0]), "B": e(seq.dims[1]), "U": m.units, "cell": Code(CELLS[m.cell]),
+           "act": Code(ACTS[m.act]), "rec": Code(ACTS[m.rec]), "hard": m.rec == "hard_sigmoid",
            "xw": xw.slot, "xb": xb.slot, "bias": slot(bias), "w": w.slot, "w2": slot(w2),
            "b_rec": slot(b_rec), "h0": refs[0].slot, "c0": refs[1].slot if m.cell == "lstm" else -1,
            "h_seq": h_seq.slot, "h_out": h_out.slot, "c_out": slot(c_out),
