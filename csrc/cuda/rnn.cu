@@ -132,12 +132,15 @@ __device__ __forceinline__ int64_t group_column(Shape sh, int units, int n0, int
   return u < uj && g < sh.ngates ? (int64_t)g * units + n0 + u : -1;
 }
 
-// (tests, not a switch: a jump table's indirect branches sit in the gate math's latency chain)
+// gemm.cu's apply_act for float, written as tests, not a switch: its jump table's indirect
+// branches sat in the gate math's latency chain (the GEMM keeps its switch, with whose register
+// allocation its tiles were tuned)
 __device__ __forceinline__ float activate(float x, int act) {
   if (act == KC_ACT_TANH) return tanhf(x);
   if (act == KC_ACT_SIGMOID) return 1.f / (1.f + expf(-x));
   if (act == KC_ACT_HARD_SIGMOID) return fminf(fmaxf(0.2f * x + 0.5f, 0.f), 1.f);
-  return act == KC_ACT_RELU ? fmaxf(x, 0.f) : x;
+  if (act == KC_ACT_RELU) return x > 0.f ? x : (x == x ? 0.f : x);  // NaN stays NaN
+  return x;
 }
 
 // x[i] = the projection of gate xg + i of one (row, unit) cell, x pointing at gate xg
