@@ -633,11 +633,125 @@ class Fuzzer:
         shape = tuple(int(self.rng.choice([1, 2, 5, 7])) for _ in range(int(self.rng.integers(1, 3))))
         idx = self.rng.integers(0, x.a.shape[0], shape).astype("int32")
         t = K.placeholder(shape=shape, dtype="int32")
-        i = Val(f"i{len(self.g.placeholders)}", t, idx, 0, 0)
-        self.g.placeholders.append(i)
-        self.g.feeds.append(idx)
-        self.g.lines.append(f"{i.name} = placeholder{shape}, int32")
+        i = self.index_input(t, idx)
         return self.same(x, f"gather({x.name}, {i.name})", K.gather(x.t, t), x.a[idx])
+
+    # ---- losses and normalisation ---------------------------------------------------------
+    def distribution(self, x: Val):
+        """A value of x's shape (and static shape) or a new one made from x, softmax'd over the
+        last axis: a target distribution."""
+        try:
+            y = self.pick(lambda v: v is not x and v.a.shape == x.a.shape
+                          and static(v) == static(x))
+        except Skip:
+            y = x
+        return K.softmax(0.5 * y.t), _softmax(0.5 * y.a), y
+
+    def op_crossentropy(self):
+        """A cross-entropy of x's logits (from_logits), of an activation's output (which kcomp,
+        as tf.keras, computes from the activation's input) or of other probabilities (clipped
+        to [eps, 1 - eps]: tf.keras's formulas)."""
+        x = self.pick(lambda v: v.a.ndim >= 1)
+        kind = str(self.rng.choice(["categorical", "binary", "sparse"]))
+        mode = str(self.rng.choice(["logits", "activation", "probabilities"]))
+        eps, big = 1e-7, 17.0  # -log(eps) < 17
+        n = x.a.shape[-1]
+        text = f"{kind}_crossentropy(of {mode} {x.name}"
+        if kind == "binary":
+            y = self.partner(x)
+            if np.broadcast_shapes(y.a.shape, x.a.shape) != x.a.shape:
+                raise Skip
+            t, tn = K.sigmoid(y.t), 1 / (1 + np.exp(-y.a))
+            if mode == "probabilities":
+                o = 0.9 / (1 + np.exp(-x.a)) + 0.05
+                p = np.clip(o, eps, 1 - eps)
+                a = -(tn * np.log(p + eps) + (1 - tn) * np.log(1 - p + eps))
+                r = K.binary_crossentropy(t, 0.9 * K.sigmoid(x.t) + 0.05)
+            else:
+                z = x.a
+                a = np.maximum(z, 0) - z * tn + np.log1p(np.exp(-np.abs(z)))
+                r = K.binary_crossentropy(t, x.t if mode == "logits" else K.sigmoid(x.t),
+                                          from_logits=mode == "logits")
+            return self.add(f"{text}, target sigmoid({y.name}))", r, a, big + x.bound,
+                            x.err + big * y.err + self.rounding(big + x.bound, 8))
+        # categorical and sparse: log-probabilities over the last axis
+        if mode == "probabilities":
+            o, on = 0.9 * K.softmax(x.t) + 0.1 / n, 0.9 * _softmax(x.a) + 0.1 / n
+            ls = np.log(np.clip(on / on.sum(-1, keepdims=True), eps, 1 - eps))
+            if kind == "sparse":  # (its logits are log(clip(p)), normalised again)
+                ls = ls - np.log(np.exp(ls).sum(-1, keepdims=True))
+        else:
+            o = x.t if mode == "logits" else K.softmax(x.t)
+            z = x.a - x.a.max(-1, keepdims=True)
+            ls = z - np.log(np.exp(z).sum(-1, keepdims=True))
+        logits = mode == "logits"
+        err = n * (2 * x.err) + self.rounding(big + x.bound, 2 * n + 8)
+        if kind == "categorical":
+            t, tn, y = self.distribution(x)
+            r = K.categorical_crossentropy(t, o, from_logits=logits)
+            return self.add(f"{text}, target softmax({y.name}))", r,
+                            -np.sum(tn * ls, axis=-1), big + 2 * x.bound, err + big * n * y.err)
+        if None in static(x):
+            raise Skip
+        labels = self.rng.integers(0, n, x.a.shape[:-1]).astype("int32")
+        lt = K.placeholder(shape=labels.shape, dtype="int32")
+        r = K.sparse_categorical_crossentropy(lt, o, from_logits=logits)
+        i = self.index_input(lt, labels)
+        a = -np.take_along_axis(ls, labels[..., None], axis=-1)[..., 0]
+        # (tf.keras: one loss per row of the output's (rows, classes) view below rank 3)
+        return self.add(f"{text}, labels {i.name})", r, a.reshape(-1) if x.a.ndim <= 2 else a,
+                        big + 2 * x.bound, err)
+
+    def index_input(self, t, value) -> Val:
+        """An int32 placeholder fed `value`."""
+        i = Val(f"i{len(self.g.placeholders)}", t, value, 0, 0)
+        self.g.placeholders.append(i)
+        self.g.feeds.append(value)
+        self.g.lines.append(f"{i.name} = placeholder{value.shape}, int32")
+        return i
+
+    def op_batch_normalization(self):
+        x = self.pick(lambda v: v.a.ndim >= 2 and static(v)[-1] is not None)
+        c = x.a.shape[-1]
+        mean, beta = (self.weights((c,)) for _ in range(2))
+        var = self.add(f"constant({c},) in [0.5, 1.5]",
+                       *(lambda a: (K.constant(a, dtype=self.g.dtype), a))(
+                           self.rng.uniform(0.5, 1.5, c).astype(self.g.dtype)), 1.5, 0.0)
+        gamma = self.weights((c,), scale=1.5)
+        a = (x.a - mean.a) / np.sqrt(var.a + 1e-3) * gamma.a + beta.a
+        bound = (x.bound + 1) * 1.5 / math.sqrt(0.5) + 1
+        return self.add(f"batch_normalization({x.name}, {mean.name}, {var.name}, {beta.name}, "
+                        f"{gamma.name})",
+                        K.batch_normalization(x.t, mean.t, var.t, beta.t, gamma.t),
+                        a, bound, x.err * 1.5 / math.sqrt(0.5) + self.rounding(bound, 4))
+
+    def op_one_hot(self):
+        shape = tuple(int(self.rng.choice([1, 2, 5, 7])) for _ in range(int(self.rng.integers(1, 3))))
+        n = int(self.rng.integers(1, 8))
+        idx = self.rng.integers(0, n, shape).astype("int32")
+        t = K.placeholder(shape=shape, dtype="int32")
+        i = self.index_input(t, idx)
+        return self.add(f"one_hot({i.name}, {n})", K.cast(K.one_hot(t, n), self.g.dtype),
+                        np.eye(n)[idx], 1.0, 0.0)
+
+    def op_pad_resize(self):
+        x = self.pick(lambda v: v.a.ndim in (3, 4) and None not in static(v)[1:])
+        if x.a.ndim == 3:
+            p = tuple(int(v) for v in self.rng.integers(0, 3, 2))
+            return self.same(x, f"temporal_padding({x.name}, {p})", K.temporal_padding(x.t, p),
+                             np.pad(x.a, [(0, 0), p, (0, 0)]))
+        fmt = "channels_first" if self.rng.random() < 0.3 else "channels_last"
+        axes = (2, 3) if fmt == "channels_first" else (1, 2)
+        if self.rng.random() < 0.5:
+            p = tuple(tuple(int(v) for v in self.rng.integers(0, 3, 2)) for _ in range(2))
+            pads = [(0, 0)] * 4
+            pads[axes[0]], pads[axes[1]] = p
+            return self.same(x, f"spatial_2d_padding({x.name}, {p}, {fmt})",
+                             K.spatial_2d_padding(x.t, p, fmt), np.pad(x.a, pads))
+        fh, fw = (int(v) for v in self.rng.integers(1, 4, 2))
+        a = np.repeat(np.repeat(x.a, fh, axis=axes[0]), fw, axis=axes[1])
+        return self.same(x, f"resize_images({x.name}, {fh}, {fw}, {fmt})",
+                         K.resize_images(x.t, fh, fw, fmt), a)
 
     # ---- recurrence --------------------------------------------------------------------------
     def op_rnn(self):
@@ -705,7 +819,8 @@ class Fuzzer:
             return self.add(f"{text}[last]", last, seq[:, -1], 1.0, err)
         return self.add(f"{text}[outputs]", outs, seq, 1.0, err)
 
-    OPS = [("op_rnn", 2), ("op_conv", 3), ("op_depthwise", 1), ("op_pool", 2), ("op_bias_add", 1),
+    OPS = [("op_crossentropy", 2), ("op_batch_normalization", 1), ("op_one_hot", 1),
+           ("op_pad_resize", 1), ("op_rnn", 2), ("op_conv", 3), ("op_depthwise", 1), ("op_pool", 2), ("op_bias_add", 1),
            ("op_gather", 1),
            ("op_unary", 8), ("op_sqrt", 1), ("op_exact_unary", 2), ("op_affine", 2),
            ("op_binary", 8), ("op_reduce", 6), ("op_softmax", 2), ("op_l2_normalize", 1),
@@ -758,6 +873,11 @@ class Fuzzer:
                                        + 0.1 * y.a.mean(), var.bound + y.bound,
                                        y.err + self.rounding(var.bound + y.bound,
                                                              y.a.size + 2)))
+
+
+def _softmax(a):
+    e = np.exp(a - a.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
 
 
 def _logsumexp(a, axes, keep):
