@@ -92,6 +92,31 @@ def test_rnn_against_keras_numpy_backend(go_backwards, masked):
             assert_numpy(g, e, "float32", rtol=1e-5, atol=1e-5)
 
 
+def test_rnn_over_a_slice_of_the_batch():
+    """The loop's sequence and state have the extent of x[1:] (an expression of the batch
+    extent, which binds nothing by itself): the interpreter evaluates the body with the
+    extents of the evaluation running the loop (found by the fuzzer, tests/graph_fuzz.py)."""
+    rng = np.random.default_rng(53)
+    x = K.placeholder((None, 4, 3))
+    w = K.constant(rng.uniform(-1, 1, (3, 2)).astype(np.float32))
+    part = x[1:]
+
+    def step(inp, states):
+        out = K.tanh(K.dot(inp, w) + states[0])
+        return out, [out]
+    last, seq, _ = K.rnn(step, part, [K.dot(part[:, 0], w)])
+    for batch in (2, 6):
+        a = rand(rng, (batch, 4, 3), "float32")
+        got, want, _ = run([(x, a)], [last, seq])
+        h, outs = a[1:, 0] @ K.get_value(w), []
+        for t in range(4):
+            h = np.tanh(a[1:, t] @ K.get_value(w) + h)
+            outs.append(h)
+        for g, w_, e in zip(got, want, [h, np.stack(outs, 1)]):
+            assert_same(g, w_)
+            assert_numpy(g, e, "float32", rtol=1e-5, atol=1e-5)
+
+
 def test_rnn_constants_unroll_and_errors():
     rng = np.random.default_rng(52)
     x = K.placeholder((None, 4, 3))

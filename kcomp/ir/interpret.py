@@ -5,6 +5,7 @@ native code), never a fallback for users: kcomp.function always runs native code
 """
 from __future__ import annotations
 
+import contextvars
 from typing import Dict, List, Sequence
 
 import numpy as np
@@ -14,10 +15,12 @@ from .graph import Graph, Node, Tensor, TensorType, Variable, toposort
 
 
 class Env:
-    """Values of symbolic extents, learned from the shapes of fed placeholders."""
+    """Values of symbolic extents, learned from the shapes of fed placeholders (and, in a loop's
+    body, those of the evaluation running the loop: a body input's extent may be an expression
+    of an outer extent, such as x[1:]'s, which binds nothing by itself)."""
 
-    def __init__(self):
-        self.vars: Dict[S.Sym, int] = {}
+    def __init__(self, outer: "Env | None" = None):
+        self.vars: Dict[S.Sym, int] = dict(outer.vars) if outer else {}
 
     def bind(self, t: Tensor, value: np.ndarray) -> None:
         if value.ndim != t.ndim:
@@ -66,7 +69,20 @@ def evaluate(graph: Graph, feeds: Sequence[np.ndarray], record: Dict[int, list] 
              ) -> tuple:
     """(outputs, update values) of `graph` for input arrays `feeds`; variables read their
     current values. `record`, if given, receives every node's outputs by node uid."""
-    env = Env()
+    env = Env(_running.get())
+    token = _running.set(env)
+    try:
+        return _evaluate(graph, feeds, record, env)
+    finally:
+        _running.reset(token)
+
+
+# the Env of the evaluation in progress in this thread or task (a loop's reference evaluates its
+# body inside it)
+_running: contextvars.ContextVar = contextvars.ContextVar("kcomp_interpret_env", default=None)
+
+
+def _evaluate(graph: Graph, feeds, record, env: Env) -> tuple:
     values: Dict[int, List[np.ndarray]] = {}
     fed = {}
     for t, v in zip(graph.inputs, feeds):
