@@ -603,6 +603,50 @@ class Fuzzer:
                         f"{fmt}, dilation={dil})", t, out, bound,
                         n * x.err + self.rounding(bound, n))
 
+    def op_conv_transpose(self):
+        """conv2d_transpose: the adjoint of conv2d, in numpy by scattering each input element
+        times the kernel back through conv2d's windows of the output."""
+        x, fmt, a = self.spatial(4)
+        if None in static(x):
+            raise Skip
+        sizes = a.shape[1:3]
+        k, st, pad, dil = self.geometry(sizes)
+        ext = [(kk - 1) * d + 1 for kk, d in zip(k, dil)]
+        out = tuple(n * s if pad == "same" else (n - 1) * s + e
+                    for n, s, e in zip(sizes, st, ext))
+        c, f, n = a.shape[-1], int(self.rng.choice([1, 3, 8])), a.shape[0]
+        w = self.weights(k + (f, c), "variable")
+        idx = np.arange(n * out[0] * out[1] * f, dtype=np.float64).reshape((n,) + out + (f,))
+        win = self.windows(idx, k, st, pad, dil, -1.0).astype(np.int64)  # (n, h, w, kk, f)
+        contrib = np.einsum("nhwc,kfc->nhwkf", a, w.a.reshape(-1, f, c))
+        z = np.zeros(idx.size)
+        keep = win >= 0
+        np.add.at(z, win[keep], contrib[keep])
+        z = z.reshape(idx.shape)
+        shape = (n,) + out + (f,)
+        if fmt == "channels_first":
+            z, shape = np.moveaxis(z, -1, 1), (n, f) + out
+        t = K.conv2d_transpose(x.t, w.t, shape, strides=st, padding=pad, data_format=fmt,
+                               dilation_rate=dil)
+        m = math.prod(k) * c
+        bound = m * x.bound
+        return self.add(f"conv2d_transpose({x.name}, {w.name}, {shape}, strides={st}, "
+                        f"padding={pad!r}, {fmt}, dilation={dil})", t, z, bound,
+                        m * x.err + self.rounding(bound, m))
+
+    def op_in_top_k(self):
+        """in_top_k on exact values: a class ties with those of equal score (TensorFlow's rule:
+        the target is in the top k when fewer than k classes score higher)."""
+        x = self.pick(lambda v: v.a.ndim == 2 and v.err == 0 and None not in static(v))
+        b, c = x.a.shape
+        kk = int(self.rng.integers(1, c + 1))
+        labels = self.rng.integers(0, c, b).astype("int32")
+        lt = K.placeholder(shape=(b,), dtype="int32")
+        i = self.index_input(lt, labels)
+        higher = (x.a > x.a[np.arange(b), labels][:, None]).sum(axis=1)
+        return self.add(f"cast(in_top_k({x.name}, {i.name}, {kk}))",
+                        K.cast(K.in_top_k(x.t, lt, kk), self.g.dtype), higher < kk, 1.0, 0.0)
+
     def op_pool(self):
         x, fmt, a = self.spatial(4)
         k, st, pad, _ = self.geometry(a.shape[1:-1])
@@ -823,7 +867,7 @@ class Fuzzer:
             return self.add(f"{text}[last]", last, seq[:, -1], 1.0, err)
         return self.add(f"{text}[outputs]", outs, seq, 1.0, err)
 
-    OPS = [("op_crossentropy", 2), ("op_batch_normalization", 1), ("op_one_hot", 1),
+    OPS = [("op_conv_transpose", 2), ("op_in_top_k", 1), ("op_crossentropy", 2), ("op_batch_normalization", 1), ("op_one_hot", 1),
            ("op_pad_resize", 1), ("op_rnn", 2), ("op_conv", 3), ("op_depthwise", 1), ("op_pool", 2), ("op_bias_add", 1),
            ("op_gather", 1),
            ("op_unary", 8), ("op_sqrt", 1), ("op_exact_unary", 2), ("op_affine", 2),
