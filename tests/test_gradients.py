@@ -120,6 +120,16 @@ def test_symbolic_batch_dimension():
                     shapes=[(None, 4), (4, 2)])
 
 
+@pytest.mark.parametrize("rows", [(1, 6), (6, 1), (6, 6), (1, 1)])
+def test_unknown_extents_broadcast_at_run_time(rows):
+    """Two inputs of unknown batch extents, one of which is 1 at run time: whether it was
+    broadcast is known only then, and its gradient is summed over the batch then (found by the
+    fuzzer, tests/graph_fuzz.py)."""
+    a, b = rnd(rows[0], 3), rnd(rows[1], 3)
+    check_gradients(lambda a, b: K.tanh(a / (1.0 + b * b)), [a, b],
+                    shapes=[(None, 3), (None, 3)])
+
+
 DOTS = [((3, 4), (4, 5)), ((2, 3, 4), (4, 5)), ((4,), (4, 5)), ((3, 4), (4,)), ((4,), (4,)),
         ((3, 4), (2, 4, 5)), ((2, 3, 4), (3, 4, 2))]
 

@@ -192,8 +192,9 @@ def zeros(t: Tensor, dims: S.Shape | None = None) -> Tensor:
 
 def sum_to(g: Tensor, dims: S.Shape) -> Tensor:
     """The gradient of broadcasting a value of extents dims to g's extents: g summed over the
-    broadcast axes. An unknown extent that turns out to be 1 while g's is not raises at run
-    time (kcomp cannot know at compile time whether it was broadcast)."""
+    broadcast axes. Whether an unknown extent was broadcast (it is 1 at run time while g's is
+    not) is known only at run time: g's axis is split into (g's extent / it, it) and summed over
+    the first part, which is the whole axis where it was broadcast and of length 1 where not."""
     from . import build as B
     dims = tuple(dims)
     if g.dims == dims:
@@ -203,6 +204,11 @@ def sum_to(g: Tensor, dims: S.Shape) -> Tensor:
                                 if d == 1 and g.dims[lead + i] != 1]
     if axes:
         g = B.reduce("sum", g, axes, keepdims=True)
+    for i, d in enumerate(dims):
+        j, m = lead + i, g.dims[lead + i]
+        if not S.is_static(d) and m != d and m != 1:
+            split = g.dims[:j] + (S.div(m, d, "gradients: broadcast extents"), d) + g.dims[j + 1:]
+            g = B.reduce("sum", B.reshape(g, split), [j])
     return expect(B.reshape(g, dims), dims)
 
 
