@@ -2,11 +2,18 @@
 compared with the same ops computed independently by numpy in float64.
 
 A graph starts from one to three placeholders (some with an unknown batch dimension, some of size
-1 or odd sizes) and applies ops picked at random among those whose preconditions hold:
-elementwise math, broadcasting binary ops against other values or new variables and constants,
-reductions over random axis sets, softmax, cumulative ops, dot and batch_dot, slicing, reshapes,
-transposes, concatenation, tiling and the rest of the shape ops. Its outputs are the last value
-and up to two earlier ones, so that values with several consumers cross fusion boundaries.
+1 or odd sizes; one graph in four large) and applies ops picked at random among those whose
+preconditions hold: elementwise math, broadcasting binary ops against other values or new
+variables and constants, reductions over random axis sets, softmax, cumulative ops, dot,
+batch_dot, convolutions (1-d, 2-d, depthwise, transposed), pooling, gather, one_hot, in_top_k,
+cross-entropies, batch_normalization, K.rnn with SimpleRNN, LSTM and GRU steps, slicing and the
+shape ops. Its outputs are every value nothing used and a few that were used, so that values
+with several consumers cross fusion boundaries; some graphs also update a variable.
+
+Checks: the outputs (and the updated variable) against numpy; where an input has an unknown
+batch dimension, the same function at another batch size against kcomp's reference
+interpreter; for float64 graphs, the gradient along a random direction against central
+differences.
 
 Each value carries a bound on its magnitude and an estimate of the float error kcomp may have
 accumulated in it (each op's Lipschitz constant times its inputs' errors, plus a few roundings of
@@ -366,10 +373,14 @@ class Fuzzer:
         k = x.a.shape[-1]
         n = int(self.rng.choice([1, 3, 16, 17, 40]))
         w = self.weights((k, n), "variable" if self.rng.random() < 0.7 else "constant")
-        bound = k * x.bound
-        return self.add(f"dot({x.name}, {w.name})", K.dot(x.t, w.t),
-                        np.tensordot(x.a, w.a, axes=([-1], [0])), bound,
-                        k * x.err + self.rounding(bound, k))
+        return self.weighted_sum(f"dot({x.name}, {w.name})", x, K.dot(x.t, w.t),
+                                 np.tensordot(x.a, w.a, axes=([-1], [0])), k)
+
+    def weighted_sum(self, text: str, x: Val, t, a, n: int) -> Val:
+        """A value each element of which sums n products of x's elements with weights in
+        [-1, 1] (dot, the convolutions)."""
+        bound = n * x.bound
+        return self.add(text, t, a, bound, n * x.err + self.rounding(bound, n))
 
     def op_batch_dot(self):
         x = self.pick(lambda v: v.a.ndim in (2, 3) and None not in static(v)[1:])
@@ -575,11 +586,9 @@ class Fuzzer:
                          dilation_rate=dil[0])
         else:
             t = K.conv2d(x.t, w.t, strides=st, padding=pad, data_format=fmt, dilation_rate=dil)
-        n = math.prod(k) * c
-        bound = n * x.bound
-        return self.add(f"conv{nd}d({x.name}, {w.name}, strides={st}, padding={pad!r}, "
-                        f"{fmt}, dilation={dil})", t, out, bound,
-                        n * x.err + self.rounding(bound, n))
+        return self.weighted_sum(f"conv{nd}d({x.name}, {w.name}, strides={st}, "
+                                 f"padding={pad!r}, {fmt}, dilation={dil})", x, t, out,
+                                 math.prod(k) * c)
 
     def op_depthwise(self):
         x, fmt, a = self.spatial(4)
@@ -593,11 +602,9 @@ class Fuzzer:
             out = np.moveaxis(out, -1, 1)
         t = K.depthwise_conv2d(x.t, w.t, strides=st, padding=pad, data_format=fmt,
                                dilation_rate=dil)
-        n = math.prod(k)
-        bound = n * x.bound
-        return self.add(f"depthwise_conv2d({x.name}, {w.name}, strides={st}, padding={pad!r}, "
-                        f"{fmt}, dilation={dil})", t, out, bound,
-                        n * x.err + self.rounding(bound, n))
+        return self.weighted_sum(f"depthwise_conv2d({x.name}, {w.name}, strides={st}, "
+                                 f"padding={pad!r}, {fmt}, dilation={dil})", x, t, out,
+                                 math.prod(k))
 
     def op_conv_transpose(self):
         """conv2d_transpose: the adjoint of conv2d, in numpy by scattering each input element
@@ -624,11 +631,9 @@ class Fuzzer:
             z, shape = np.moveaxis(z, -1, 1), (n, f) + out
         t = K.conv2d_transpose(x.t, w.t, shape, strides=st, padding=pad, data_format=fmt,
                                dilation_rate=dil)
-        m = math.prod(k) * c
-        bound = m * x.bound
-        return self.add(f"conv2d_transpose({x.name}, {w.name}, {shape}, strides={st}, "
-                        f"padding={pad!r}, {fmt}, dilation={dil})", t, z, bound,
-                        m * x.err + self.rounding(bound, m))
+        return self.weighted_sum(f"conv2d_transpose({x.name}, {w.name}, {shape}, "
+                                 f"strides={st}, padding={pad!r}, {fmt}, dilation={dil})", x,
+                                 t, z, math.prod(k) * c)
 
     def op_in_top_k(self):
         """in_top_k on exact values: a class ties with those of equal score (TensorFlow's rule:
