@@ -2,7 +2,7 @@
 compared with the same ops computed independently by numpy in float64.
 
 A graph starts from one to three placeholders (some with an unknown batch dimension, some of size
-1 or odd sizes; one graph in four large) and applies ops picked at random among those whose
+1 or odd sizes; one graph in four large; float32, float64 or float16) and applies ops picked at random among those whose
 preconditions hold: elementwise math, broadcasting binary ops against other values or new
 variables and constants, reductions over random axis sets, softmax, cumulative ops, dot,
 batch_dot, convolutions (1-d, 2-d, depthwise, transposed), pooling, gather, one_hot, in_top_k,
@@ -95,7 +95,8 @@ def _norm_axes(axes, rank):
 class Fuzzer:
     def __init__(self, seed: int, dtype: Optional[str] = None):
         self.rng = np.random.default_rng(seed)
-        pick = "float64" if self.rng.random() < 0.25 else "float32"
+        r = self.rng.random()
+        pick = "float64" if r < 0.25 else "float16" if r < 0.35 else "float32"
         dtype = dtype or pick
         self.g = Graph(seed, dtype, 4 * float(np.finfo(dtype).eps))
         self.dims, self.max_size = LARGE if self.rng.random() < 0.25 else SMALL
@@ -1061,7 +1062,7 @@ def _seeds(spec: str) -> List[int]:
 def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", default="0-99", help="seeds: 0-999, or 3,17,40-50")
-    ap.add_argument("--dtype", choices=("float32", "float64"),
+    ap.add_argument("--dtype", choices=("float16", "float32", "float64"),
                     help="every graph in this dtype (float64 graphs' gradients are checked too)")
     ap.add_argument("--device", choices=("cpu", "cuda"), help="where the graphs run")
     ap.add_argument("-v", "--verbose", action="store_true", help="print every program")
