@@ -10,10 +10,10 @@ cross-entropies, batch_normalization, K.rnn with SimpleRNN, LSTM and GRU steps, 
 shape ops. Its outputs are every value nothing used and a few that were used, so that values
 with several consumers cross fusion boundaries; some graphs also update a variable.
 
-Checks: the outputs (and the updated variable) against numpy; where an input has an unknown
-batch dimension, the same function at another batch size against kcomp's reference
-interpreter; for float64 graphs, the gradient along a random direction against central
-differences.
+Checks: the outputs (and the updated variable) against numpy; the same function again with new
+variable values (set_value) and, where an input has an unknown batch dimension, another batch
+size, against kcomp's reference interpreter; for float64 graphs, the gradient along a random
+direction against central differences.
 
 Each value carries a bound on its magnitude and an estimate of the float error kcomp may have
 accumulated in it (each op's Lipschitz constant times its inputs' errors, plus a few roundings of
@@ -972,38 +972,43 @@ def run(g: Graph, device) -> None:
             raise AssertionError(f"{where}: at {i} kcomp {r[i]!r}, numpy {v.a[i]!r} "
                                  f"(difference {diff[i]:.3g}, allowed {tol:.3g})\n"
                                  f"{g.program()}")
-    undo_update(g)
-    check_other_batch(g, f, np.random.default_rng(g.seed))
+    restore_variables(g)
+    check_again(g, f, np.random.default_rng(g.seed))
     if g.dtype == "float64":
         check_gradients(g, np.random.default_rng(g.seed), device)
 
 
-def undo_update(g: Graph) -> None:
-    """The updated variable back to the value the numpy values and bounds were computed with."""
-    if g.update:
-        K.set_value(g.update[0].t, g.update[0].a.astype(g.dtype))
+def restore_variables(g: Graph) -> None:
+    """Every variable back to the value the numpy values and bounds were computed with."""
+    for v in g.vals:
+        if v.variable:
+            K.set_value(v.t, v.a.astype(g.dtype))
 
 
-def check_other_batch(g: Graph, f, rng) -> None:
-    """Where inputs have an unknown batch dimension: the same compiled function called with
-    another batch size, against kcomp's reference interpreter (numpy's values above were for the
-    first size only)."""
+def check_again(g: Graph, f, rng) -> None:
+    """The same compiled function called again with new values for every variable (so weights
+    packed for the old values must not be used) and, where inputs have an unknown batch
+    dimension, another batch size; against kcomp's reference interpreter."""
+    variables = [v for v in g.vals if v.variable]
     unknown = [i for i, p in enumerate(g.placeholders) if static(p)[:1] == (None,)]
-    if not unknown:
+    if not variables and not unknown:
         return
-    b1 = max(g.feeds[i].shape[0] for i in unknown)
-    b2 = int(rng.integers(1, b1)) if b1 > 1 else 2
-    feeds = list(g.feeds)
-    for i in unknown:
-        feeds[i] = rng.uniform(-2, 2, (b2,) + feeds[i].shape[1:]).astype(g.dtype)
+    feeds, b1, b2 = list(g.feeds), 1, 1
+    if unknown:
+        b1 = max(g.feeds[i].shape[0] for i in unknown)
+        b2 = int(rng.integers(1, b1)) if b1 > 1 else 2
+        for i in unknown:
+            feeds[i] = rng.uniform(-2, 2, (b2,) + feeds[i].shape[1:]).astype(g.dtype)
+    for v in variables:  # (within the bound the first values had)
+        K.set_value(v.t, rng.uniform(-v.bound, v.bound, v.a.shape).astype(g.dtype))
     # (the interpreter first: the call updates variables)
     want, _ = evaluate(IRGraph(tuple(p.t for p in g.placeholders),
                                tuple(v.t for v in g.outputs), ()), feeds)
     got = f(feeds)
-    undo_update(g)
+    restore_variables(g)
     for v, r, w in zip(g.outputs, got, want):
         r, w = np.asarray(r), np.asarray(w)
-        where = f"graph {g.seed} ({g.dtype}), batch {b2}, output {v.name}"
+        where = f"graph {g.seed} ({g.dtype}), new variable values, batch {b2}, output {v.name}"
         assert r.shape == w.shape, f"{where}: shape {r.shape}, interpreter {w.shape}\n" \
                                    f"{g.program()}"
         # (sums over the batch grow with it: scale the error allowed)

@@ -25,3 +25,18 @@ def test_the_check_fails_on_a_wrong_result(monkeypatch):
     monkeypatch.setattr(graph_fuzz.K, "function", off_by_a_little)
     with pytest.raises(AssertionError, match="graph 0"):
         graph_fuzz.check(0)
+
+
+def test_the_check_catches_stale_packed_weights(monkeypatch):
+    """Writing a variable's memory without telling the packed-weight cache (what set_value
+    does) leaves products using the old panels: the second call's check sees it."""
+    def stale(x, value):
+        x._value[...] = value
+    monkeypatch.setattr(graph_fuzz.K, "set_value", stale)
+    for seed in SEEDS:  # (the graphs are test_random_graph's: mostly compiled already)
+        try:
+            graph_fuzz.check(seed)
+        except AssertionError as e:
+            assert "new variable values" in str(e)
+            return
+    pytest.fail("no graph of the sample noticed the stale weights")
