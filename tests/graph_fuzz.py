@@ -104,8 +104,8 @@ class Fuzzer:
     # ---- values ----------------------------------------------------------------------------
     def add(self, text: str, t, a, bound: float, err: float) -> Val:
         a = np.asarray(a, dtype=np.float64)
-        if a.size > self.max_size:
-            raise Skip
+        if a.size > self.max_size or (self.g.dtype == "float16" and bound > 1e4):
+            raise Skip  # (float16 overflows at 65504)
         v = Val(f"v{len(self.g.vals)}", t, a, float(bound), float(err))
         self.g.vals.append(v)
         self.g.lines.append(f"{v.name} = {text}    # shape {a.shape}")
@@ -243,6 +243,8 @@ class Fuzzer:
         y = self.partner(x)
         if self.rng.random() < 0.5:
             x, y = y, x
+        if math.prod(np.broadcast_shapes(x.a.shape, y.a.shape)) > self.max_size:
+            raise Skip  # (before numpy builds it)
         kind = str(self.rng.choice(["add", "sub", "mul", "maximum", "minimum", "div", "switch"]))
         ex, ey, bx, by = x.err, y.err, x.bound, y.bound
         if kind == "add":
@@ -667,7 +669,9 @@ class Fuzzer:
 
     def op_bias_add(self):
         x = self.pick(lambda v: v.a.ndim >= 2 and None not in static(v)[1:])
-        fmt = "channels_first" if x.a.ndim >= 3 and self.rng.random() < 0.3 else "channels_last"
+        # (Keras: data_format counts for ranks 3 to 5; others add along the last axis)
+        fmt = "channels_first" if 3 <= x.a.ndim <= 5 and self.rng.random() < 0.3 else \
+            "channels_last"
         ax = 1 if fmt == "channels_first" else -1
         b = self.weights((x.a.shape[ax],), "variable")
         shape = [1] * x.a.ndim

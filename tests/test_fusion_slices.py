@@ -58,3 +58,22 @@ def test_a_value_output_twice_is_stored_twice_by_its_loop():
         assert_same(g, w)
     np.testing.assert_allclose(got[1], np.tanh(a) * 2, rtol=1e-6)
     assert "output copy" not in f.explain()
+
+
+def test_sibling_groups_that_would_close_a_cycle_are_grouped_again():
+    """Found by the fuzzer (tests/graph_fuzz.py): in this gradient graph, sibling fusion makes
+    one group of `relu(y) * dz` and `relu(y) * s'` (no path between them), through which a path
+    runs from the scalar chain of x to itself (s' -> that group -> sum -> the chain), so merging
+    the chain's groups made a cycle of groups ('fusion produced a cycle between groups'). The
+    graph is now grouped again without sibling fusion."""
+    x, y = K.placeholder((), dtype="float64"), K.placeholder((None,), dtype="float64")
+    c = np.linspace(0.5, 1.5, 33)
+    out = K.softsign(K.clip(x * 1.44 + 1.52, -0.5, 1.0)) * K.relu(y)
+    gx, gy = K.gradients(K.sum(out * K.constant(c, dtype="float64")), [x, y])
+    f = K.function([x, y], [gx, gy])
+    xv, yv = -0.5, np.random.default_rng(0).uniform(-2, 2, 33)
+    z = xv * 1.44 + 1.52  # inside the clip
+    s, ds = z / (1 + abs(z)), 1.44 / (1 + abs(z)) ** 2
+    got_x, got_y = f([xv, yv])
+    np.testing.assert_allclose(got_x, np.sum(c * np.maximum(yv, 0)) * ds, rtol=1e-12)
+    np.testing.assert_allclose(got_y, c * s * (yv > 0), rtol=1e-12)

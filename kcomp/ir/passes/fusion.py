@@ -17,7 +17,8 @@ computed into a buffer that stays in L1, never stored (`K.sum(K.square(x), -1)` 
 once). A slice read only
 by one elementwise group joins it: the loop reads the sliced elements straight from the slice's
 source (an RNN step's gate slices cost no copies). Every other node is a group by itself. Groups
-never form cycles: a merge is refused when any path between the parts leaves the group.
+never form cycles: a merge is refused when any path between the parts leaves the group (and a
+graph where sibling groups would still close a cycle is grouped again without them: fuse).
 """
 from __future__ import annotations
 
@@ -61,10 +62,17 @@ class Group:
         return self.root.op.name in REDUCTIONS and len(self.members) > 1
 
 
-def fuse(graph: Graph, materialize: Set[int] = frozenset(), target: str = "cpu") -> List[Group]:
+def fuse(graph: Graph, materialize: Set[int] = frozenset(), target: str = "cpu",
+         siblings: bool = True) -> List[Group]:
     """Groups of the graph's computing nodes, in an order that respects their dependencies.
     `materialize`: uids of nodes whose outputs must be stored even when only used inside a group
-    (debug mode checks every value). target: 'cpu' or 'cuda' (which products take epilogues)."""
+    (debug mode checks every value). target: 'cpu' or 'cuda' (which products take epilogues).
+
+    The merge checks look at paths between nodes. A group made of siblings holds members with no
+    path between them, so a path can also run between groups through it (a -> one sibling, the
+    other sibling -> b) and merging a with b would make a cycle of groups. Such graphs are rare:
+    they are grouped again without sibling fusion (siblings=False), whose groups cannot form
+    cycles."""
     nodes = graph.nodes()
     pos = {n.uid: i for i, n in enumerate(nodes)}
     users = consumers(nodes)
@@ -112,7 +120,7 @@ def fuse(graph: Graph, materialize: Set[int] = frozenset(), target: str = "cpu")
                 not any(u.op.name == "slice" for u in us):  # a slice reads a buffer
             dims = n.outputs[0].type.dims
             gids = sorted({group_of[u.uid] for u in us})
-            if all(elementwise_group(g, dims) for g in gids):
+            if all(elementwise_group(g, dims) for g in gids) and (siblings or len(gids) == 1):
                 into = gids[0]
                 for g in gids[1:]:
                     independent = not (ancestors[into] & bits[g]) and \
@@ -182,7 +190,11 @@ def fuse(graph: Graph, materialize: Set[int] = frozenset(), target: str = "cpu")
                         (m.uid, i) in roots or m.uid in materialize or not users[m.uid]:
                     g.stored.append(t)
         groups[gid] = g
-    return _schedule(groups, group_of, folded, pos)
+    order = _schedule(groups, group_of, folded, pos)
+    if order is None:  # a cycle of groups (see above)
+        assert siblings, "fusion without sibling groups produced a cycle"
+        return fuse(graph, materialize, target, siblings=False)
+    return order
 
 
 def _takes_epilogue(d: Node, target: str) -> bool:
@@ -224,8 +236,9 @@ def _gemm_operand(u: Node, n: Node) -> bool:
 
 
 def _schedule(groups: Dict[int, Group], group_of: Dict[int, int], folded: Set[int],
-              pos) -> List[Group]:
-    """Groups in dependency order (ties: earliest last member first)."""
+              pos) -> List[Group] | None:
+    """Groups in dependency order (ties: earliest last member first); None if they form a
+    cycle."""
     def producers(t: Tensor) -> Set[int]:
         """The groups computing t; a view (reshape) or a folded transpose is computed by its
         input's."""
@@ -247,5 +260,5 @@ def _schedule(groups: Dict[int, Group], group_of: Dict[int, int], folded: Set[in
                 done.add(gid)
                 break
         else:
-            raise AssertionError("fusion produced a cycle between groups")
+            return None
     return order
