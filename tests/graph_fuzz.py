@@ -78,10 +78,6 @@ class Skip(Exception):
     """The op picked does not apply to the operands picked."""
 
 
-def static(v: Val):
-    return K.int_shape(v.t)
-
-
 def _axis(rng, rank):
     a = int(rng.integers(0, rank))
     return a - rank if rng.random() < 0.3 else a
@@ -221,7 +217,7 @@ class Fuzzer:
                 return False
             # an unknown dimension (which takes other sizes too) lines up with a static 1 or
             # another unknown one
-            for dx, dv in zip(static(x)[::-1], static(v)[::-1]):
+            for dx, dv in zip(K.int_shape(x.t)[::-1], K.int_shape(v.t)[::-1]):
                 if (dx is None) != (dv is None) and 1 not in (dx, dv):
                     return False
             return True
@@ -232,7 +228,7 @@ class Fuzzer:
                 pass
         drop = int(self.rng.integers(0, x.a.ndim + 1))
         shape = list(x.a.shape[drop:])
-        for i, known in enumerate(static(x)[drop:]):
+        for i, known in enumerate(K.int_shape(x.t)[drop:]):
             # (1 against an unknown dimension: weights cannot take the batch's size)
             if known is None or self.rng.random() < 0.3:
                 shape[i] = 1
@@ -261,7 +257,7 @@ class Fuzzer:
             t = x.t / (1.0 + K.square(y.t))
             a, b, e = x.a / (1 + y.a ** 2), bx, ex + 0.65 * bx * ey
         else:  # continuous: the larger of the two (K.switch needs equal shapes)
-            if x.a.shape != y.a.shape or static(x) != static(y):
+            if x.a.shape != y.a.shape or K.int_shape(x.t) != K.int_shape(y.t):
                 raise Skip
             t = K.switch(K.greater(x.t, y.t), x.t, y.t)
             a, b, e = np.where(x.a > y.a, x.a, y.a), max(bx, by), max(ex, ey)
@@ -372,7 +368,7 @@ class Fuzzer:
                         n * max(b, 1) ** (n - 1) * e + self.rounding(big, n))
 
     def op_dot(self):
-        x = self.pick(lambda v: v.a.ndim >= 2 and static(v)[-1] is not None)
+        x = self.pick(lambda v: v.a.ndim >= 2 and K.int_shape(v.t)[-1] is not None)
         k = x.a.shape[-1]
         n = int(self.rng.choice([1, 3, 16, 17, 40]))
         w = self.weights((k, n), "variable" if self.rng.random() < 0.7 else "constant")
@@ -386,9 +382,9 @@ class Fuzzer:
         return self.add(text, t, a, bound, n * x.err + self.rounding(bound, n))
 
     def op_batch_dot(self):
-        x = self.pick(lambda v: v.a.ndim in (2, 3) and None not in static(v)[1:])
+        x = self.pick(lambda v: v.a.ndim in (2, 3) and None not in K.int_shape(v.t)[1:])
         if x.a.ndim == 2:  # rows against rows: (B, k) . (B, k) -> (B, 1)
-            y = self.pick(lambda v: v.a.shape == x.a.shape and static(v) == static(x))
+            y = self.pick(lambda v: v.a.shape == x.a.shape and K.int_shape(v.t) == K.int_shape(x.t))
             t = K.batch_dot(x.t, y.t, axes=1)
             a = np.einsum("bk,bk->b", x.a, y.a)[:, None]
             k = x.a.shape[1]
@@ -396,7 +392,7 @@ class Fuzzer:
             # a (B, m, k) value against one of (B, k, n) or (B, n, k), or x against itself
             def fits(v, ax):
                 return (v.a.ndim == 3 and v.a.shape[0] == x.a.shape[0]
-                        and static(v)[0] == static(x)[0] and None not in static(v)[1:]
+                        and K.int_shape(v.t)[0] == K.int_shape(x.t)[0] and None not in K.int_shape(v.t)[1:]
                         and v.a.shape[ax] == x.a.shape[2])
             ax = int(self.rng.choice([1, 2]))
             y = self.pick(lambda v: fits(v, ax))
@@ -414,7 +410,7 @@ class Fuzzer:
     def op_slice(self):
         x = self.pick(lambda v: v.a.ndim > 0)
         idx, text = [], []
-        for d, known in zip(x.a.shape, static(x)):
+        for d, known in zip(x.a.shape, K.int_shape(x.t)):
             r = self.rng.random()
             if known is None:  # whole or reversed: valid at the other batch size tested too
                 s = slice(None) if r < 0.5 else slice(None, None, -1)
@@ -441,8 +437,8 @@ class Fuzzer:
                          K.permute_dimensions(x.t, perm), np.transpose(x.a, perm))
 
     def op_reshape(self):
-        x = self.pick(lambda v: None not in static(v)[1:])
-        sx = static(x)
+        x = self.pick(lambda v: None not in K.int_shape(v.t)[1:])
+        sx = K.int_shape(x.t)
         head = 1 if sx[:1] == (None,) else 0  # keep an unknown batch dimension in front
         size = int(np.prod(x.a.shape[head:]))
         dims = []
@@ -465,7 +461,7 @@ class Fuzzer:
 
     def op_expand_squeeze(self):
         x = self.pick()
-        ones = [i for i, d in enumerate(static(x)) if d == 1]
+        ones = [i for i, d in enumerate(K.int_shape(x.t)) if d == 1]
         if ones and self.rng.random() < 0.5:
             ax = int(self.rng.choice(ones))
             return self.same(x, f"squeeze({x.name}, {ax})", K.squeeze(x.t, ax),
@@ -480,7 +476,7 @@ class Fuzzer:
         x = self.pick(lambda v: v.a.ndim > 0)
         ax = _axis(self.rng, x.a.ndim)
         if self.rng.random() < 0.5:  # stack with a same-shaped value
-            y = self.pick(lambda v: v.a.shape == x.a.shape and static(v) == static(x))
+            y = self.pick(lambda v: v.a.shape == x.a.shape and K.int_shape(v.t) == K.int_shape(x.t))
             ax = int(self.rng.integers(-x.a.ndim - 1, x.a.ndim + 1))
             return self.add(f"stack([{x.name}, {y.name}], {ax})", K.stack([x.t, y.t], axis=ax),
                             np.stack([x.a, y.a], axis=ax), max(x.bound, y.bound),
@@ -489,9 +485,9 @@ class Fuzzer:
         def fits(v):
             return (v.a.ndim == x.a.ndim and all(
                 (i == ax % x.a.ndim) or (v.a.shape[i] == x.a.shape[i]
-                                         and static(v)[i] == static(x)[i])
-                for i in range(x.a.ndim)) and static(v)[ax] is not None)
-        if static(x)[ax] is None:
+                                         and K.int_shape(v.t)[i] == K.int_shape(x.t)[i])
+                for i in range(x.a.ndim)) and K.int_shape(v.t)[ax] is not None)
+        if K.int_shape(x.t)[ax] is None:
             raise Skip
         y = self.pick(fits)
         return self.add(f"concatenate([{x.name}, {y.name}], {ax})",
@@ -504,7 +500,7 @@ class Fuzzer:
         r = self.rng.random()
         if r < 0.4:
             ax = _axis(self.rng, x.a.ndim)
-            if static(x)[ax] is None:
+            if K.int_shape(x.t)[ax] is None:
                 raise Skip
             rep = int(self.rng.integers(2, 4))
             return self.same(x, f"repeat_elements({x.name}, {rep}, {ax})",
@@ -528,7 +524,7 @@ class Fuzzer:
     def spatial(self, rank):
         """A value of `rank` with static channels and spatial sizes, its data format, and its
         (N, spatial..., C) view."""
-        x = self.pick(lambda v: v.a.ndim == rank and None not in static(v)[1:])
+        x = self.pick(lambda v: v.a.ndim == rank and None not in K.int_shape(v.t)[1:])
         fmt = "channels_first" if self.rng.random() < 0.3 else "channels_last"
         a = np.moveaxis(x.a, 1, -1) if fmt == "channels_first" else x.a
         return x, fmt, a
@@ -613,7 +609,7 @@ class Fuzzer:
         """conv2d_transpose: the adjoint of conv2d, in numpy by scattering each input element
         times the kernel back through conv2d's windows of the output."""
         x, fmt, a = self.spatial(4)
-        if None in static(x):
+        if None in K.int_shape(x.t):
             raise Skip
         sizes = a.shape[1:3]
         k, st, pad, dil = self.geometry(sizes)
@@ -641,7 +637,7 @@ class Fuzzer:
     def op_in_top_k(self):
         """in_top_k on exact values: a class ties with those of equal score (TensorFlow's rule:
         the target is in the top k when fewer than k classes score higher)."""
-        x = self.pick(lambda v: v.a.ndim == 2 and v.err == 0 and None not in static(v))
+        x = self.pick(lambda v: v.a.ndim == 2 and v.err == 0 and None not in K.int_shape(v.t))
         b, c = x.a.shape
         kk = int(self.rng.integers(1, c + 1))
         labels = self.rng.integers(0, c, b).astype("int32")
@@ -668,7 +664,7 @@ class Fuzzer:
                         t, out, x.bound, x.err + self.rounding(x.bound, math.prod(k)))
 
     def op_bias_add(self):
-        x = self.pick(lambda v: v.a.ndim >= 2 and None not in static(v)[1:])
+        x = self.pick(lambda v: v.a.ndim >= 2 and None not in K.int_shape(v.t)[1:])
         # (Keras: data_format counts for ranks 3 to 5; others add along the last axis)
         fmt = "channels_first" if 3 <= x.a.ndim <= 5 and self.rng.random() < 0.3 else \
             "channels_last"
@@ -683,7 +679,7 @@ class Fuzzer:
 
     def op_gather(self):
         """Rows of a value picked by an integer placeholder (an embedding lookup)."""
-        x = self.pick(lambda v: v.a.ndim >= 1 and static(v)[0] is not None)
+        x = self.pick(lambda v: v.a.ndim >= 1 and K.int_shape(v.t)[0] is not None)
         shape = tuple(int(self.rng.choice([1, 2, 5, 7])) for _ in range(int(self.rng.integers(1, 3))))
         idx = self.rng.integers(0, x.a.shape[0], shape).astype("int32")
         t = K.placeholder(shape=shape, dtype="int32")
@@ -696,7 +692,7 @@ class Fuzzer:
         last axis: a target distribution."""
         try:
             y = self.pick(lambda v: v is not x and v.a.shape == x.a.shape
-                          and static(v) == static(x))
+                          and K.int_shape(v.t) == K.int_shape(x.t))
         except Skip:
             y = x
         return K.softmax(0.5 * y.t), _softmax(0.5 * y.a), y
@@ -745,7 +741,7 @@ class Fuzzer:
             r = K.categorical_crossentropy(t, o, from_logits=logits)
             return self.add(f"{text}, target softmax({y.name}))", r,
                             -np.sum(tn * ls, axis=-1), big + 2 * x.bound, err + big * n * y.err)
-        if None in static(x):
+        if None in K.int_shape(x.t):
             raise Skip
         labels = self.rng.integers(0, n, x.a.shape[:-1]).astype("int32")
         lt = K.placeholder(shape=labels.shape, dtype="int32")
@@ -765,7 +761,7 @@ class Fuzzer:
         return i
 
     def op_batch_normalization(self):
-        x = self.pick(lambda v: v.a.ndim >= 2 and static(v)[-1] is not None)
+        x = self.pick(lambda v: v.a.ndim >= 2 and K.int_shape(v.t)[-1] is not None)
         c = x.a.shape[-1]
         mean, beta = (self.weights((c,)) for _ in range(2))
         var = self.add(f"constant({c},) in [0.5, 1.5]",
@@ -789,7 +785,7 @@ class Fuzzer:
                         np.eye(n)[idx], 1.0, 0.0)
 
     def op_pad_resize(self):
-        x = self.pick(lambda v: v.a.ndim in (3, 4) and None not in static(v)[1:])
+        x = self.pick(lambda v: v.a.ndim in (3, 4) and None not in K.int_shape(v.t)[1:])
         if x.a.ndim == 3:
             p = tuple(int(v) for v in self.rng.integers(0, 3, 2))
             return self.same(x, f"temporal_padding({x.name}, {p})", K.temporal_padding(x.t, p),
@@ -814,7 +810,7 @@ class Fuzzer:
         its fused recurrent kernels), forwards or backwards, with a mask where the value is
         exact. Weights are scaled by 1/sqrt(fan-in), which keeps a step from amplifying errors
         much."""
-        x = self.pick(lambda v: v.a.ndim == 3 and None not in static(v)[1:]
+        x = self.pick(lambda v: v.a.ndim == 3 and None not in K.int_shape(v.t)[1:]
                       and v.a.shape[1] <= 40)
         _, T, F = x.a.shape
         U = int(self.rng.choice([1, 3, 8, 16, 33]))
@@ -917,7 +913,7 @@ class Fuzzer:
         """var <- a value of its shape, or var * 0.9 + 0.1 * the mean of a computed value (so
         that the inputs reach the new value)."""
         same = [v for v in derived if v is not var and v.a.shape == var.a.shape
-                and static(v) == static(var)]
+                and K.int_shape(v.t) == K.int_shape(var.t)]
         if same:
             self.g.update = (var, same[int(self.rng.integers(0, len(same)))])
             return
@@ -963,19 +959,8 @@ def run(g: Graph, device) -> None:
     if g.update:  # the variable's new value, computed from the values before the call
         got.append(K.get_value(g.update[0].t))
     for v, r in zip(g.outputs + ([g.update[1]] if g.update else []), got):
-        r = np.asarray(r)
-        where = f"graph {g.seed} ({g.dtype}), output {v.name}"
-        assert r.shape == v.a.shape, f"{where}: shape {r.shape}, numpy {v.a.shape}\n{g.program()}"
-        assert r.dtype == np.dtype(g.dtype), f"{where}: dtype {r.dtype}\n{g.program()}"
         # err: the error the value may carry; a few more roundings for its final store
-        tol = 2 * v.err + 4 * g.unit * v.bound
-        diff = np.abs(r.astype(np.float64) - v.a)
-        if not np.all(diff <= tol):  # (NaN fails too)
-            i = np.unravel_index(np.nanargmax(np.where(np.isnan(diff), np.inf, diff)),
-                                 diff.shape)
-            raise AssertionError(f"{where}: at {i} kcomp {r[i]!r}, numpy {v.a[i]!r} "
-                                 f"(difference {diff[i]:.3g}, allowed {tol:.3g})\n"
-                                 f"{g.program()}")
+        compare(g, f"output {v.name}", r, v.a, 2 * v.err + 4 * g.unit * v.bound, "numpy")
     restore_variables(g)
     check_again(g, f, np.random.default_rng(g.seed))
     if g.dtype == "float64":
@@ -994,7 +979,7 @@ def check_again(g: Graph, f, rng) -> None:
     packed for the old values must not be used) and, where inputs have an unknown batch
     dimension, another batch size; against kcomp's reference interpreter."""
     variables = [v for v in g.vals if v.variable]
-    unknown = [i for i, p in enumerate(g.placeholders) if static(p)[:1] == (None,)]
+    unknown = [i for i, p in enumerate(g.placeholders) if K.int_shape(p.t)[:1] == (None,)]
     if not variables and not unknown:
         return
     feeds, b1, b2 = list(g.feeds), 1, 1
@@ -1011,15 +996,24 @@ def check_again(g: Graph, f, rng) -> None:
     got = f(feeds)
     restore_variables(g)
     for v, r, w in zip(g.outputs, got, want):
-        r, w = np.asarray(r), np.asarray(w)
-        where = f"graph {g.seed} ({g.dtype}), new variable values, batch {b2}, output {v.name}"
-        assert r.shape == w.shape, f"{where}: shape {r.shape}, interpreter {w.shape}\n" \
-                                   f"{g.program()}"
         # (sums over the batch grow with it: scale the error allowed)
-        tol = (2 * v.err + 4 * g.unit * v.bound) * (1 + b2 / b1) ** 2
-        diff = np.abs(r.astype(np.float64) - w.astype(np.float64))
-        assert np.all(diff <= tol), f"{where}: largest difference {np.nanmax(diff):.3g} " \
-                                    f"(allowed {tol:.3g}) against the interpreter\n{g.program()}"
+        compare(g, f"new variable values, batch {b2}, output {v.name}", r, w,
+                (2 * v.err + 4 * g.unit * v.bound) * (1 + b2 / b1) ** 2, "the interpreter")
+
+
+def compare(g: Graph, where: str, got, want, tol, by: str) -> None:
+    """Asserts that kcomp's value `got` is `want` (computed by `by`) within tol, naming the
+    graph, `where` and the worst element if not."""
+    got, want = np.asarray(got), np.asarray(want)
+    where = f"graph {g.seed} ({g.dtype}), {where}"
+    assert got.shape == want.shape, f"{where}: shape {got.shape}, {by} {want.shape}\n" \
+                                    f"{g.program()}"
+    assert got.dtype == np.dtype(g.dtype), f"{where}: dtype {got.dtype}\n{g.program()}"
+    diff = np.abs(got.astype(np.float64) - want.astype(np.float64))
+    if not np.all(diff <= tol):  # (NaN fails too)
+        i = np.unravel_index(np.nanargmax(np.where(np.isnan(diff), np.inf, diff)), diff.shape)
+        raise AssertionError(f"{where}: at {i} kcomp {got[i]!r}, {by} {want[i]!r} "
+                             f"(difference {diff[i]:.3g}, allowed {tol:.3g})\n{g.program()}")
 
 
 def check_gradients(g: Graph, rng, device: Optional[str] = None) -> None:

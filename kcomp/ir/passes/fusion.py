@@ -17,8 +17,8 @@ computed into a buffer that stays in L1, never stored (`K.sum(K.square(x), -1)` 
 once). A slice read only
 by one elementwise group joins it: the loop reads the sliced elements straight from the slice's
 source (an RNN step's gate slices cost no copies). Every other node is a group by itself. Groups
-never form cycles: a merge is refused when any path between the parts leaves the group (and a
-graph where sibling groups would still close a cycle is grouped again without them: fuse).
+never form cycles: a merge is refused when a path between the parts leaves the group, counting
+paths that run through other groups (see fuse).
 """
 from __future__ import annotations
 
@@ -62,34 +62,49 @@ class Group:
         return self.root.op.name in REDUCTIONS and len(self.members) > 1
 
 
-def fuse(graph: Graph, materialize: Set[int] = frozenset(), target: str = "cpu",
-         siblings: bool = True) -> List[Group]:
+def fuse(graph: Graph, materialize: Set[int] = frozenset(), target: str = "cpu") -> List[Group]:
     """Groups of the graph's computing nodes, in an order that respects their dependencies.
     `materialize`: uids of nodes whose outputs must be stored even when only used inside a group
     (debug mode checks every value). target: 'cpu' or 'cuda' (which products take epilogues).
 
-    The merge checks look at paths between nodes. A group made of siblings holds members with no
-    path between them, so a path can also run between groups through it (a -> one sibling, the
-    other sibling -> b) and merging a with b would make a cycle of groups. Such graphs are rare:
-    they are grouped again without sibling fusion (siblings=False), whose groups cannot form
-    cycles."""
+    A group runs as one kernel, so a path between groups can enter it at one member and leave at
+    another with no path between the two (siblings): a -> one sibling, the other sibling -> b.
+    Merging a with b would then make a cycle of groups. The merge checks therefore follow paths
+    through groups (reach). Nodes are visited from the outputs back, so a node's ancestors are in
+    no group yet when it joins its consumers' group: only merges of existing groups can close a
+    cycle, and those are checked."""
     nodes = graph.nodes()
     pos = {n.uid: i for i, n in enumerate(nodes)}
     users = consumers(nodes)
     roots = {(t.node.uid, t.index) for t in graph.roots()}
 
-    # ancestors of each node as a bitset over positions
-    anc: Dict[int, int] = {}
-    for n in nodes:
-        bits = 0
-        for t in n.inputs:
-            bits |= anc[t.node.uid] | (1 << pos[t.node.uid])
-        anc[n.uid] = bits
+    # descendants of each node as a bitset over positions
+    desc: Dict[int, int] = {}
+    for n in reversed(nodes):
+        desc[n.uid] = 0
+        for u in users[n.uid]:
+            desc[n.uid] |= desc[u.uid] | (1 << pos[u.uid])
 
     group_of: Dict[int, int] = {}
     members: Dict[int, List[Node]] = {}
-    bits: Dict[int, int] = {}       # members of a group
-    ancestors: Dict[int, int] = {}  # ancestors of a group's members
+    bits: Dict[int, int] = {}         # members of a group
+    descendants: Dict[int, int] = {}  # descendants of a group's members
+
+    siblings: Set[int] = set()        # groups with several members read outside them
+
+    def reach(gid) -> int:
+        """The nodes that group gid reaches, following paths through groups: a group that a
+        path enters is left from all its members. Only sibling groups are left from members
+        that the entering path does not lead to (any other group is left from its root)."""
+        seen = descendants[gid]
+        grown = True
+        while grown:
+            grown = False
+            for g in siblings:
+                if g != gid and bits[g] & seen and descendants[g] & ~seen:
+                    seen |= descendants[g]
+                    grown = True
+        return seen
 
     def elementwise_group(gid, dims) -> bool:
         root = members[gid][0]
@@ -100,7 +115,10 @@ def fuse(graph: Graph, materialize: Set[int] = frozenset(), target: str = "cpu",
             group_of[m.uid] = a
         members[a] += members.pop(b)
         bits[a] |= bits.pop(b)
-        ancestors[a] |= ancestors.pop(b)
+        descendants[a] |= descendants.pop(b)
+        if b in siblings:
+            siblings.remove(b)
+            siblings.add(a)
         return a
 
     for n in reversed(nodes):
@@ -114,29 +132,24 @@ def fuse(graph: Graph, materialize: Set[int] = frozenset(), target: str = "cpu",
             gids = {group_of[u.uid] for u in us}
             if len(gids) == 1 and members[min(gids)][0].op.kind == "elementwise":
                 into = min(gids)  # read through by the group's loop (see above)
-                if bits[into] & anc[n.uid]:
-                    into = None  # the slice's source depends on the group
         elif n.op.kind == "elementwise" and us and all(u.uid in group_of for u in us) and \
                 not any(u.op.name == "slice" for u in us):  # a slice reads a buffer
             dims = n.outputs[0].type.dims
             gids = sorted({group_of[u.uid] for u in us})
-            if all(elementwise_group(g, dims) for g in gids) and (siblings or len(gids) == 1):
+            if all(elementwise_group(g, dims) for g in gids):
                 into = gids[0]
                 for g in gids[1:]:
-                    independent = not (ancestors[into] & bits[g]) and \
-                        not (ancestors[g] & bits[into])
-                    if not independent:
-                        into = None
+                    if reach(into) & bits[g] or reach(g) & bits[into]:
+                        into = None  # not siblings: merged, they would form a cycle
                         break
                     into = merge(into, g)
-                if into is not None and bits[into] & anc[n.uid]:
-                    into = None  # a path from the group back to n leaves the group
+                    siblings.add(into)
         if into is None:
             into = n.uid
-            members[into], bits[into], ancestors[into] = [], 0, 0
+            members[into], bits[into], descendants[into] = [], 0, 0
         members[into].append(n)
         bits[into] |= 1 << pos[n.uid]
-        ancestors[into] |= anc[n.uid]
+        descendants[into] |= desc[n.uid]
         group_of[n.uid] = into
 
     # a matrix product read only by one elementwise group of its output's shape becomes that
@@ -151,25 +164,17 @@ def fuse(graph: Graph, materialize: Set[int] = frozenset(), target: str = "cpu",
                     d.uid not in materialize and (d.uid, 0) not in roots and \
                     all(group_of.get(u.uid) == gid and u.op.kind == "elementwise"
                         for u in users[d.uid]) and \
-                    not (anc[d.uid] & bits[gid]):
-                members[gid].append(d)
-                bits[gid] |= bits.pop(d.uid)
-                ancestors[gid] |= ancestors.pop(d.uid)
-                del members[d.uid]
-                group_of[d.uid] = gid
+                    not reach(gid) & bits[d.uid]:
+                merge(gid, d.uid)
                 break
 
     # an elementwise group read only by a reduction over the last axis of its shape becomes the
     # reduction's prologue (see above)
     for n in nodes:
         if group_of.get(n.uid) == n.uid and _prologue_of(n, group_of, members, users, roots,
-                                                          materialize):
-            gid = group_of[n.inputs[0].node.uid]
-            for m in members[gid]:
-                group_of[m.uid] = n.uid
-            members[n.uid] += members.pop(gid)
-            bits[n.uid] |= bits.pop(gid)
-            ancestors[n.uid] |= ancestors.pop(gid)
+                                                          materialize) and \
+                not reach(n.uid) & bits[group_of[n.inputs[0].node.uid]]:
+            merge(n.uid, group_of[n.inputs[0].node.uid])
 
     # a 2-D transpose read only as matrix products' operands is no kernel (see above)
     folded: Set[int] = set()
@@ -190,11 +195,7 @@ def fuse(graph: Graph, materialize: Set[int] = frozenset(), target: str = "cpu",
                         (m.uid, i) in roots or m.uid in materialize or not users[m.uid]:
                     g.stored.append(t)
         groups[gid] = g
-    order = _schedule(groups, group_of, folded, pos)
-    if order is None:  # a cycle of groups (see above)
-        assert siblings, "fusion without sibling groups produced a cycle"
-        return fuse(graph, materialize, target, siblings=False)
-    return order
+    return _schedule(groups, group_of, folded, pos)
 
 
 def _takes_epilogue(d: Node, target: str) -> bool:
@@ -236,9 +237,8 @@ def _gemm_operand(u: Node, n: Node) -> bool:
 
 
 def _schedule(groups: Dict[int, Group], group_of: Dict[int, int], folded: Set[int],
-              pos) -> List[Group] | None:
-    """Groups in dependency order (ties: earliest last member first); None if they form a
-    cycle."""
+              pos) -> List[Group]:
+    """Groups in dependency order (ties: earliest last member first)."""
     def producers(t: Tensor) -> Set[int]:
         """The groups computing t; a view (reshape) or a folded transpose is computed by its
         input's."""
@@ -260,5 +260,5 @@ def _schedule(groups: Dict[int, Group], group_of: Dict[int, int], folded: Set[in
                 done.add(gid)
                 break
         else:
-            return None
+            raise RuntimeError("kcomp internal error: fusion produced a cycle between groups")
     return order
