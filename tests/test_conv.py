@@ -275,7 +275,11 @@ POOLS = [pool_case(sp, c, p, s, pad, df, mode)
                              ((5, 4, 3), 2, (2, 2, 2), (2, 2, 1)),
                              ((5, 4, 3), 3, (3, 1, 3), (1, 1, 1))]
          for pad in ("valid", "same") for df in ("channels_last", "channels_first")
-         for mode in ("max", "avg")]
+         for mode in ("max", "avg")] + \
+    [pool_case(sp, 16, p, (1,) * len(sp), "same", df, mode)  # a vector of channels
+     # pixels of one tap per row or column: GCC 12 miscompiled their sums (conv_window.j2)
+     for sp, p in [((7, 1), (3, 2)), ((1, 7), (2, 3)), ((5, 1, 1), (3, 2, 2))]
+     for df in ("channels_last", "channels_first") for mode in ("max", "avg")]
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

@@ -91,10 +91,12 @@ def test_depthwise_and_separable_gradients():
     arrays = [R(rng, 2, 5, 4, 3), R(rng, 3, 3, 3, 2),        # same, stride 2: overhang
               R(rng, 1, 2, 6, 5), R(rng, 2, 3, 2, 1),        # channels_first, dilation
               R(rng, 1, 4, 3, 2), R(rng, 3, 3, 2, 2), R(rng, 1, 1, 4, 3),   # separable 2d
-              R(rng, 2, 7, 2), R(rng, 3, 2, 1), R(rng, 1, 2, 3)]            # separable 1d
+              R(rng, 2, 7, 2), R(rng, 3, 2, 1), R(rng, 1, 2, 3),            # separable 1d
+              R(rng, 2, 7, 1, 16), R(rng, 3, 2, 16, 1)]  # one column (conv_window_grad.j2)
     check_gradients(
-        lambda x, w, y, v, s, sd, sp, t, td, tp: [
+        lambda x, w, y, v, s, sd, sp, t, td, tp, z, u: [
             K.depthwise_conv2d(x, w, (2, 2), "same"),
+            K.depthwise_conv2d(z, u, padding="same"),
             K.depthwise_conv2d(y, v, (1, 1), "valid", "channels_first", (2, 1)),
             K.separable_conv2d(s, sd, sp, padding="same"),
             K.separable_conv1d(t, td, tp, strides=2, padding="valid")],
