@@ -13,6 +13,8 @@ Measures, and writes as a markdown table (default bench/results/compile_latency.
   4. memo hit: K.function of a structurally identical graph again in the same process
   5. per-call overhead of f([a]) with f = K.function([x], [x + 1.0]) on a (16,) float32 array,
      against numpy's a + 1.0 on the same array
+  8. new function, deep graph: the loss and gradients of a chain of residual layers (hundreds
+     of kernels), as a Keras training step of a deep model compiles
 
 Every kcomp measurement runs in a child process (this script with --child) that prints one
 JSON line, so that nothing kcomp caches in memory survives from one measurement to the next.
@@ -82,6 +84,33 @@ def child_compile(k: int) -> dict:
             "probe_seconds": tc.probe_seconds, "compiler": tc.compiler, "cxx": tc.cxx}
 
 
+def build_deep(K, layers: int, k: int):
+    """Loss and gradients of `layers` residual layers h = tanh(dot(e + 1, W)) + sigmoid(2 e) * h
+    with e = exp(h / 10) (each layer: a GEMM with an epilogue and sibling-fused loops); k > 0
+    changes the source."""
+    import numpy as np
+    rng = np.random.default_rng(0)
+    x = K.placeholder((None, 64))
+    ws, h = [], x
+    for _ in range(layers):
+        ws.append(K.variable(rng.uniform(0, 0.1, (64, 64)).astype("float32")))
+        e = K.exp(h * 0.1)
+        h = K.tanh(K.dot(e + 1.0, ws[-1])) + K.sigmoid(e * 2.0) * h
+    loss = K.sum(h * h) + 1e-7 * k
+    return x, [loss] + K.gradients(loss, ws + [x])
+
+
+def child_deep(layers: int, k: int) -> dict:
+    import kcomp.backend as K
+    x, outs = build_deep(K, layers, k)
+    t0 = time.perf_counter()
+    f = K.function([x], outs)
+    seconds = time.perf_counter() - t0
+    if f.compile_info["cache_hit"]:
+        raise RuntimeError("deep child: expected a cache miss")
+    return {"seconds": seconds, "kernels": f._current.exe.n_kernels}
+
+
 def child_memo(reps: int) -> dict:
     """Time K.function on freshly built, structurally identical graphs (in-process memo)."""
     import kcomp.backend as K
@@ -142,6 +171,8 @@ def child_main(args) -> None:
         out = child_compile(args.k)
     elif args.child == "memo":
         out = child_memo(args.reps)
+    elif args.child == "deep":
+        out = child_deep(args.layers, args.k)
     else:
         out = child_calls(args.batches, args.calls)
     import numpy as np
@@ -249,7 +280,7 @@ def phase_table(phases, probe: float) -> list:
     return lines
 
 
-def render_report(args, command, rows, phases, probe, cold_run, elapsed) -> str:
+def render_report(args, command, rows, phases, probe, cold_run, elapsed, deep) -> str:
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = ["# kcomp compile latency", "",
              f"Command: `{command}`  ", f"Date: {now}  ",
@@ -267,7 +298,11 @@ def render_report(args, command, rows, phases, probe, cold_run, elapsed) -> str:
              "`compile_info['cache_hit']`. Row 4 builds the same graph anew from new "
              "placeholders and variables in one process. Rows 5-7 time `f([a])` for "
              "`f = K.function([x], [x + 1.0])` and `a + 1.0` on the same (16,) float32 array, "
-             "in alternating batches; the difference is taken batch by batch."]
+             "in alternating batches; the difference is taken batch by batch.", "",
+             f"Row 8 (`build_deep`): {args.layers} layers, {deep[0]['kernels']} kernels, "
+             f"{args.deep_repeat} new processes in the warm directory (a different k each "
+             f"time); {fmt_in(statistics.median(r['seconds'] for r in deep) / deep[0]['kernels'], 'ms')} "
+             f"per kernel."]
     return "\n".join(lines) + "\n"
 
 
@@ -280,7 +315,10 @@ def parse_args(argv):
     ap.add_argument("--out", default=DEFAULT_OUT, help="markdown file to write")
     ap.add_argument("--quick", action="store_true", help="fewer repetitions, for a smoke test")
     # child side (internal)
-    ap.add_argument("--child", choices=("compile", "memo", "calls"), help=argparse.SUPPRESS)
+    ap.add_argument("--layers", type=int, default=None,
+                    help="layers of row 8's deep graph (default 80, --quick 20)")
+    ap.add_argument("--child", choices=("compile", "memo", "calls", "deep"),
+                    help=argparse.SUPPRESS)
     ap.add_argument("--k", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--reps", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--batches", type=int, default=0, help=argparse.SUPPRESS)
@@ -288,8 +326,11 @@ def parse_args(argv):
     args = ap.parse_args(argv)
     if args.repeat is None:
         args.repeat = 3 if args.quick else 5
-    if args.repeat < 1:
-        ap.error("--repeat must be at least 1")
+    if args.layers is None:
+        args.layers = 20 if args.quick else 80
+    if args.repeat < 1 or args.layers < 1:
+        ap.error("--repeat and --layers must be at least 1")
+    args.deep_repeat = 1 if args.quick else 2
     # counts for the in-process measurements (the children get them as --reps, --batches, --calls)
     args.memo_reps = 30 if args.quick else 200
     args.call_batches, args.batch_calls = (6, 500) if args.quick else (20, 2000)
@@ -315,6 +356,9 @@ def main(argv=None) -> None:
         memo = run_child(warm, "memo", "--reps", str(args.memo_reps))
         calls = run_child(warm, "calls", "--batches", str(args.call_batches),
                           "--calls", str(args.batch_calls))
+        print("deep graphs ...", file=sys.stderr)
+        deep = [run_child(warm, "deep", "--layers", str(args.layers), "--k", str(k))
+                for k in range(1, args.deep_repeat + 1)]
     elapsed = time.perf_counter() - start
 
     secs = lambda runs: [r["seconds"] for r in runs]  # noqa: E731
@@ -328,11 +372,13 @@ def main(argv=None) -> None:
             ("5. per call: kcomp `f([a])`, (16,) float32", summary(calls["kcomp"]), "µs",
              TARGETS["call"]),
             ("6. per call: numpy `a + 1.0`, same array", summary(calls["numpy"]), "µs", None),
-            ("7. per call: kcomp − numpy", summary(diff), "µs", None)]
+            ("7. per call: kcomp − numpy", summary(diff), "µs", None),
+            (f"8. new function, deep graph ({deep[0]['kernels']} kernels)",
+             summary(secs(deep)), "s", None)]
     phases = [("1. cold build", phase_medians(cold)), ("2. new function", phase_medians(new)),
               ("3. disk cache hit", phase_medians(disk))]
     probe = statistics.median(r["probe_seconds"] for r in cold)
-    report = render_report(args, command, rows, phases, probe, cold[0], elapsed)
+    report = render_report(args, command, rows, phases, probe, cold[0], elapsed, deep)
     print(report)
     write_text(args.out, report)
     print(f"wrote {args.out}", file=sys.stderr)

@@ -423,3 +423,29 @@ def test_large_outputs_reuse_recent_blocks():
     out = g([a])[0]
     assert out.ctypes.data == at and np.all(out == 0)
     del blocker
+
+
+def test_many_launches_run_in_order_across_entry_functions():
+    """The generated entry point runs its launches through functions of LAUNCHES_PER_FUNCTION
+    each (kcomp/lowering/render.py): a function of three times as many kernels computes the
+    chain in order, profiles every kernel and reports a failure from its last part."""
+    from kcomp.lowering.render import LAUNCHES_PER_FUNCTION as per
+    x, idx = K.placeholder((None, 7)), K.placeholder((3,), dtype="int32")
+    h = x
+    for _ in range(3 * per):  # a scan and a scaling each: separate kernels
+        h = K.cumsum(h, axis=1) * 0.25
+    f = K.function([x, idx], [K.gather(h, idx)])
+    a = np.random.default_rng(0).standard_normal((5, 7)).astype(np.float32)
+    want = a.astype(np.float64)
+    for _ in range(3 * per):
+        want = np.cumsum(want, 1) * 0.25
+    got = f([a, np.array([4, 0, 2], np.int32)])[0]
+    np.testing.assert_allclose(got, want[[4, 0, 2]], rtol=1e-4)
+    n = f._current.exe.n_kernels
+    assert n > 2 * per
+    source = f.explain().split("-- generated source --")[1].split()[0]
+    assert f"run_{(n - 1) // per}(" in open(source).read()
+    p = f.profile([a, np.array([1, 1, 1], np.int32)], rounds=1)
+    assert len(p.kernels) == n and all(t >= 0 for _, t in p.kernels)
+    with pytest.raises(IndexError, match="gather: index out of range: 5"):
+        f([a, np.array([0, 5, 2], np.int32)])

@@ -16,6 +16,10 @@ from .plan import Plan, variables_written
 
 TEMPLATES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "templates")
 KEY_SLOT = "@@KCOMP_KEY@@"  # replaced by the cache key once the source is final
+# entry_run's launches go into functions of this many: GCC's optimisation time grows faster
+# than linearly with a function's size (points-to analysis), and a function of all the
+# launches of a deep model took minutes to compile
+LAUNCHES_PER_FUNCTION = 16
 # the host-and-device headers generated CUDA includes
 CUDA_HEADERS = ("kcomp/array.h", "kcomp/random.h", "kcomp/ctc.h")
 
@@ -86,7 +90,7 @@ def _render_kernels(env, kernels, defines: list, target: str) -> list:
         defines.append(Code(macros.define(info, ctx).strip()))
         # hoist: statements an enclosing loop runs once before its steps (packing weights)
         hoist = Code(macros.hoist(info, ctx).strip()) if hasattr(macros, "hoist") else Code("")
-        launches.append({"launch": Code(macros.launch(info, ctx).strip()),
+        launches.append({"index": len(launches), "launch": Code(macros.launch(info, ctx).strip()),
                          "can_fail": bool(ctx.get("can_fail", False)), "hoist": hoist})
     return launches
 
@@ -138,6 +142,8 @@ def render(plan: Plan, title: str, bytecode_dir: str | None = None, target: str 
         "arg_checks": arg_checks, "dim_lines": list(dims.lines), "outputs": outputs,
         "pointer_lines": pointer_lines, "arena": arena, "scratch": scratch,
         "defines": [d for d in defines if d], "launches": launches,
+        "parts": [launches[i:i + LAUNCHES_PER_FUNCTION]
+                  for i in range(0, len(launches), LAUNCHES_PER_FUNCTION)],
         "written_variables": [{"index": b.index, "bytes": dims.expr(b.nbytes)}
                               for b in plan.variables if b.slot in written],
         "uses_pack_cache": _uses_pack_cache(plan.kernels),
