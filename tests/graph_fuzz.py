@@ -121,7 +121,7 @@ class Fuzzer:
         return v
 
     def placeholder(self):
-        rank = int(self.rng.integers(0, 5))
+        rank = int(self.rng.choice(6, p=[.15, .2, .2, .2, .17, .08]))  # rank 5: 3-D images
         shape = (self.max_size + 1,)
         while math.prod(shape) > self.max_size:
             shape = tuple(int(self.rng.choice(self.dims)) for _ in range(rank))
@@ -570,7 +570,7 @@ class Fuzzer:
         return np.stack(cols, axis=-2)
 
     def op_conv(self):
-        nd = int(self.rng.choice([1, 2]))
+        nd = int(self.rng.choice([1, 2, 3], p=[.4, .4, .2]))
         x, fmt, a = self.spatial(nd + 2)
         k, st, pad, dil = self.geometry(a.shape[1:-1],
                                         allow_causal=nd == 1 and fmt == "channels_last")
@@ -584,26 +584,46 @@ class Fuzzer:
             t = K.conv1d(x.t, w.t, strides=st[0], padding=pad, data_format=fmt,
                          dilation_rate=dil[0])
         else:
-            t = K.conv2d(x.t, w.t, strides=st, padding=pad, data_format=fmt, dilation_rate=dil)
+            t = (K.conv2d if nd == 2 else K.conv3d)(x.t, w.t, strides=st, padding=pad,
+                                                     data_format=fmt, dilation_rate=dil)
         return self.weighted_sum(f"conv{nd}d({x.name}, {w.name}, strides={st}, "
                                  f"padding={pad!r}, {fmt}, dilation={dil})", x, t, out,
                                  math.prod(k) * c)
 
     def op_depthwise(self):
-        x, fmt, a = self.spatial(4)
+        """depthwise_conv2d, or (a third of the time) separable_conv1d/2d: the depthwise
+        convolution then a pointwise one."""
+        separable = self.rng.random() < 0.35
+        nd = int(self.rng.choice([1, 2])) if separable else 2
+        x, fmt, a = self.spatial(nd + 2)
         k, st, pad, dil = self.geometry(a.shape[1:-1])
         c, m = a.shape[-1], int(self.rng.choice([1, 2]))
         w = self.weights(k + (c, m), "variable")
         win = self.windows(a, k, st, pad, dil, 0.0)
         out = np.einsum("...kc,kcm->...cm", win, w.a.reshape(-1, c, m))
         out = out.reshape(out.shape[:-2] + (c * m,))
+        terms, text = math.prod(k), f"{x.name}, {w.name}"
+        if separable:
+            f = int(self.rng.choice([1, 3, 8]))
+            pw = self.weights((1,) * nd + (c * m, f), "variable")
+            out = out @ pw.a.reshape(c * m, f)
+            terms, text = terms * c * m, f"{text}, {pw.name}"
         if fmt == "channels_first":
             out = np.moveaxis(out, -1, 1)
-        t = K.depthwise_conv2d(x.t, w.t, strides=st, padding=pad, data_format=fmt,
-                               dilation_rate=dil)
-        return self.weighted_sum(f"depthwise_conv2d({x.name}, {w.name}, strides={st}, "
-                                 f"padding={pad!r}, {fmt}, dilation={dil})", x, t, out,
-                                 math.prod(k))
+        if not separable:
+            name = "depthwise_conv2d"
+            t = K.depthwise_conv2d(x.t, w.t, strides=st, padding=pad, data_format=fmt,
+                                   dilation_rate=dil)
+        elif nd == 1:
+            name = "separable_conv1d"
+            t = K.separable_conv1d(x.t, w.t, pw.t, strides=st[0], padding=pad,
+                                   data_format=fmt, dilation_rate=dil[0])
+        else:
+            name = "separable_conv2d"
+            t = K.separable_conv2d(x.t, w.t, pw.t, strides=st, padding=pad, data_format=fmt,
+                                   dilation_rate=dil)
+        return self.weighted_sum(f"{name}({text}, strides={st}, padding={pad!r}, {fmt}, "
+                                 f"dilation={dil})", x, t, out, terms)
 
     def op_conv_transpose(self):
         """conv2d_transpose: the adjoint of conv2d, in numpy by scattering each input element
@@ -648,20 +668,23 @@ class Fuzzer:
                         K.cast(K.in_top_k(x.t, lt, kk), self.g.dtype), higher < kk, 1.0, 0.0)
 
     def op_pool(self):
-        x, fmt, a = self.spatial(4)
+        nd = int(self.rng.choice([2, 3], p=[.7, .3]))
+        x, fmt, a = self.spatial(nd + 2)
         k, st, pad, _ = self.geometry(a.shape[1:-1])
         st = st if self.rng.random() < 0.5 else k
         mode = str(self.rng.choice(["max", "avg"]))
         if mode == "max":
-            out = self.windows(a, k, st, pad, (1, 1), -np.inf).max(axis=-2)
+            out = self.windows(a, k, st, pad, (1,) * nd, -np.inf).max(axis=-2)
         else:  # padding is left out of the average
-            win = self.windows(a, k, st, pad, (1, 1), np.nan)
+            win = self.windows(a, k, st, pad, (1,) * nd, np.nan)
             out = np.nanmean(win, axis=-2)
         if fmt == "channels_first":
             out = np.moveaxis(out, -1, 1)
-        t = K.pool2d(x.t, k, strides=st, padding=pad, data_format=fmt, pool_mode=mode)
-        return self.add(f"pool2d({x.name}, {k}, strides={st}, padding={pad!r}, {fmt}, {mode})",
-                        t, out, x.bound, x.err + self.rounding(x.bound, math.prod(k)))
+        t = (K.pool2d if nd == 2 else K.pool3d)(x.t, k, strides=st, padding=pad,
+                                                 data_format=fmt, pool_mode=mode)
+        return self.add(f"pool{nd}d({x.name}, {k}, strides={st}, padding={pad!r}, {fmt}, "
+                        f"{mode})", t, out, x.bound,
+                        x.err + self.rounding(x.bound, math.prod(k)))
 
     def op_bias_add(self):
         x = self.pick(lambda v: v.a.ndim >= 2 and None not in K.int_shape(v.t)[1:])
