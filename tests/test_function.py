@@ -2,6 +2,7 @@
 debug mode."""
 import concurrent.futures
 import os
+import re
 import subprocess
 import sys
 
@@ -449,3 +450,33 @@ def test_many_launches_run_in_order_across_entry_functions():
     assert len(p.kernels) == n and all(t >= 0 for _, t in p.kernels)
     with pytest.raises(IndexError, match="gather: index out of range: 5"):
         f([a, np.array([0, 5, 2], np.int32)])
+
+
+def test_kernels_that_differ_only_in_their_buffers_are_compiled_once():
+    """render.py (_share): elementwise kernels whose code differs only in the buffers they use
+    (the layers of a deep model) are one function, launched with each one's buffer slots; the
+    slots' pattern is part of the code (an update in place reads and writes one buffer)."""
+    rng = np.random.default_rng(1)
+    x = K.placeholder((None, 9))
+    ws = [rng.uniform(-1, 1, 9).astype(np.float32) for _ in range(12)]
+    vs = [K.variable(w) for w in ws]
+    h = x
+    for v in vs:
+        h = K.tanh(h * v + 0.5) - K.mean(h, axis=1, keepdims=True)  # a loop per layer
+    counters = [K.variable(np.full(3, i, np.float32)) for i in range(2)]
+    f = K.function([x], [h, vs[0] * 2.0 + 1.0],
+                   updates=[K.update(c, c * 2.0 + 1.0) for c in counters])
+    source = open(f.explain().split("-- generated source --")[1].split()[0]).read()
+    loops = re.findall(r"^static void k\d+\(", source, re.M)  # (reductions: k<N>_rows ...)
+    assert f._current.exe.n_kernels >= 24 and len(loops) <= 4, loops
+    assert "KSlots ks" in source
+    for batch in (5, 1):
+        a = rng.uniform(-1, 1, (batch, 9)).astype(np.float32)
+        want = a.astype(np.float64)
+        for w in ws:
+            want = np.tanh(want * w + 0.5) - want.mean(axis=1, keepdims=True)
+        got = f([a])
+        np.testing.assert_allclose(got[0], want, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(got[1], ws[0] * 2.0 + 1.0, rtol=1e-6)
+    for i, c in enumerate(counters):  # twice in place: i -> 2i + 1 -> 4i + 3
+        np.testing.assert_array_equal(K.get_value(c), np.full(3, 4 * i + 3, np.float32))
