@@ -453,9 +453,10 @@ def test_many_launches_run_in_order_across_entry_functions():
 
 
 def test_kernels_that_differ_only_in_their_buffers_are_compiled_once():
-    """render.py (_share): elementwise kernels whose code differs only in the buffers they use
-    (the layers of a deep model) are one function, launched with each one's buffer slots; the
-    slots' pattern is part of the code (an update in place reads and writes one buffer)."""
+    """render.py (_share): kernels whose code differs only in the buffers they use (the layers
+    of a deep model: their loops and reductions) are one function, launched with each one's
+    buffer slots; the slots' pattern is part of the code (an update in place reads and writes
+    one buffer)."""
     rng = np.random.default_rng(1)
     x = K.placeholder((None, 9))
     ws = [rng.uniform(-1, 1, 9).astype(np.float32) for _ in range(12)]
@@ -467,9 +468,10 @@ def test_kernels_that_differ_only_in_their_buffers_are_compiled_once():
     f = K.function([x], [h, vs[0] * 2.0 + 1.0],
                    updates=[K.update(c, c * 2.0 + 1.0) for c in counters])
     source = open(f.explain().split("-- generated source --")[1].split()[0]).read()
-    loops = re.findall(r"^static void k\d+\(", source, re.M)  # (reductions: k<N>_rows ...)
-    assert f._current.exe.n_kernels >= 24 and len(loops) <= 4, loops
-    assert "KSlots ks" in source
+    loops = re.findall(r"^static void k\d+\(", source, re.M)
+    rows = re.findall(r"^static void k\d+_rows\(", source, re.M)  # (the means)
+    assert f._current.exe.n_kernels >= 24 and len(loops) <= 4 and len(rows) <= 2, (loops, rows)
+    assert "frame.S = slots" in source
     for batch in (5, 1):
         a = rng.uniform(-1, 1, (batch, 9)).astype(np.float32)
         want = a.astype(np.float64)

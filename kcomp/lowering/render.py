@@ -80,33 +80,29 @@ def _template(env, target: str, k):
 _SLOT = re.compile(r"f->p\[(\d+)\]")
 # (no template local is named so: test_templates; kc::r2 is a function)
 _POINTER = re.compile(r"(?<!::)(?<!\.)(?<!->)\b([rw])(\d+)\b")
-_FRAME = "  Frame *f = (Frame *)f_;\n"
 
 
 def _share(text: str):
-    """A CPU elementwise kernel's definition with its buffers numbered in order of first use
-    (f->p[S[i]], pointers r_i and w_i): kernels that differ only in their buffers (the layers
-    of a deep model) then have the same text, compiled once and launched with each one's
-    slots (KSlots). Returns (that text, the slots), or None where the text is not of the form
-    expected."""
-    if text.count(_FRAME) != 1:
-        return None
+    """A CPU kernel's definition with its buffers numbered in order of first use: f->p[N]
+    becomes f->p[f->S[i]] (the launch sets frame.S to its slots) and pointer rN (wN) becomes
+    r_i (w_i). Kernels that differ only in their buffers (the layers of a deep model) then have
+    the same text, compiled once. Returns (that text, the slots)."""
     slots: list = []
 
     def index(slot: str) -> int:
         if int(slot) not in slots:
             slots.append(int(slot))
         return slots.index(int(slot))
-    text = _SLOT.sub(lambda m: f"f->p[S[{index(m.group(1))}]]", text)
-    text = _POINTER.sub(lambda m: f"{m.group(1)}_{index(m.group(2))}", text)
-    return text.replace(_FRAME, "  Frame *f = ((const KSlots *)f_)->f;\n"
-                                "  const int32_t *S = ((const KSlots *)f_)->s;\n"), slots
+    text = _SLOT.sub(lambda m: f"f->p[f->S[{index(m.group(1))}]]", text)
+    return _POINTER.sub(lambda m: f"{m.group(1)}_{index(m.group(2))}", text), slots
 
 
 def _render_kernels(env, kernels, defines: list, target: str, shared=None) -> list:
     """Render kernels: their definitions (a loop's body kernels first) are appended to
-    `defines`; returns their launches, in order. shared: CPU elementwise definitions already
-    emitted (their text with the kernel named KC_KERNEL -> its name; see _share)."""
+    `defines`; returns their launches, in order. On the CPU, kernels whose definitions differ
+    only in their buffers share one (_share; `shared`: the texts emitted, with the kernel named
+    KC_KERNEL, -> the name they were emitted under), except a loop (its body's launches set
+    frame.S while it runs) and a kernel that hoists statements into a loop (named after it)."""
     shared = {} if shared is None else shared
     launches = []
     for k in kernels:
@@ -115,20 +111,23 @@ def _render_kernels(env, kernels, defines: list, target: str, shared=None) -> li
             ctx["loop_body"] = _render_kernels(env, ctx["loop_body"], defines, target, shared)
         _validate(ctx, f"kernel {k.template}")
         macros = _template(env, target, k)
-        info = {"name": k.name, "comment": comment_text(k.label, 120), "slots": None}
-        form = _share(macros.define(dict(info, name="KC_KERNEL"), ctx).strip()) \
-            if target == "cpu" and k.template == "elementwise" else None
-        if form:
-            text, slots = form
+        info = {"name": k.name, "comment": comment_text(k.label, 120)}
+        # hoist: statements an enclosing loop runs once before its steps (packing weights)
+        hoist = Code(macros.hoist(info, ctx).strip()) if hasattr(macros, "hoist") else Code("")
+        text, slots = macros.define(dict(info, name="KC_KERNEL"), ctx).strip(), []
+        if target == "cpu" and "loop_body" not in ctx and not hoist and text:
+            text, slots = _share(text)
             if text not in shared:
                 shared[text] = k.name
                 defines.append(Code(text.replace("KC_KERNEL", k.name)))
-            info = dict(info, name=shared[text], slots=join(", ", [int_lit(s) for s in slots]))
+            info["name"] = shared[text]
         else:
-            defines.append(Code(macros.define(info, ctx).strip()))
-        # hoist: statements an enclosing loop runs once before its steps (packing weights)
-        hoist = Code(macros.hoist(info, ctx).strip()) if hasattr(macros, "hoist") else Code("")
-        launches.append({"index": len(launches), "launch": Code(macros.launch(info, ctx).strip()),
+            defines.append(Code(text.replace("KC_KERNEL", k.name)))
+        launch = macros.launch(info, ctx).strip()
+        if slots:
+            launch = (f"{{\n    static const int32_t slots[] = {{{join(', ', map(int_lit, slots))}}};"
+                      f"\n    frame.S = slots;\n    {launch}\n  }}")
+        launches.append({"index": len(launches), "launch": Code(launch),
                          "can_fail": bool(ctx.get("can_fail", False)), "hoist": hoist})
     return launches
 
