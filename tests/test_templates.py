@@ -1,6 +1,7 @@
 """Template hygiene: generated kernels name buffer pointers r<slot> and w<slot>
-(lowering/rules/common.py: Pointers), so a template's own locals must never take such a name;
-a reduction's `float r16[16]` shadowed buffer 16's pointer and summed garbage whenever the
+(lowering/rules/common.py: Pointers), renamed r_<i> and w_<i> where kernels share a definition
+(lowering/render.py: _share), so a template's own locals must never take such a name; a
+reduction's `float r16[16]` shadowed buffer 16's pointer and summed garbage whenever the
 reduced buffer was slot 16 (found by the fuzzer, tests/graph_fuzz.py, seed 10786)."""
 import os
 import re
@@ -21,7 +22,7 @@ def test_no_template_local_looks_like_a_buffer_pointer(path):
     text = open(path).read()
     code = re.sub(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", " ", text, flags=re.S)  # C++ only
     code = re.sub(r"//[^\n]*", " ", code)
-    clashes = sorted(set(re.findall(r"\b[rw]\d+\b", code)))
+    clashes = sorted(set(re.findall(r"\b[rw]_?\d+\b", code)))
     assert not clashes, f"{path}: {clashes} look like buffer pointers r<slot>/w<slot>"
 
 
