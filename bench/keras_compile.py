@@ -11,10 +11,13 @@ Keras makes before the first predict: trace, passes, lowering, C++ build, load, 
 CMake toolchain probe of an empty cache) and checks one prediction against a numpy forward pass.
 Target: at most 1 s.
 
-Deep model: Dense(64) on 32 inputs, then 20 blocks of Dense(64) -> BatchNormalization ->
-ReLU, then Dense(10, softmax), compiled with SGD and categorical cross-entropy. Timed: the first
-`train_on_batch` on 64 samples (the training function's trace, gradients, passes and build, and
-one step); its loss is checked against a numpy forward pass in training mode.
+Deep models, compiled with SGD and categorical cross-entropy:
+  - MLP: Dense(64) on 32 inputs, then 20 blocks of Dense(64) -> BatchNormalization -> ReLU, then
+    Dense(10, softmax); 64 samples;
+  - CNN: Conv2D(32, 3, same) on 32x32x3 images, then 10 blocks of Conv2D(32, 3, same) ->
+    BatchNormalization -> ReLU, then GlobalAveragePooling2D and Dense(10, softmax); 8 images.
+Timed: the first `train_on_batch` (the training function's trace, gradients, passes and
+build, and one step); its loss is checked against a numpy forward pass in training mode.
 
 Needs keras==2.3.1. Writes markdown (default bench/results/keras_compile.md).
 """
@@ -53,25 +56,33 @@ def child():
         model, x))))}))
 
 
-BLOCKS = 20
+DEEP = {"mlp": (20, "Dense-BatchNorm-ReLU"), "cnn": (10, "Conv2D-BatchNorm-ReLU")}
 
 
-def child_deep():
-    """One cold compile of the deep MLP's training function; prints JSON {seconds, max_error}."""
+def child_deep(kind):
+    """One cold compile of a deep model's training function; prints JSON {seconds,
+    max_error}."""
     os.environ["KERAS_BACKEND"] = "kcomp.backend"
     import numpy as np
     import keras
     L = keras.layers
-    model = keras.models.Sequential([L.Dense(64, input_shape=(32,))])
-    for _ in range(BLOCKS):
-        model.add(L.Dense(64))
+    rng = np.random.default_rng(0)
+    if kind == "mlp":
+        model = keras.models.Sequential([L.Dense(64, input_shape=(32,))])
+        x = rng.uniform(-1, 1, (64, 32)).astype("float32")
+    else:
+        model = keras.models.Sequential([L.Conv2D(32, 3, padding="same",
+                                                  input_shape=(32, 32, 3))])
+        x = rng.uniform(-1, 1, (8, 32, 32, 3)).astype("float32")
+    for _ in range(DEEP[kind][0]):
+        model.add(L.Dense(64) if kind == "mlp" else L.Conv2D(32, 3, padding="same"))
         model.add(L.BatchNormalization())
         model.add(L.Activation("relu"))
+    if kind == "cnn":
+        model.add(L.GlobalAveragePooling2D())
     model.add(L.Dense(10, activation="softmax"))
     model.compile("sgd", "categorical_crossentropy")
-    rng = np.random.default_rng(0)
-    x = rng.uniform(-1, 1, (64, 32)).astype("float32")
-    y = np.eye(10, dtype="float32")[rng.integers(0, 10, 64)]
+    y = np.eye(10, dtype="float32")[rng.integers(0, 10, len(x))]
     want = deep_loss(model, x, y)  # (before the step changes the weights)
     start = time.perf_counter()
     loss = model.train_on_batch(x, y)
@@ -80,19 +91,28 @@ def child_deep():
 
 
 def deep_loss(model, x, y):
-    """The deep MLP's loss in numpy, BatchNormalization in training mode (batch statistics)."""
+    """A deep model's loss in numpy, BatchNormalization in training mode (batch statistics
+    over every axis but the channels')."""
     import numpy as np
+    from numpy.lib.stride_tricks import sliding_window_view
     h = x.astype(np.float64)
     for layer in model.layers:
         w = [a.astype(np.float64) for a in layer.get_weights()]
         kind = type(layer).__name__
-        if kind == "Dense":
+        if kind == "Conv2D":  # 3x3, same, stride 1
+            win = sliding_window_view(np.pad(h, ((0, 0), (1, 1), (1, 1), (0, 0))), (3, 3),
+                                      axis=(1, 2))  # (n, h, w, c, 3, 3)
+            h = np.einsum("nhwcij,ijcf->nhwf", win, w[0]) + w[1]
+        elif kind == "GlobalAveragePooling2D":
+            h = h.mean(axis=(1, 2))
+        elif kind == "Dense":
             h = h @ w[0] + w[1]
             if layer.get_config()["activation"] == "softmax":
                 h = np.exp(h - h.max(axis=1, keepdims=True))
                 h /= h.sum(axis=1, keepdims=True)
         elif kind == "BatchNormalization":  # gamma, beta (the moving statistics: unused)
-            h = (h - h.mean(0)) / np.sqrt(h.var(0) + layer.epsilon) * w[0] + w[1]
+            axes = tuple(range(h.ndim - 1))
+            h = (h - h.mean(axes)) / np.sqrt(h.var(axes) + layer.epsilon) * w[0] + w[1]
         else:  # Activation("relu")
             h = np.maximum(h, 0)
     return float(np.mean(-np.sum(y * np.log(np.clip(h, 1e-7, 1 - 1e-7)), axis=1)))
@@ -135,20 +155,19 @@ def main(argv=None):
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--deep-repeat", type=int, default=3)
     p.add_argument("--out", default=DEFAULT_OUT)
-    p.add_argument("--child", choices=("predict", "deep"), help=argparse.SUPPRESS)
+    p.add_argument("--child", choices=("predict",) + tuple(DEEP), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
-        return child() if args.child == "predict" else child_deep()
+        return child() if args.child == "predict" else child_deep(args.child)
     runs = [run_child() for _ in range(args.repeat)]
     times = [r["seconds"] for r in runs]
     error = max(r["max_error"] for r in runs)
     if error > 1e-5:
         sys.exit(f"kcomp's predictions differ from the numpy forward pass by {error:.3g}")
-    deep = [run_child("deep") for _ in range(args.deep_repeat)]
-    deep_times = [r["seconds"] for r in deep]
-    deep_error = max(r["max_error"] for r in deep)
+    deep = {kind: [run_child(kind) for _ in range(args.deep_repeat)] for kind in DEEP}
+    deep_error = max(r["max_error"] for runs in deep.values() for r in runs)
     if deep_error > 1e-4:
-        sys.exit(f"the deep MLP's loss differs from numpy's by {deep_error:.3g}")
+        sys.exit(f"a deep model's loss differs from numpy's by {deep_error:.3g}")
     from kcomp.bench import machine
     info = machine.describe()
     med = statistics.median(times)
@@ -166,11 +185,12 @@ def main(argv=None):
         "|---|---:|---:|---:|---:|:---:|",
         f"| cold compile, {len(times)} runs | {med:.3f} s | {min(times):.3f} s | "
         f"{max(times):.3f} s | ≤ {TARGET_S:.1f} s | {'pass' if med <= TARGET_S else 'FAIL'} |",
-        f"| deep MLP ({BLOCKS} Dense-BatchNorm-ReLU blocks), first train_on_batch, "
-        f"{len(deep_times)} runs | {statistics.median(deep_times):.2f} s | "
-        f"{min(deep_times):.2f} s | {max(deep_times):.2f} s | — | — |", "",
-        f"Deep MLP: see the docstring; its first loss agrees with a numpy forward pass in "
-        f"training mode (max |difference| {deep_error:.2g}).", ""])
+        *[f"| deep {kind.upper()} ({DEEP[kind][0]} {DEEP[kind][1]} blocks), first "
+          f"train_on_batch, {len(runs)} runs | {statistics.median(t):.2f} s | {min(t):.2f} s | "
+          f"{max(t):.2f} s | — | — |"
+          for kind, runs in deep.items() for t in [[r["seconds"] for r in runs]]], "",
+        f"Deep models: see the docstring; their first losses agree with a numpy forward pass "
+        f"in training mode (max |difference| {deep_error:.2g}).", ""])
     from kcomp.bench.report import write_text
     write_text(args.out, text)
     print(text)
