@@ -1006,8 +1006,8 @@ def check_again(g: Graph, f, rng) -> None:
     if not variables and not unknown:
         return
     feeds, b1, b2 = list(g.feeds), 1, 1
-    if unknown:
-        b1 = max(g.feeds[i].shape[0] for i in unknown)
+    if unknown:  # (b2 at most twice the smallest batch: errors grow with the sums' lengths)
+        b1 = min(g.feeds[i].shape[0] for i in unknown)
         b2 = int(rng.integers(1, b1)) if b1 > 1 else 2
         for i in unknown:
             feeds[i] = rng.uniform(-2, 2, (b2,) + feeds[i].shape[1:]).astype(g.dtype)
