@@ -5,6 +5,7 @@ import pytest
 
 import kcomp.backend as K
 from gradcheck import check_gradients
+from util import run
 
 
 def rnd(*shape, lo=-2.0, hi=2.0, seed=0):
@@ -128,6 +129,19 @@ def test_unknown_extents_broadcast_at_run_time(rows):
     a, b = rnd(rows[0], 3), rnd(rows[1], 3)
     check_gradients(lambda a, b: K.tanh(a / (1.0 + b * b)), [a, b],
                     shapes=[(None, 3), (None, 3)])
+
+
+@pytest.mark.parametrize("rows", [(0, 0), (0, 1), (1, 0)])
+def test_unknown_extents_broadcast_in_an_empty_batch(rows):
+    """The same with an empty batch: splitting the gradient's empty axis by an empty extent
+    (0 / 0) is no error (a CTC loss times a per-item weight, fed no items, raised one)."""
+    a_ph, b_ph = K.placeholder((None, 3)), K.placeholder((None, 3))
+    loss = K.sum(K.tanh(a_ph / (1.0 + b_ph * b_ph)))
+    a, b = rnd(rows[0], 3), rnd(rows[1], 3)
+    got, want, _ = run([(a_ph, a), (b_ph, b)], K.gradients(loss, [a_ph, b_ph]))
+    for g, w, x in zip(got, want, (a, b)):
+        assert g.shape == w.shape == x.shape
+        np.testing.assert_array_equal(g, np.zeros_like(x))
 
 
 DOTS = [((3, 4), (4, 5)), ((2, 3, 4), (4, 5)), ((4,), (4, 5)), ((3, 4), (4,)), ((4,), (4,)),

@@ -207,7 +207,9 @@ def sum_to(g: Tensor, dims: S.Shape) -> Tensor:
     for i, d in enumerate(dims):
         j, m = lead + i, g.dims[lead + i]
         if not S.is_static(d) and m != d and m != 1:
-            split = g.dims[:j] + (S.div(m, d, "gradients: broadcast extents"), d) + g.dims[j + 1:]
+            # where d is 0 at run time, so is m: the quotient 1 (not broadcast) keeps the split
+            q = S.div(m, d, "gradients: broadcast extents", if_empty=1)
+            split = g.dims[:j] + (q, d) + g.dims[j + 1:]
             g = B.reduce("sum", B.reshape(g, split), [j])
     return expect(B.reshape(g, dims), dims)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import itertools
-from typing import Callable, Iterable, Tuple, Union
+from typing import Callable, Iterable, Optional, Tuple, Union
 
 Dim = Union[int, "Sym"]
 Shape = Tuple[Dim, ...]
@@ -111,11 +111,15 @@ def add(*ds: Dim) -> Dim:
     return Sym("add", (const,) + _sort(terms))
 
 
-def div(a: Dim, b: Dim, where: str = "reshape") -> Dim:
-    """a / b where b must divide a exactly (checked at run time when symbolic)."""
+def div(a: Dim, b: Dim, where: str = "reshape", if_empty: Optional[int] = None) -> Dim:
+    """a / b where b must divide a exactly (checked at run time when symbolic). if_empty: the
+    quotient when a and b are both 0, for splits of an empty axis where any value would do;
+    None makes 0 / 0 an error, as numpy's reshape does."""
     if isinstance(b, int) and b == 1:
         return a
     if isinstance(a, int) and isinstance(b, int):
+        if a == b == 0 and if_empty is not None:
+            return if_empty
         if b == 0 or a % b:
             raise ValueError(f"{where}: {a} is not divisible by {b}")
         return a // b
@@ -132,7 +136,8 @@ def div(a: Dim, b: Dim, where: str = "reshape") -> Dim:
             rest.append(f)
     if not rest and den_c and num_c % den_c == 0:
         return mul(num_c // den_c, *num_f)
-    return Sym("div", (mul(num_c, *num_f), mul(den_c, *rest)))
+    empty = () if if_empty is None else (if_empty,)
+    return Sym("div", (mul(num_c, *num_f), mul(den_c, *rest)) + empty)
 
 
 # Constraints found while inferring a node's shape whose result is static although an operand is
@@ -226,6 +231,8 @@ def evaluate(d: Dim, env: Callable[[Sym], int]) -> int:
     if op == "add":
         return sum(vals)
     if op == "div":
+        if vals[0] == vals[1] == 0 and len(vals) == 3:
+            return vals[2]
         if vals[1] == 0 or vals[0] % vals[1]:
             raise ValueError(f"reshape: {vals[0]} elements do not divide into {vals[1]}")
         return vals[0] // vals[1]
@@ -254,7 +261,7 @@ def subst(d: Dim, fn: Callable[[Sym], Dim]) -> Dim:
     if d.op == "add":
         return add(*args)
     if d.op == "div":
-        return div(args[0], args[1])
+        return div(*args[:2], if_empty=args[2] if len(args) == 3 else None)
     if d.op == "bcast":
         return functools.reduce(bcast, args)
     if d.op == "slice":

@@ -49,11 +49,14 @@ class DimTable:
         if op == "add":
             return lambda out: [Code(f"{out} = {' + '.join(sub)};")]
         if op == "div":
-            a, b = sub
+            a, b = sub[:2]
             msg = c_string("reshape: the element count does not divide evenly")
-            return lambda out: [
-                Code(f"if ({b} == 0 || {a} % {b} != 0) return kc::fail_dims(c, {msg}, {a}, {b});"),
-                Code(f"{out} = {a} / {b};")]
+            fail = f"if ({b} == 0 || {a} % {b} != 0) return kc::fail_dims(c, {msg}, {a}, {b});"
+            if len(sub) == 2:
+                return lambda out: [Code(fail), Code(f"{out} = {a} / {b};")]
+            # 0 / 0 has a value: an empty axis split by an empty extent (shapes.div)
+            return lambda out: [Code(f"if ({a} != 0 || {b} != 0) {{ {fail} }}"),
+                                Code(f"{out} = {b} == 0 ? {sub[2]} : {a} / {b};")]
         if op == "bcast":  # n-ary: extents folded left to right
             msg = c_string("broadcast: dimensions do not broadcast")
             return lambda out: [Code(f"{out} = {sub[0]};")] + [
