@@ -5,8 +5,10 @@
 # installs kcomp without downloads, builds the CUDA kernel library for the GPU, runs the CUDA
 # tests and the GPU benchmarks against PyTorch, prints a short table last, and writes full logs
 # to LOGDIR. Keras 2.3.1 wheels in ./.whl (if there) are installed first, for the Keras tests.
-# KCOMP_GPU_TEST_SECONDS / KCOMP_GPU_BENCH_SECONDS cap the two long steps (default 240 / 150:
-# the whole check fits in 8 minutes).
+# KCOMP_GPU_TEST_SECONDS / KCOMP_GPU_FUZZ_SECONDS / KCOMP_GPU_BENCH_SECONDS cap the three long
+# steps (default 200 / 60 / 120: the whole check fits in 8 minutes). The fuzzing step runs
+# tests/graph_fuzz.py on the GPU in parallel processes, on fresh seeds from KCOMP_GPU_FUZZ_SEED
+# (default 100000; each process takes the next 1000).
 set -uo pipefail
 LOG=$(mkdir -p "${1:?usage: bench/gpu_check.sh LOGDIR}" && cd "$1" && pwd)
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -37,10 +39,22 @@ r.library(); print(r.device_info(), f'built/loaded in {time.perf_counter() - t:.
 " 2>&1 | tee "$LOG/library.log" || status=1
 
 step "CUDA tests"
-timeout "${KCOMP_GPU_TEST_SECONDS:-240}" $PY -m pytest -q -p no:cacheprovider -n 12 -m cuda "$REPO/tests/cuda" -rfE >"$LOG/tests.log" 2>&1 || status=1
+timeout "${KCOMP_GPU_TEST_SECONDS:-200}" $PY -m pytest -q -p no:cacheprovider -n 12 -m cuda "$REPO/tests/cuda" -rfE >"$LOG/tests.log" 2>&1 || status=1
 tail -25 "$LOG/tests.log"
 
+step "CUDA graph fuzzing"
+first=${KCOMP_GPU_FUZZ_SEED:-100000}
+for i in $(seq 0 $(( $(nproc) * 3 / 4 - 1 ))); do
+  s=$((first + 1000 * i))
+  timeout $(( ${KCOMP_GPU_FUZZ_SECONDS:-60} + 120 )) $PY "$REPO/tests/graph_fuzz.py" --device cuda --seeds "$s-$((s + 999))" \
+    --seconds "${KCOMP_GPU_FUZZ_SECONDS:-60}" >"$LOG/fuzz.$i.part" 2>&1 &
+done
+wait
+cat "$LOG"/fuzz.*.part >"$LOG/fuzz.log" && rm "$LOG"/fuzz.*.part
+grep -h "graphs failed" "$LOG/fuzz.log" | awk '{n += $1; m += $3} END {print n " of " m " graphs failed"}'
+grep -q "FAILED" "$LOG/fuzz.log" && { grep -h "graphs failed:" "$LOG/fuzz.log"; status=1; }
+
 step "GPU benchmarks"
-timeout "${KCOMP_GPU_BENCH_SECONDS:-150}" $PY "$REPO/bench/gpu_bench.py" --out "$LOG" 2>&1 | tee "$LOG/bench.log" | tail -30 || status=1
+timeout "${KCOMP_GPU_BENCH_SECONDS:-120}" $PY "$REPO/bench/gpu_bench.py" --out "$LOG" 2>&1 | tee "$LOG/bench.log" | tail -30 || status=1
 step "done"
 exit $status

@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import time
 import traceback
 from dataclasses import dataclass, field
 from typing import List, Optional
@@ -1091,10 +1092,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--dtype", choices=("float16", "float32", "float64"),
                     help="every graph in this dtype (float64 graphs' gradients are checked too)")
     ap.add_argument("--device", choices=("cpu", "cuda"), help="where the graphs run")
+    ap.add_argument("--seconds", type=float,
+                    help="start no graph after this long (the summary counts the graphs run)")
     ap.add_argument("-v", "--verbose", action="store_true", help="print every program")
     args = ap.parse_args(argv)
-    failed = []
+    failed, ran, start = [], 0, time.monotonic()
     for seed in _seeds(args.seeds):
+        if args.seconds is not None and time.monotonic() - start > args.seconds:
+            break
+        ran += 1
         try:
             g = check(seed, args.dtype, args.device)
             if args.verbose:
@@ -1103,7 +1109,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             failed.append(seed)
             detail = str(e) if isinstance(e, AssertionError) else traceback.format_exc()
             print(f"# graph {seed}: FAILED\n{detail}\n", flush=True)
-    print(f"{len(failed)} of {len(_seeds(args.seeds))} graphs failed"
+    print(f"{len(failed)} of {ran} graphs failed"
           + (f": seeds {','.join(map(str, failed))}" if failed else ""))
     return 1 if failed else 0
 
