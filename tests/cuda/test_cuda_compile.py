@@ -247,6 +247,28 @@ def test_dense_epilogues_go_to_the_library_gemm():
             (act, fused, fused), (outputs, gemm.ctx["act"])
 
 
+def test_elementwise_vector_path():
+    """Elementwise kernels whose operands are read whole or broadcast from one element get the
+    vector path (elementwise.j2: kc_vec4 accesses where the launch finds the buffers aligned);
+    a broadcast along a middle axis or a strided slice keeps the scalar one."""
+    a, b = K.placeholder((None, 6)), K.placeholder((None, 6), dtype="float64")
+    c, m = K.placeholder((1,)), K.placeholder((6,))
+    # (output, alignments of the vector-read inputs and the output, in bytes)
+    cases = [(K.tanh(a) * c + 2.0, [16, 16]),             # c: one element, broadcast
+             (K.cast(b, "float32") * 2.0, [16, 32]),      # mixed dtypes: their own widths
+             (a * m, None),                               # m is broadcast along the rows
+             (a[:, ::2] + 1.0, None)]                     # a strided slice
+    for y, widths in cases:
+        plan = generate(prepare_function(Graph((a, b, c, m), (y,), ())), "vec",
+                        target="cuda").plan
+        k = next(k for k in plan.kernels if k.template == "elementwise")
+        vec = k.ctx["vec"]
+        assert (vec is not None) == (widths is not None), y
+        if widths:
+            assert sorted(w for _, w in vec["aligned"]) == widths
+            assert len(vec["loads"]) == len(widths) - 1 and len(vec["stores"]) == 1
+
+
 def test_tf32_only_for_float32_products(monkeypatch):
     """KCOMP_CUDA_TF32=1 lets float32 products use TF32; other dtypes keep their own precision
     (the library refuses TF32 for them)."""

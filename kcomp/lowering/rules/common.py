@@ -154,7 +154,7 @@ def loop_ctx(L, extents: List[S.Dim], cost: int = 1) -> dict:
     else:
         grain = Code(f"(kc_grain({L.dims.expr(inner)}) + {int_lit(cost - 1)}) / {int_lit(cost)}")
     return {"rank": len(extents), "extents": [L.dims.expr(e) for e in extents], "n0": n0,
-            "grain": grain, "serial": serial, "trig": False}  # trig: elementwise.j2
+            "grain": grain, "serial": serial, "trig": False, "vec": None}  # elementwise.j2's
 
 
 def merged(first: Sequence, more: Sequence) -> list:

@@ -2,7 +2,7 @@
 group are loads from the slice's source at the slice's offsets and strides."""
 from __future__ import annotations
 
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from ...ir import shapes as S
 from ...ir.passes.fusion import Group
@@ -20,9 +20,10 @@ def lower_elementwise(L, g: Group) -> None:
     it = list(g.root.outputs[0].type.dims)
     ptrs = Pointers()
     trig = L.target == "cpu" and any(m.op.name in ("sin", "cos") for m in g.members)
-    loads, body, store_lines, extents = _loop_parts(L, g, it, ptrs, loop_trig=trig)
+    loads, body, store_lines, extents, vec = _loop_parts(L, g, it, ptrs, loop_trig=trig,
+                                                         vector=L.target == "cuda")
     ctx = loop_ctx(L, extents, cost=_cost(g))
-    ctx.update(ptrs=ptrs.decls, loads=loads, body=body, stores=store_lines)
+    ctx.update(ptrs=ptrs.decls, loads=loads, body=body, stores=store_lines, vec=vec)
     # a second run of a range is only right when the loop writes no buffer it reads
     ctx.update(trig=trig, rerun=not {b.slot for b in ptrs.reads} & {b.slot for b in ptrs.writes})
     L.add(Kernel(L.kernel_name(), "elementwise", ctx, label_of(g.members), ptrs.reads,
@@ -58,8 +59,8 @@ def lower_epilogue(L, g: Group) -> None:
     it = list(out.dims)
     ptrs = Pointers()
     cval = Code("cv")
-    loads, body, store_lines, _ = _loop_parts(L, rest, it, ptrs, given={key(out): cval},
-                                              rows=True)
+    loads, body, store_lines, _, _ = _loop_parts(L, rest, it, ptrs, given={key(out): cval},
+                                                 rows=True)
     # C: the group's output when it is the only value stored and has C's type (in place)
     if len(g.stored) == 1 and g.stored[0].type == out.type:
         c_ref = L.ref(g.stored[0])
@@ -119,8 +120,9 @@ def _bias_act(L, g: Group, dot):
 
 
 def _loop_parts(L, g: Group, it, ptrs: Pointers, given=None, rows=False, into=None,
-                loop_trig=False):
-    """Loads, body, stores and loop extents of group g over iteration space `it`. given: values
+                loop_trig=False, vector=False):
+    """Loads, body, stores, loop extents and vector parts (_vector_parts where `vector` is
+    asked for and applies, else None) of group g over iteration space `it`. given: values
     already in variables. rows: the space is seen as (rows, last axis), loop variables i0 and i1
     (when the operands' leading axes do not collapse to one, the loads first split i0 into
     them: a broadcast operand of a middle axis). into: (tensor, array name):
@@ -192,4 +194,30 @@ def _loop_parts(L, g: Group, it, ptrs: Pointers, given=None, rows=False, into=No
         p = ptrs.get(ref.buf, write=True)
         store_lines.append(Code(f"{p}[{index_expr(L, strides, names=names)}] = "
                                 f"({ref.buf.dtype.ctype}){values[key(t)]};"))
-    return loads, body, store_lines, extents
+    vec = None
+    if vector and not rows and not into and len(extents) == 1:
+        vec = _vector_parts(ptrs, operands, [s[0] for s in stride_sets], stores, values)
+    return loads, body, store_lines, extents, vec
+
+
+def _vector_parts(ptrs: Pointers, operands, strides, stores, values) -> Optional[dict]:
+    """elementwise.j2's vector path for a one-axis loop whose operands are each read whole
+    (stride 1) or broadcast from one element (stride 0): the vector loads, the broadcast
+    loads, the stores' values, and the (slot, bytes) alignments the launch must find."""
+    loads, scalars, aligned = [], [], {}
+    for (name, buf, dtype, _, base), s in zip(operands, strides):
+        if base != 0 or not isinstance(s, int) or s not in (0, 1):
+            return None
+        p = ptrs.get(buf)
+        if s == 0:
+            scalars.append(Code(f"const {dtype.compute} {name} = ({dtype.compute}){p}[0];"))
+        else:
+            loads.append({"name": name, "ptr": p, "ctype": Code(buf.dtype.ctype),
+                          "compute": Code(dtype.compute)})
+            aligned[buf.slot] = 4 * buf.dtype.itemsize
+    out = []
+    for ref, t in stores:
+        out.append({"ptr": ptrs.get(ref.buf, write=True), "ctype": Code(ref.buf.dtype.ctype),
+                    "value": values[key(t)]})
+        aligned[ref.buf.slot] = 4 * ref.buf.dtype.itemsize
+    return {"loads": loads, "scalars": scalars, "stores": out, "aligned": sorted(aligned.items())}

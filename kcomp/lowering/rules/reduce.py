@@ -45,8 +45,8 @@ def lower_reduce_prologue(L, g: Group) -> None:
         _reduce(L, node)
         return
     ptrs = Pointers()
-    loads, body, stores, _ = _loop_parts(L, pro, list(x.dims), ptrs, rows=True,
-                                         into=(x, Code("buf")))
+    loads, body, stores, _, _ = _loop_parts(L, pro, list(x.dims), ptrs, rows=True,
+                                            into=(x, Code("buf")))
     _reduce(L, node, ptrs, {"loads": loads, "body": body, "stores": stores},
             label=label_of(g.members))
 
