@@ -137,12 +137,14 @@ def fuse(graph: Graph, materialize: Set[int] = frozenset(), target: str = "cpu")
             dims = n.outputs[0].type.dims
             gids = sorted({group_of[u.uid] for u in us})
             if all(elementwise_group(g, dims) for g in gids):
-                into = gids[0]
+                into, r = gids[0], reach(gids[0])
                 for g in gids[1:]:
-                    if reach(into) & bits[g] or reach(g) & bits[into]:
+                    rg = reach(g)
+                    if r & bits[g] or rg & bits[into]:
                         into = None  # not siblings: merged, they would form a cycle
                         break
-                    into = merge(into, g)
+                    # (neither reaches the other, so what the merged group reaches is the union)
+                    into, r = merge(into, g), r | rg
                     siblings.add(into)
         if into is None:
             into = n.uid
