@@ -12,7 +12,7 @@ with several consumers cross fusion boundaries; some graphs also update a variab
 
 Checks: the outputs (and the updated variable) against numpy; the same function again with new
 variable values (set_value) and, where an input has an unknown batch dimension, another batch
-size, against kcomp's reference interpreter; for float64 graphs, the gradient along a random
+size and an empty batch, against kcomp's reference interpreter; for float64 graphs, the gradient along a random
 direction against central differences.
 
 Each value carries a bound on its magnitude and an estimate of the float error kcomp may have
@@ -987,6 +987,7 @@ def run(g: Graph, device) -> None:
         compare(g, f"output {v.name}", r, v.a, 2 * v.err + 4 * g.unit * v.bound, "numpy")
     restore_variables(g)
     check_again(g, f, np.random.default_rng(g.seed))
+    check_empty_batch(g, f)
     if g.dtype == "float64":
         check_gradients(g, np.random.default_rng(g.seed), device)
 
@@ -1023,6 +1024,43 @@ def check_again(g: Graph, f, rng) -> None:
         # (sums over the batch grow with it: scale the error allowed)
         compare(g, f"new variable values, batch {b2}, output {v.name}", r, w,
                 (2 * v.err + 4 * g.unit * v.bound) * (1 + b2 / b1) ** 2, "the interpreter")
+
+
+def check_empty_batch(g: Graph, f) -> None:
+    """The same function fed an empty batch where inputs have an unknown batch dimension,
+    against the interpreter: the same shapes and values, NaN where it has NaN (a mean of
+    nothing); where numpy refuses (a max of nothing), an exception from kcomp too. (Empty
+    batches broke a gradient's shape arithmetic once: tests/test_gradients.py.)"""
+    unknown = [i for i, p in enumerate(g.placeholders) if K.int_shape(p.t)[:1] == (None,)]
+    if not unknown:
+        return
+    feeds = list(g.feeds)
+    for i in unknown:
+        feeds[i] = np.zeros((0,) + feeds[i].shape[1:], g.dtype)
+    try:
+        want, _ = evaluate(IRGraph(tuple(p.t for p in g.placeholders),
+                                   tuple(v.t for v in g.outputs), ()), feeds)
+    except Exception as e:  # noqa: BLE001 -- numpy refused: so must kcomp, with an exception
+        try:
+            f(feeds)
+        except Exception:  # noqa: BLE001
+            return
+        finally:
+            restore_variables(g)
+        raise AssertionError(f"graph {g.seed} ({g.dtype}), batch 0: the interpreter raised "
+                             f"{type(e).__name__}: {e}; kcomp returned values\n{g.program()}")
+    got = f(feeds)
+    restore_variables(g)
+    for v, r, w in zip(g.outputs, got, want):
+        r, w = np.asarray(r), np.asarray(w)
+        where = f"batch 0, output {v.name}"
+        nan = np.isnan(w.astype(np.float64))
+        assert r.shape == w.shape and np.array_equal(np.isnan(r.astype(np.float64)), nan), \
+            f"graph {g.seed} ({g.dtype}), {where}: kcomp {r!r}, the interpreter {w!r}\n" \
+            f"{g.program()}"
+        same = nan | (r == w)  # (NaN, and infinities: a log of an empty sum)
+        compare(g, where, np.where(same, 0, r), np.where(same, 0, w),
+                2 * v.err + 4 * g.unit * v.bound, "the interpreter")
 
 
 def compare(g: Graph, where: str, got, want, tol, by: str) -> None:

@@ -478,3 +478,21 @@ def test_resize_errors():
         K.resize_volumes(x, 2, 2, 2, "channels_last")
     with pytest.raises(ValueError, match="data_format"):
         K.resize_volumes(K.placeholder((1, 2, 3, 4, 5)), 2, 2, 2, "ncdhw")
+
+
+def test_an_empty_batch_through_ops():
+    """Ops fed an empty batch give empty results, compiled and in the reference interpreter
+    (whose reshapes once inferred an extent with -1, which numpy cannot do for no elements)."""
+    x, y = K.placeholder((None, 3, 4)), K.placeholder((None, 4, 5))
+    i = K.placeholder((None, 2), dtype="int32")
+    dw, pw = K.variable(np.ones((2, 4, 1), np.float32)), K.variable(np.ones((1, 4, 2), np.float32))
+    outs = [K.batch_dot(x, y, axes=(2, 1)), K.softmax(x[:, 0], axis=0),
+            K.gather(K.ones((6, 3)), i), K.separable_conv1d(x, dw, pw), K.sum(x, axis=0)]
+    for b in (0, 2):
+        feeds = [(x, np.ones((b, 3, 4), np.float32)), (y, np.ones((b, 4, 5), np.float32)),
+                 (i, np.zeros((b, 2), np.int32))]
+        got, want, _ = run(feeds, outs)
+        for g, r in zip(got, want):
+            assert g.shape == r.shape
+            np.testing.assert_allclose(g, r, rtol=1e-6)
+        assert got[0].shape == (b, 3, 5) and got[2].shape == (b, 2, 3) and got[4].shape == (3, 4)

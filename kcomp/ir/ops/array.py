@@ -47,7 +47,8 @@ def _gather_ref(values, attrs, out_types):
     ref, idx = values
     b, out = attrs["batch_dims"], out_types[0]
     bound = ref.shape[b]
-    ix = idx.astype(np.int64).reshape(int(np.prod(idx.shape[:b], dtype=np.int64)), -1)
+    ix = idx.astype(np.int64).reshape(int(np.prod(idx.shape[:b], dtype=np.int64)),
+                                      int(np.prod(idx.shape[b:], dtype=np.int64)))
     bad = (ix < 0) | (ix >= bound)
     if bad.any():
         raise IndexError(f"{attrs['what']}: index out of range: {int(ix[bad][0])} vs {bound}")
@@ -81,7 +82,7 @@ def _scatter_ref(values, attrs, out_types):
     b, out = attrs["batch_dims"], out_types[0]
     bound = out.dims[b]
     nb = int(np.prod(out.dims[:b], dtype=np.int64))
-    ix = idx.astype(np.int64).reshape(nb, -1)
+    ix = idx.astype(np.int64).reshape(nb, int(np.prod(idx.shape[b:], dtype=np.int64)))
     bad = (ix < 0) | (ix >= bound)
     if bad.any():
         raise IndexError(f"{attrs['what']}: index out of range: {int(ix[bad][0])} vs {bound}")

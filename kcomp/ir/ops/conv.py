@@ -212,7 +212,7 @@ def _depthwise_ref(values, attrs, out_types):
     y = np.zeros((xl.shape[0],) + g.outs + w.shape[-2:])
     for tap, xs in _taps(_padded(xl, g), g):
         y += xs[..., None] * w[tap].astype(np.float64)
-    y = y.reshape(y.shape[:-2] + (-1,))
+    y = y.reshape(y.shape[:-2] + (y.shape[-2] * y.shape[-1],))
     return [_restore(y, attrs["data_format"], out_types[0].dtype.np)]
 
 
@@ -369,7 +369,7 @@ def local_patches(x: np.ndarray, attrs) -> np.ndarray:
                    zip(pos, attrs["strides"], attrs["kernel_size"]))
         win = x[(slice(None), slice(None)) + sl] if df == "channels_first" else \
             x[(slice(None),) + sl + (slice(None),)]
-        rows.append(win.reshape(len(x), -1))
+        rows.append(win.reshape(len(x), int(np.prod(win.shape[1:]))))
     return np.stack(rows, 1) if rows else np.zeros((len(x), 0, 0))
 
 

@@ -87,8 +87,10 @@ def _batch_dot_infer(types, attrs):
 def _batch_dot_ref(values, attrs, out_types):
     x, y = (_wide(v) for v in values)
     ax, ay = attrs["axes"]
-    xt = np.moveaxis(x, ax, -1).reshape(x.shape[0], -1, x.shape[ax])
-    yt = np.moveaxis(y, ay, 1).reshape(y.shape[0], y.shape[ay], -1)
+    # (explicit extents, not -1: numpy cannot infer one in an empty batch)
+    xm, ym = np.moveaxis(x, ax, -1), np.moveaxis(y, ay, 1)
+    xt = xm.reshape(xm.shape[0], int(np.prod(xm.shape[1:-1])), xm.shape[-1])
+    yt = ym.reshape(ym.shape[0], ym.shape[1], int(np.prod(ym.shape[2:])))
     return [np.matmul(xt, yt).reshape(out_types[0].dims).astype(out_types[0].dtype.np)]
 
 

@@ -21,6 +21,8 @@ def _softmax_ref(values, attrs, out_types):
     x = values[0]
     xf = x.astype(np.float32) if x.dtype == np.float16 else x
     axis = attrs["axis"]
+    if x.size == 0:  # (np.max refuses an empty axis; the softmax of nothing is nothing)
+        return [x.copy()]
     with np.errstate(all="ignore"):
         e = np.exp(xf - np.max(xf, axis=axis, keepdims=True))
         r = e * (1.0 / np.sum(e, axis=axis, keepdims=True, dtype=np.float64))
