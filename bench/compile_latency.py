@@ -7,6 +7,7 @@ Measures, and writes as a markdown table (default bench/results/compile_latency.
 
   1. cold build: K.function of the demo MLP in a new process with an empty cache directory,
      so the CMake toolchain probe, the Jinja template compile and the C++ build all happen
+     (without the precompiled header, which that build starts in the background)
   2. new function: the demo MLP made unique (a cache miss) in a new process whose cache
      directory already holds a probed toolchain
   3. disk cache hit: the same MLP again in a new process; the library is loaded from the cache
@@ -19,13 +20,15 @@ Measures, and writes as a markdown table (default bench/results/compile_latency.
 Every kcomp measurement runs in a child process (this script with --child) that prints one
 JSON line, so that nothing kcomp caches in memory survives from one measurement to the next.
 Children time only the K.function(...) call (or the calls of f), with time.perf_counter, not
-interpreter start-up, `import kcomp` or building the graph.
+interpreter start-up, `import kcomp` or building the graph. After each child, the script waits
+for the precompiled header's background build, if one is running, before the next one.
 """
 from __future__ import annotations
 
 import argparse
 import datetime
 import gc
+import glob
 import itertools
 import json
 import os
@@ -190,7 +193,17 @@ def run_child(cache_dir: str, *args: str) -> dict:
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if p.returncode != 0:
         raise RuntimeError(f"child {' '.join(args)} failed (exit {p.returncode}):\n{p.stderr}")
+    wait_background(cache_dir)
     return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def wait_background(cache_dir: str, seconds: float = 120.0) -> None:
+    """Wait for the build of the precompiled header that a child's first build starts in the
+    background (kcomp/jit/pch.py), so that it does not compete with the next measurement."""
+    t = time.monotonic()
+    while glob.glob(os.path.join(cache_dir, "pch", "*", "kcomp", "*.building")) and \
+            time.monotonic() - t < seconds:
+        time.sleep(0.05)
 
 
 def compile_child(cache_dir: str, k: int, expect_hit: bool, what: str) -> dict:

@@ -15,6 +15,7 @@ VARIABLES = {
     "KCOMP_CXX": "C++ compiler for generated code (default: what CMake finds)",
     "KCOMP_MARCH": "-march for generated code (default native; 'none' for no -march flag)",
     "KCOMP_CXXFLAGS": "extra flags for generated code",
+    "KCOMP_PCH": "0 builds generated C++ without kcomp's precompiled header (GCC; default on)",
     "KCOMP_NUM_THREADS": "threads of the kernel library's pool (default: all cores)",
     "KCOMP_LOCK_TIMEOUT": "seconds to wait for another process building the same function "
                           "(default 600)",
@@ -65,6 +66,10 @@ def march() -> str:
 def extra_cxxflags() -> list:
     import shlex
     return shlex.split(os.environ.get("KCOMP_CXXFLAGS", ""))
+
+
+def pch() -> bool:
+    return os.environ.get("KCOMP_PCH", "1") != "0"
 
 
 def cxx() -> str | None:

@@ -171,7 +171,8 @@ def render(plan: Plan, title: str, bytecode_dir: str | None = None, target: str 
     scratch = [{"slot": b.slot, "arena": b.arena} for b in plan.scratch]
     ctx = {
         "title": comment_text(title, 120),
-        "includes": [Code(h) for h in plan.includes],
+        # every CPU runtime header, precompiled where the compiler is GCC (kcomp/jit/pch.py)
+        "includes": [Code("kcomp/prelude.h")],
         "n_dims": max(1, len(dims)), "n_ptrs": max(1, len(plan.buffers)),
         "parallel_min": PARALLEL_MIN,
         "n_inputs": len(plan.inputs), "n_consts": len(plan.consts),
