@@ -79,3 +79,15 @@ def test_one_build_at_a_time(fresh_cache):
     assert pch.include_dir(tc) is None
     time.sleep(1.0)
     assert os.listdir(os.path.dirname(gch)) == ["prelude.h.gch.building"]
+
+
+def test_old_ones_are_pruned(fresh_cache):
+    """Headers of other toolchains or kcomp versions: the newest KEEP are kept."""
+    tc = toolchain()
+    root = os.path.dirname(os.path.dirname(os.path.dirname(pch._path(tc))))
+    for i in range(5):
+        os.makedirs(os.path.join(root, f"old{i}", "kcomp"))
+        os.utime(os.path.join(root, f"old{i}"), (1000 + i, 1000 + i))
+    pch.prepare(tc)
+    left = sorted(os.listdir(root))
+    assert len(left) == pch.KEEP and "old4" in left and "old3" in left, left

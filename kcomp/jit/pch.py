@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import time
 from typing import Optional
@@ -23,6 +24,7 @@ from .toolchain import Toolchain
 
 HEADER = "kcomp/prelude.h"
 STALE_SECONDS = 300  # a marker this old belongs to a build that died
+KEEP = 3  # precompiled headers kept (about 30 MB each): other toolchains', older kcomp headers
 _running: list = []  # builds this process started (polled, so that none is left a zombie)
 
 
@@ -60,6 +62,15 @@ def discard(tc: Toolchain) -> None:
         pass
 
 
+def _prune(root: str, keep: str) -> None:
+    """Remove all but the KEEP - 1 most recently built precompiled headers other than `keep`."""
+    dirs = [os.path.join(root, d) for d in os.listdir(root)]
+    dirs = [d for d in dirs if os.path.isdir(d) and not keep.startswith(d + os.sep)]
+    dirs.sort(key=lambda d: os.stat(d).st_mtime, reverse=True)
+    for d in dirs[KEEP - 1:]:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def _start(tc: Toolchain, gch: str) -> None:
     os.makedirs(os.path.dirname(gch), mode=0o700, exist_ok=True)
     marker = gch + ".building"
@@ -74,6 +85,7 @@ def _start(tc: Toolchain, gch: str) -> None:
         except OSError:
             return
     os.close(fd)
+    _prune(os.path.dirname(os.path.dirname(os.path.dirname(gch))), keep=gch)
     tmp = f"{gch}.tmp-{os.getpid()}"
     compile_cmd = [tc.cxx, *tc.flags, f"-I{tc.include_dir}", "-x", "c++-header",
                    os.path.join(tc.include_dir, HEADER), "-o", tmp]
