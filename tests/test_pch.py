@@ -1,6 +1,7 @@
 """The precompiled header of kcomp's runtime headers (kcomp/jit/pch.py): built once per cache in
 the background, used by later builds (GCC reads it: -H marks it '!'), and never a reason for a
 build to fail."""
+import dataclasses
 import os
 import subprocess
 import time
@@ -91,3 +92,15 @@ def test_old_ones_are_pruned(fresh_cache):
     pch.prepare(tc)
     left = sorted(os.listdir(root))
     assert len(left) == pch.KEEP and "old4" in left and "old3" in left, left
+
+
+def test_a_toolchain_that_cannot_precompile_is_not_asked_again(fresh_cache):
+    tc = dataclasses.replace(toolchain(), flags=toolchain().flags + ("-fno-such-flag-kcomp",))
+    gch = pch._path(tc)
+    pch.prepare(tc)
+    t = time.monotonic()
+    while not os.path.exists(gch + ".failed") and time.monotonic() - t < 60:
+        time.sleep(0.1)
+    assert os.path.exists(gch + ".failed") and not os.path.exists(gch)
+    pch.prepare(tc)
+    assert not os.path.exists(gch + ".building")

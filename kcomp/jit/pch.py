@@ -4,10 +4,11 @@ above all) was half of a small function's build; GCC loads the precompiled form 
 of that. GCC only (it finds prelude.h.gch beside an include path's prelude.h by itself).
 
 A build that finds none starts one in the background once it is done (so that the two do not
-compete for the cores); later builds put its directory first on the include path. GCC parses the header itself where the
-file does not match the flags, but fails on a truncated one: it is written under a temporary
-name and renamed, and a build that fails reading it drops it and builds again without
-(ninja_build.build). KCOMP_PCH=0 turns it off."""
+compete for the cores); later builds put its directory first on the include path. GCC parses
+the header itself where the file does not match the flags, but fails on a truncated one: it is
+written under a temporary name and renamed, and a build that fails reading it drops it and
+builds again without (ninja_build.build). A toolchain that cannot precompile it leaves a
+`.failed` marker and is not asked again. KCOMP_PCH=0 turns it off."""
 from __future__ import annotations
 
 import hashlib
@@ -50,8 +51,9 @@ def include_dir(tc: Toolchain) -> Optional[str]:
 def prepare(tc: Toolchain) -> None:
     """Start building the precompiled header in the background unless it exists or another
     process is building it."""
-    if _wanted(tc) and not os.path.exists(_path(tc)):
-        _start(tc, _path(tc))
+    gch = _path(tc) if _wanted(tc) else None
+    if gch and not os.path.exists(gch) and not os.path.exists(gch + ".failed"):
+        _start(tc, gch)
 
 
 def discard(tc: Toolchain) -> None:
@@ -64,10 +66,14 @@ def discard(tc: Toolchain) -> None:
 
 def _prune(root: str, keep: str) -> None:
     """Remove all but the KEEP - 1 most recently built precompiled headers other than `keep`."""
+    def built(d: str) -> float:
+        try:
+            return os.stat(d).st_mtime
+        except OSError:  # (another process removed it)
+            return 0.0
     dirs = [os.path.join(root, d) for d in os.listdir(root)]
     dirs = [d for d in dirs if os.path.isdir(d) and not keep.startswith(d + os.sep)]
-    dirs.sort(key=lambda d: os.stat(d).st_mtime, reverse=True)
-    for d in dirs[KEEP - 1:]:
+    for d in sorted(dirs, key=built, reverse=True)[KEEP - 1:]:
         shutil.rmtree(d, ignore_errors=True)
 
 
@@ -90,8 +96,8 @@ def _start(tc: Toolchain, gch: str) -> None:
     compile_cmd = [tc.cxx, *tc.flags, f"-I{tc.include_dir}", "-x", "c++-header",
                    os.path.join(tc.include_dir, HEADER), "-o", tmp]
     q = shlex.quote
-    script = (f"{' '.join(map(q, compile_cmd))} && mv -f {q(tmp)} {q(gch)}; "
-              f"rm -f {q(tmp)} {q(marker)}")
+    script = (f"if {' '.join(map(q, compile_cmd))}; then mv -f {q(tmp)} {q(gch)}; "
+              f"else touch {q(gch + '.failed')}; fi; rm -f {q(tmp)} {q(marker)}")
     _running[:] = [p for p in _running if p.poll() is None]
     try:  # (its own session: it finishes even if this process exits first)
         _running.append(subprocess.Popen(["/bin/sh", "-c", script], stdin=subprocess.DEVNULL,
