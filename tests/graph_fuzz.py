@@ -12,8 +12,8 @@ with several consumers cross fusion boundaries; some graphs also update a variab
 
 Checks: the outputs (and the updated variable) against numpy; the same function again with new
 variable values (set_value) and, where an input has an unknown batch dimension, another batch
-size and an empty batch, against kcomp's reference interpreter; for float64 graphs, the gradient along a random
-direction against central differences.
+size and an empty batch, against kcomp's reference interpreter; for float64 graphs, the
+gradient along a random direction against central differences.
 
 Each value carries a bound on its magnitude and an estimate of the float error kcomp may have
 accumulated in it (each op's Lipschitz constant times its inputs' errors, plus a few roundings of
