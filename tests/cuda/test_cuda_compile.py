@@ -2,6 +2,7 @@
 kernel library and generated code for a corpus of graphs that uses every CUDA template are
 compiled for sm_80 and sm_90. Also: choosing the device, and the error where no GPU exists."""
 import os
+import subprocess
 
 import numpy as np
 import pytest
@@ -177,6 +178,22 @@ def test_kernel_library_compiles(arch):
     assert os.path.getsize(path) > 0
 
 
+@needs_nvcc
+def test_bench_elementwise_access_compiles(tmp_path):
+    """bench/gpu_elementwise_access.cu (the experiment behind elementwise.j2's vector path)
+    still builds against kcomp's headers."""
+    from kcomp import _paths
+    from kcomp.cuda import jit
+    src = os.path.join(os.path.dirname(__file__), "..", "..", "bench",
+                       "gpu_elementwise_access.cu")
+    if not os.path.exists(src):
+        pytest.skip("not a source checkout")
+    p = subprocess.run([jit.toolchain("90").nvcc, "-std=c++17", "-O3", "-arch=sm_90",
+                        f"-I{_paths.include_dir()}", "-o", str(tmp_path / "ew"), src],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr[-2000:]
+
+
 def test_a_kernel_without_cuda_template_names_itself():
     """Every op has a CUDA lowering now; a kernel whose template had none would be named."""
     from types import SimpleNamespace
@@ -218,7 +235,6 @@ def test_cuda_without_gpu_is_a_clear_error(monkeypatch):
     # the CPU never needs CUDA
     np.testing.assert_allclose(K.function([x], [x * 2.0])([np.ones(3, np.float32)])[0], 2.0)
     # README's main job asked to run on a GPU says why it cannot, without a traceback
-    import subprocess
     import sys
     p = subprocess.run([sys.executable, "-m", "kcomp", "demo", "--device", "cuda"],
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=600)
