@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import gc
-import glob
 import itertools
 import json
 import os
@@ -200,9 +199,9 @@ def run_child(cache_dir: str, *args: str) -> dict:
 def wait_background(cache_dir: str, seconds: float = 120.0) -> None:
     """Wait for the build of the precompiled header that a child's first build starts in the
     background (kcomp/jit/pch.py), so that it does not compete with the next measurement."""
+    from kcomp.jit import pch
     t = time.monotonic()
-    while glob.glob(os.path.join(cache_dir, "pch", "*", "kcomp", "*.building")) and \
-            time.monotonic() - t < seconds:
+    while pch.building(cache_dir) and time.monotonic() - t < seconds:
         time.sleep(0.05)
 
 

@@ -999,12 +999,23 @@ def restore_variables(g: Graph) -> None:
             K.set_value(v.t, v.a.astype(g.dtype))
 
 
+def _unknown_batch(g: Graph) -> List[int]:
+    """The placeholders whose batch dimension is unknown."""
+    return [i for i, p in enumerate(g.placeholders) if K.int_shape(p.t)[:1] == (None,)]
+
+
+def _interpret(g: Graph, feeds) -> list:
+    """The graph's outputs for these feeds by kcomp's reference interpreter."""
+    return evaluate(IRGraph(tuple(p.t for p in g.placeholders), tuple(v.t for v in g.outputs),
+                            ()), feeds)[0]
+
+
 def check_again(g: Graph, f, rng) -> None:
     """The same compiled function called again with new values for every variable (so weights
     packed for the old values must not be used) and, where inputs have an unknown batch
     dimension, another batch size; against kcomp's reference interpreter."""
     variables = [v for v in g.vals if v.variable]
-    unknown = [i for i, p in enumerate(g.placeholders) if K.int_shape(p.t)[:1] == (None,)]
+    unknown = _unknown_batch(g)
     if not variables and not unknown:
         return
     feeds, b1, b2 = list(g.feeds), 1, 1
@@ -1016,8 +1027,7 @@ def check_again(g: Graph, f, rng) -> None:
     for v in variables:  # (within the bound the first values had)
         K.set_value(v.t, rng.uniform(-v.bound, v.bound, v.a.shape).astype(g.dtype))
     # (the interpreter first: the call updates variables)
-    want, _ = evaluate(IRGraph(tuple(p.t for p in g.placeholders),
-                               tuple(v.t for v in g.outputs), ()), feeds)
+    want = _interpret(g, feeds)
     got = f(feeds)
     restore_variables(g)
     for v, r, w in zip(g.outputs, got, want):
@@ -1031,15 +1041,14 @@ def check_empty_batch(g: Graph, f) -> None:
     against the interpreter: the same shapes and values, NaN where it has NaN (a mean of
     nothing); where numpy refuses (a max of nothing), an exception from kcomp too. (Empty
     batches broke a gradient's shape arithmetic once: tests/test_gradients.py.)"""
-    unknown = [i for i, p in enumerate(g.placeholders) if K.int_shape(p.t)[:1] == (None,)]
+    unknown = _unknown_batch(g)
     if not unknown:
         return
     feeds = list(g.feeds)
     for i in unknown:
         feeds[i] = np.zeros((0,) + feeds[i].shape[1:], g.dtype)
     try:
-        want, _ = evaluate(IRGraph(tuple(p.t for p in g.placeholders),
-                                   tuple(v.t for v in g.outputs), ()), feeds)
+        want = _interpret(g, feeds)
     except Exception as e:  # noqa: BLE001 -- numpy refused: so must kcomp, with an exception
         try:
             f(feeds)

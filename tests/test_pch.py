@@ -77,7 +77,7 @@ def test_one_build_at_a_time(fresh_cache):
     os.makedirs(os.path.dirname(gch))
     open(gch + ".building", "w").close()  # another process is building it
     pch.prepare(tc)
-    assert pch.include_dir(tc) is None
+    assert pch.include_dir(tc) is None and pch.building(fresh_cache)
     time.sleep(1.0)
     assert os.listdir(os.path.dirname(gch)) == ["prelude.h.gch.building"]
 
@@ -85,7 +85,7 @@ def test_one_build_at_a_time(fresh_cache):
 def test_old_ones_are_pruned(fresh_cache):
     """Headers of other toolchains or kcomp versions: the newest KEEP are kept."""
     tc = toolchain()
-    root = os.path.dirname(os.path.dirname(os.path.dirname(pch._path(tc))))
+    root = os.path.dirname(pch._dir(tc))
     for i in range(5):
         os.makedirs(os.path.join(root, f"old{i}", "kcomp"))
         os.utime(os.path.join(root, f"old{i}"), (1000 + i, 1000 + i))

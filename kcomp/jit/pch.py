@@ -11,6 +11,7 @@ builds again without (ninja_build.build). A toolchain that cannot precompile it 
 `.failed` marker and is not asked again. KCOMP_PCH=0 turns it off."""
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -29,10 +30,24 @@ KEEP = 3  # precompiled headers kept (about 30 MB each): other toolchains', olde
 _running: list = []  # builds this process started (polled, so that none is left a zombie)
 
 
-def _path(tc: Toolchain) -> str:
+def _root(cache_root: str) -> str:
+    return os.path.join(cache_root, "pch")
+
+
+def _dir(tc: Toolchain) -> str:
+    """The toolchain's include directory for the precompiled header: <cache>/pch/<id>."""
     from .cache import default_cache
     ident = hashlib.sha256(json.dumps(tc.identity(), sort_keys=True).encode()).hexdigest()
-    return os.path.join(default_cache().root, "pch", ident[:32], HEADER + ".gch")
+    return os.path.join(_root(default_cache().root), ident[:32])
+
+
+def _path(tc: Toolchain) -> str:
+    return os.path.join(_dir(tc), HEADER + ".gch")
+
+
+def building(cache_root: str) -> bool:
+    """Whether a precompiled header for the cache at cache_root is being built right now."""
+    return bool(glob.glob(os.path.join(_root(cache_root), "*", HEADER + ".gch.building")))
 
 
 def _wanted(tc: Toolchain) -> bool:
@@ -42,10 +57,7 @@ def _wanted(tc: Toolchain) -> bool:
 def include_dir(tc: Toolchain) -> Optional[str]:
     """The directory to put first on the include path where the precompiled header is ready,
     else None."""
-    if not _wanted(tc):
-        return None
-    gch = _path(tc)
-    return os.path.dirname(os.path.dirname(gch)) if os.path.exists(gch) else None
+    return _dir(tc) if _wanted(tc) and os.path.exists(_path(tc)) else None
 
 
 def prepare(tc: Toolchain) -> None:
@@ -64,15 +76,17 @@ def discard(tc: Toolchain) -> None:
         pass
 
 
-def _prune(root: str, keep: str) -> None:
-    """Remove all but the KEEP - 1 most recently built precompiled headers other than `keep`."""
+def _prune(keep: str) -> None:
+    """Remove all but the KEEP - 1 most recently built precompiled headers besides `keep` (a
+    toolchain's directory)."""
     def built(d: str) -> float:
         try:
             return os.stat(d).st_mtime
         except OSError:  # (another process removed it)
             return 0.0
+    root = os.path.dirname(keep)
     dirs = [os.path.join(root, d) for d in os.listdir(root)]
-    dirs = [d for d in dirs if os.path.isdir(d) and not keep.startswith(d + os.sep)]
+    dirs = [d for d in dirs if os.path.isdir(d) and d != keep]
     for d in sorted(dirs, key=built, reverse=True)[KEEP - 1:]:
         shutil.rmtree(d, ignore_errors=True)
 
@@ -91,7 +105,7 @@ def _start(tc: Toolchain, gch: str) -> None:
         except OSError:
             return
     os.close(fd)
-    _prune(os.path.dirname(os.path.dirname(os.path.dirname(gch))), keep=gch)
+    _prune(keep=_dir(tc))
     tmp = f"{gch}.tmp-{os.getpid()}"
     compile_cmd = [tc.cxx, *tc.flags, f"-I{tc.include_dir}", "-x", "c++-header",
                    os.path.join(tc.include_dir, HEADER), "-o", tmp]

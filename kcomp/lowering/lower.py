@@ -36,6 +36,8 @@ class Lowerer:
         self.inline: Dict[Key, Code] = {}
         self.kernels: List[Kernel] = []  # where add() appends (a loop body swaps its own in)
         self.n_kernels = 0
+        # headers kernels need: generated CUDA includes those it shares (render.CUDA_HEADERS);
+        # generated C++ includes all of them through kcomp/prelude.h
         self.includes: List[str] = ["kcomp/rt.h"]
         self.slots = 0
         self.by_kind: Dict[str, List[Buffer]] = {k: [] for k in
