@@ -14,7 +14,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import config, native
+from . import config, deferred, native
 from .compiler import (Compiled, compile_graph, explain_text, placeholders_as_constants,
                        variables_of)
 from .ir.graph import Graph, Tensor, Update, Variable, consumers  # noqa: F401 (Update)
@@ -126,6 +126,7 @@ class Function:
                  device: str | None = None, device_outputs: bool = False):
         """device: 'cpu' or 'cuda' (default: kcomp.get_device()). device_outputs: a CUDA
         function returns kcomp.cuda.DeviceArrays instead of copying its outputs to numpy."""
+        deferred.flush()  # waiting initial values first: their draws come before this one's
         self.single = isinstance(outputs, Tensor)
         outputs = [outputs] if self.single else list(outputs)
         from .ir.build import as_tensor
@@ -198,6 +199,8 @@ class Function:
         # scipy.sparse matrices (fed to sparse placeholders) become dense arrays at the boundary
         if "scipy.sparse" in sys.modules and any(hasattr(v, "tocoo") for v in inputs):
             inputs = [v.toarray() if hasattr(v, "tocoo") else v for v in inputs]
+        if deferred.waiting:
+            deferred.flush()
         v = self._v = self._choose(inputs) if self._switches else self._v
         if config.debug_mode():
             self._check_against_reference(v, inputs)

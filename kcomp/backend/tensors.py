@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import native
+from .. import deferred, native
 from ..ir import build as B
 from ..ir import dtypes as D
 from ..ir.graph import Tensor, Variable
@@ -43,14 +43,22 @@ def is_placeholder(x) -> bool:
 
 
 def variable(value, dtype=None, name=None, constraint=None):
+    v, sparse = None, False
     if isinstance(value, Tensor):
-        value = eval(value)
-    sparse = hasattr(value, "tocoo")
-    if sparse:  # a scipy.sparse matrix: kcomp holds it densely
-        value = value.toarray()
-    arr = np.asarray(value, dtype=_dt(dtype).np)
-    v = leaf.variable(arr, _name(name, "variable"))
-    v._keras_shape = arr.shape
+        if isinstance(value, Variable):
+            value = value._value
+        elif value.node.op.name == "constant":
+            value = value.node.attrs["value"]
+        else:  # an initializer's result: computed with the other waiting ones (deferred.py)
+            v = deferred.variable(value, _dt(dtype), _name(name, "variable"))
+            if v is None:
+                value = eval(value)
+    if v is None:
+        sparse = hasattr(value, "tocoo")
+        if sparse:  # a scipy.sparse matrix: kcomp holds it densely
+            value = value.toarray()
+        v = leaf.variable(np.asarray(value, dtype=_dt(dtype).np), _name(name, "variable"))
+    v._keras_shape = tuple(v.dims)
     v._uses_learning_phase = False
     v.constraint = constraint
     v._kcomp_sparse = sparse
@@ -162,6 +170,7 @@ def batch_get_value(ops):
 def set_value(x, value) -> None:
     if not isinstance(x, Variable):
         raise TypeError(f"set_value needs a variable, got {x!r}")
+    deferred.replace(x)  # a waiting initial value need not be computed
     value = np.asarray(value, dtype=x._value.dtype)
     if value.shape != x._value.shape:
         raise ValueError(f"set_value: variable {x.name!r} has shape {x._value.shape}, "

@@ -156,7 +156,20 @@ class Variable(Tensor):
 
     Its value (`_value`) is a C-contiguous numpy array owned by the variable; set_value writes
     into it, so every compiled function bound to the variable sees the current value. Created by
-    the `variable` leaf op (kcomp/ir/ops/leaf.py)."""
+    the `variable` leaf op (kcomp/ir/ops/leaf.py). A variable whose initial value waits to be
+    computed (kcomp/deferred.py) has `_materialize` set until that is done."""
+
+    _materialize = None
+
+    @property
+    def _value(self):
+        if self._materialize is not None:
+            self._materialize()
+        return self._array
+
+    @_value.setter
+    def _value(self, value) -> None:
+        self._array = value
 
     @property
     def name(self) -> str:

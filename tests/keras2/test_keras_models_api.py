@@ -185,3 +185,31 @@ def test_save_and_load_functional_model_with_lambda(tmp_path):
     for n in (1, 7):
         x = data((n, 3, 4), n)
         close(loaded.predict(x), ref(x), what=f"loaded model, batch {n}")
+
+
+def test_weights_are_initialized_by_one_build(tmp_path, monkeypatch):
+    """Initializers wait (kcomp/deferred.py): a model's weights cost one build, and none when
+    loading replaces them."""
+    import kcomp.function
+    from kcomp import deferred
+    deferred.flush()
+    builds = []
+    compile_graph = kcomp.function.compile_graph
+
+    def counting(graph, name, *args, **kwargs):
+        builds.append(name)
+        return compile_graph(graph, name, *args, **kwargs)
+    monkeypatch.setattr(kcomp.function, "compile_graph", counting)
+    model = Sequential([L.Dense(17, input_shape=(9,)), L.BatchNormalization(),
+                        L.Dense(8, kernel_initializer="he_normal"), L.Dense(5, activation="softmax")])
+    assert builds == []
+    kernel = model.layers[0].get_weights()[0]
+    limit = np.sqrt(6 / (9 + 17))  # glorot_uniform
+    assert kernel.shape == (9, 17) and np.abs(kernel).max() <= limit and kernel.std() > limit / 3
+    assert builds == ["initial values"]
+    path = str(tmp_path / "model.h5")
+    model.save(path)
+    loaded = load_model(path)
+    x = data((4, 9), 3)
+    close(loaded.predict(x), model.predict(x), rtol=1e-6, what="loaded model")
+    assert builds.count("initial values") == 1  # the loaded model's were replaced, not computed

@@ -51,6 +51,13 @@ def variable(value: np.ndarray, name: str) -> Variable:
     return v
 
 
+def unset_variable(type_: TensorType, name: str) -> Variable:
+    """A variable without a value yet: its creator sets one before anything reads it
+    (kcomp/deferred.py)."""
+    _check_rank(name, type_.ndim)
+    return apply1("variable", [], {"type": type_}, node_name=name, tensor_cls=Variable)
+
+
 def constant(value, dtype: DType | None = None, name: str | None = None) -> Tensor:
     arr = np.array(value, dtype=dtype.np if dtype is not None else None)
     dt = as_dtype(arr.dtype)
