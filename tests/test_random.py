@@ -72,6 +72,24 @@ def test_variables_are_sampled_once():
                                                          as_dtype("float32")))
 
 
+def test_seeds_and_parameters_are_data_not_code():
+    """Initializers of different seeds, bounds and shapes share one compiled kernel, and a
+    function differing only in those is the same library (a model's initial values are built
+    once, then found in the cache by every later process)."""
+    def draws(seed, lo, hi, shapes):
+        f = K.function([], [K.random_uniform(s, lo, hi, seed=seed + i) for i, s in
+                            enumerate(shapes)])
+        for i, (s, got) in enumerate(zip(shapes, f([]))):
+            np.testing.assert_array_equal(got, sample("uniform", (lo, hi), seed + i, 0, s,
+                                                      as_dtype("float32")))
+        return f
+    f = draws(1, -1.0, 2.0, [(3, 4), (7,), (2, 5, 3)])
+    g = draws(99, -0.25, 0.5, [(3, 4), (7,), (2, 5, 3)])
+    assert f.compile_info["key"] == g.compile_info["key"]
+    with open(f.source_path) as src:
+        assert src.read().count("kc::rng::uniform(") == 1  # one definition for three shapes
+
+
 def test_dropout():
     x = K.placeholder((None, 50, 40))
     f = K.function([x], [K.dropout(x, 0.3, seed=9), K.dropout(x, 0.5, noise_shape=(None, 1, 40), seed=8),

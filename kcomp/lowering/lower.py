@@ -10,6 +10,9 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Dict, List, Sequence, Set, Tuple, Union
 
+import numpy as np
+
+from ..ir.dtypes import as_dtype
 from ..ir.graph import Graph, Tensor
 from ..ir.passes.fusion import fuse
 from .dims import DimTable
@@ -78,7 +81,15 @@ class Lowerer:
             self.includes.append(header)
 
     def const_buffer(self, t: Tensor, value) -> Ref:
-        ref = Ref(self.buffer(t.type.dtype, t.dims, "const", len(self.by_kind["const"])), t.dims)
+        return self._const(t.type.dtype, t.dims, value)
+
+    def const_array(self, value: np.ndarray) -> Ref:
+        """A buffer of constant data that is no tensor of the graph (a kernel's parameters):
+        passed at run time, so it is not part of the source."""
+        return self._const(as_dtype(value.dtype), value.shape, value)
+
+    def _const(self, dtype, dims, value) -> Ref:
+        ref = Ref(self.buffer(dtype, dims, "const", len(self.by_kind["const"])), tuple(dims))
         self.const_values.append(value)
         return ref
 

@@ -97,12 +97,17 @@ def _share(text: str):
     return _POINTER.sub(lambda m: f"{m.group(1)}_{index(m.group(2))}", text), slots
 
 
+def _named(text: str, name: Code, comment: Code) -> Code:
+    return Code(text.replace("KC_KERNEL", name).replace("KC_COMMENT", comment))
+
+
 def _render_kernels(env, kernels, defines: list, target: str, shared=None) -> list:
     """Render kernels: their definitions (a loop's body kernels first) are appended to
     `defines`; returns their launches, in order. On the CPU, kernels whose definitions differ
-    only in their buffers share one (_share; `shared`: the texts emitted, with the kernel named
-    KC_KERNEL, -> the name they were emitted under), except a loop (its body's launches set
-    frame.S while it runs) and a kernel that hoists statements into a loop (named after it)."""
+    only in their buffers and comments share one, with the first one's comment (_share;
+    `shared`: the texts emitted, with the kernel named KC_KERNEL, -> the name they were emitted
+    under), except a loop (its body's launches set frame.S while it runs) and a kernel that
+    hoists statements into a loop (named after it)."""
     shared = {} if shared is None else shared
     launches = []
     for k in kernels:
@@ -114,15 +119,17 @@ def _render_kernels(env, kernels, defines: list, target: str, shared=None) -> li
         info = {"name": k.name, "comment": comment_text(k.label, 120)}
         # hoist: statements an enclosing loop runs once before its steps (packing weights)
         hoist = Code(macros.hoist(info, ctx).strip()) if hasattr(macros, "hoist") else Code("")
-        text, slots = macros.define(dict(info, name="KC_KERNEL"), ctx).strip(), []
+        # (rendered without its comment, which names shapes that the code may not depend on)
+        text = macros.define(dict(info, name="KC_KERNEL", comment="KC_COMMENT"), ctx).strip()
+        slots = []
         if target == "cpu" and "loop_body" not in ctx and not hoist and text:
             text, slots = _share(text)
             if text not in shared:
                 shared[text] = k.name
-                defines.append(Code(text.replace("KC_KERNEL", k.name)))
+                defines.append(_named(text, k.name, info["comment"]))
             info["name"] = shared[text]
         else:
-            defines.append(Code(text.replace("KC_KERNEL", k.name)))
+            defines.append(_named(text, k.name, info["comment"]))
         launch = macros.launch(info, ctx).strip()
         if slots:
             launch = (f"{{\n    static const int32_t slots[] = {{{join(', ', map(int_lit, slots))}}};"
