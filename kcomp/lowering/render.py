@@ -21,6 +21,9 @@ KEY_SLOT = "@@KCOMP_KEY@@"  # replaced by the cache key once the source is final
 # than linearly with a function's size (points-to analysis), and a function of all the
 # launches of a deep model took minutes to compile
 LAUNCHES_PER_FUNCTION = 16
+# a function with more launches or arguments than this has its glue compiled unoptimised
+# (module.cpp.j2: KC_GLUE)
+LARGE_GLUE = 64
 # the host-and-device headers generated CUDA includes
 CUDA_HEADERS = ("kcomp/array.h", "kcomp/random.h", "kcomp/ctc.h")
 
@@ -192,6 +195,8 @@ def render(plan: Plan, title: str, bytecode_dir: str | None = None, target: str 
         "written_variables": [{"index": b.index, "bytes": dims.expr(b.nbytes)}
                               for b in plan.variables if b.slot in written],
         "uses_pack_cache": _uses_pack_cache(plan.kernels),
+        "large_glue": max(len(launches), len(plan.inputs) + len(plan.consts) +
+                          len(plan.variables) + len(plan.outputs)) > LARGE_GLUE,
     }
     if target == "cuda":
         ctx["can_fail"] = _can_fail(plan.kernels)

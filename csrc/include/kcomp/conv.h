@@ -247,32 +247,50 @@ KC_CONV_FMA void rows_tile(const T *const *KC_RESTRICT xt, const int64_t *KC_RES
  * near the edges, and channels short of a vector, go one at a time. The sliding-window loop
  * kept its accumulators in memory and reloaded the weights for every pixel: (8,56,56,64) 3x3
  * 'same', two threads, 234 -> 168 us (PyTorch 160; bench/sweep.py). conv_window.j2 takes it
- * for up to 8 kernel rows (the instantiations for 1..8 rows inside). */
-/* U output pixels from ow, the vector of channels at c (weights w) */
-template <class T, int KW, int SW, int DLW, int R, int U>
+ * for up to 8 kernel rows. */
+/* U output pixels from ow, the vector of channels at c (weights w): over all R kernel rows
+ * (ALL, unrolled, the weights in registers) or over the first `rows` (a row near the top or
+ * bottom edge: a loop, the weights read from w in L1) */
+template <class T, int KW, int SW, int DLW, int R, bool ALL, int U>
 KC_CONV_FMA_INLINE void depthwise_pixels(const T *const *xr,
-                                         const typename Vec<T>::type (&w)[R][KW], int64_t ow,
-                                         int64_t PW, int64_t C, int64_t c, T *KC_RESTRICT y) {
+                                         const typename Vec<T>::type (&w)[R][KW], int rows,
+                                         int64_t ow, int64_t PW, int64_t C, int64_t c,
+                                         T *KC_RESTRICT y) {
   KC_CONV_CONTRACT
   typedef typename Vec<T>::type vec;
   vec acc[U] = {};
+  if constexpr (ALL) {
 #pragma GCC unroll 8
-  for (int r = 0; r < R; ++r)
+    for (int r = 0; r < R; ++r)
 #pragma GCC unroll 8
-    for (int kw = 0; kw < KW; ++kw)
+      for (int kw = 0; kw < KW; ++kw)
 #pragma GCC unroll 8
-      for (int u = 0; u < U; ++u)
-        acc[u] += *(const vec *)(xr[r] + ((ow + u) * SW - PW + kw * DLW) * C + c) * w[r][kw];
+        for (int u = 0; u < U; ++u)
+          acc[u] += *(const vec *)(xr[r] + ((ow + u) * SW - PW + kw * DLW) * C + c) * w[r][kw];
+  } else {  // (one pointer a tap, the pixels' offsets from it shared by the taps)
+    const int64_t step = SW * C;
+    for (int r = 0; r < rows; ++r) {
+      const T *x = xr[r] + (ow * SW - PW) * C + c;
+#pragma GCC unroll 8
+      for (int kw = 0; kw < KW; ++kw, x += DLW * C) {
+        const vec wv = w[r][kw];
+#pragma GCC unroll 8
+        for (int u = 0; u < U; ++u) acc[u] += *(const vec *)(x + u * step) * wv;
+      }
+    }
+  }
 #pragma GCC unroll 8
   for (int u = 0; u < U; ++u) *(vec *)(y + (ow + u) * C + c) = acc[u];
 }
 
-template <class T, int KW, int SW, int DLW, int R>
-KC_CONV_FMA void depthwise_rows(const T *const *xr, const T *const *wr, int64_t W, int64_t PW,
-                                int64_t C, int64_t OW, T *KC_RESTRICT y) {
+/* One output row from the first `rows` kernel rows (R of them when ALL): depthwise_row's. */
+template <class T, int KW, int SW, int DLW, int R, bool ALL>
+KC_CONV_FMA void depthwise_rows(const T *const *xr, const T *const *wr, int rows, int64_t W,
+                                int64_t PW, int64_t C, int64_t OW, T *KC_RESTRICT y) {
   KC_CONV_CONTRACT
   constexpr int V = KC_CONV_VBYTES / (int)sizeof(T);
   typedef typename Vec<T>::type vec;
+  const int nr = ALL ? R : rows;
   int64_t lo, hi;  // pixels whose whole window lies inside the row
   inside(0, OW, SW, -PW, W - (KW - 1) * DLW, &lo, &hi);
   hi = hi > lo ? hi : lo;
@@ -293,12 +311,13 @@ KC_CONV_FMA void depthwise_rows(const T *const *xr, const T *const *wr, int64_t 
     const int64_t c = s ? c0 - s : c0 < last ? c0 : last;
     vec w[R][KW];
 #pragma GCC unroll 8
-    for (int r = 0; r < R; ++r)
+    for (int r = 0; r < nr; ++r)
 #pragma GCC unroll 8
       for (int kw = 0; kw < KW; ++kw) {
         if (c >= 0) {
           w[r][kw] = *(const vec *)(wr[r] + kw * C + c);
         } else {  // channel c + j, or for j < -c that of the pixel before
+#pragma GCC unroll 1
           for (int j = 0; j < V; ++j) w[r][kw][j] = wr[r][kw * C + c + j + (c + j < 0 ? C : 0)];
         }
       }
@@ -306,10 +325,11 @@ KC_CONV_FMA void depthwise_rows(const T *const *xr, const T *const *wr, int64_t 
     // pixels one at a time
     if (hi - first >= 8) {
       for (int64_t o = first; o < hi; o += 8)
-        depthwise_pixels<T, KW, SW, DLW, R, 8>(xr, w, o + 8 <= hi ? o : hi - 8, PW, C, c, y);
+        depthwise_pixels<T, KW, SW, DLW, R, ALL, 8>(xr, w, nr, o + 8 <= hi ? o : hi - 8, PW, C,
+                                                    c, y);
     } else {
       for (int64_t ow = first; ow < hi; ++ow)
-        depthwise_pixels<T, KW, SW, DLW, R, 1>(xr, w, ow, PW, C, c, y);
+        depthwise_pixels<T, KW, SW, DLW, R, ALL, 1>(xr, w, nr, ow, PW, C, c, y);
     }
   }
   // the edge path: pixels outside [first, stop), and channels short of a vector everywhere
@@ -321,7 +341,7 @@ KC_CONV_FMA void depthwise_rows(const T *const *xr, const T *const *wr, int64_t 
       for (int64_t c0 = 0; c0 < CV; c0 += V) {
         const int64_t c = c0 < last ? c0 : last;
         vec acc = {};
-        for (int r = 0; r < R; ++r)
+        for (int r = 0; r < nr; ++r)
           for (int kw = 0; kw < KW; ++kw)
             if (iw0 + kw * DLW >= 0 && iw0 + kw * DLW < W)
               acc += *(const vec *)(xr[r] + (iw0 + kw * DLW) * C + c) *
@@ -330,7 +350,7 @@ KC_CONV_FMA void depthwise_rows(const T *const *xr, const T *const *wr, int64_t 
       }
     for (int64_t c = CV; c < C; ++c) {
       T acc = 0;
-      for (int r = 0; r < R; ++r)
+      for (int r = 0; r < nr; ++r)
         for (int kw = 0; kw < KW; ++kw)
           if (iw0 + kw * DLW >= 0 && iw0 + kw * DLW < W)
             acc += xr[r][(iw0 + kw * DLW) * C + c] * wr[r][kw * C + c];
@@ -339,14 +359,17 @@ KC_CONV_FMA void depthwise_rows(const T *const *xr, const T *const *wr, int64_t 
   }
 }
 
-/* depthwise_rows for the R (1..RMAX) kernel rows inside */
+/* One output row from the `rows` (0..RMAX) kernel rows inside. A row with all RMAX has its own
+ * unrolled instantiation; the few near the top and bottom edges share one with a loop over
+ * their rows: instantiating each count unrolled made a 7x7 convolution's kernel take a second
+ * to compile, for rows that are 2 of every 56 (NASNetMobile: 23 such kernels, 25 s). */
 template <class T, int KW, int SW, int DLW, int RMAX>
 KC_INLINE void depthwise_row(const T *const *xr, const T *const *wr, int rows, int64_t W,
                              int64_t PW, int64_t C, int64_t OW, T *y) {
   if (rows == RMAX) {
-    depthwise_rows<T, KW, SW, DLW, RMAX>(xr, wr, W, PW, C, OW, y);
-  } else if constexpr (RMAX > 1) {
-    depthwise_row<T, KW, SW, DLW, RMAX - 1>(xr, wr, rows, W, PW, C, OW, y);
+    depthwise_rows<T, KW, SW, DLW, RMAX, true>(xr, wr, rows, W, PW, C, OW, y);
+  } else if (rows > 0) {
+    depthwise_rows<T, KW, SW, DLW, RMAX, false>(xr, wr, rows, W, PW, C, OW, y);
   } else {  // no row inside: zeros
     for (int64_t i = 0; i < OW * C; ++i) y[i] = T(0);
   }
