@@ -21,7 +21,6 @@ Needs keras==2.3.1. Writes markdown (default bench/results/keras_apps.md).
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import shutil
@@ -94,7 +93,7 @@ def main(argv=None):
     unknown = [a for a in apps if a not in APPS]
     if unknown:
         sys.exit(f"unknown applications {unknown}; known: {', '.join(APPS)}")
-    rows = []
+    rows, started = [], time.perf_counter()
     for app in apps:
         cache = tempfile.mkdtemp(prefix="kcomp-apps-")
         os.chmod(cache, 0o700)
@@ -105,16 +104,12 @@ def main(argv=None):
             shutil.rmtree(cache, ignore_errors=True)
         rows.append((app, cold, warm))
         print(app, json.dumps({"cold": cold, "warm": warm}), file=sys.stderr)
-    from kcomp.bench import machine
-    from kcomp.bench.report import write_text
-    info = machine.describe()
+    from kcomp.bench.report import script_header, write_text
     s = lambda v: f"{v:.2f} s"  # noqa: E731
     text = "\n".join([
-        "# Keras applications: time to the first prediction", "",
-        f"Command: `python bench/keras_apps.py {' '.join(argv)}`".rstrip() + "  ",
-        f"Date: {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC  ",
-        f"Machine: {info.get('cpu')}, {info.get('cores')} cores; compiler {info.get('compiler')}; "
-        f"kcomp {info.get('kcomp_revision', info.get('kcomp'))}", "",
+        *script_header("Keras applications: time to the first prediction",
+                       f"python bench/keras_apps.py {' '.join(argv)}".rstrip(),
+                       time.perf_counter() - started), "",
         "Keras 2.3.1's `keras.applications`, weights=None, one 224x224 (299x299 for InceptionV3 "
         "and Xception) image. Cold: a new process and an empty cache directory; warm: a new "
         "process on the cache the cold one left. Construction: building the model; first "
