@@ -80,6 +80,8 @@ def test_values_reading_state_are_computed_at_once(builds):
 def test_set_value_replaces_a_waiting_value_without_computing_it(builds):
     v = K.variable(K.random_normal((6, 7), seed=3))
     other = K.variable(K.random_uniform((2,), seed=4))
+    with pytest.raises(ValueError, match="shape"):  # refused before anything changes
+        K.set_value(other, np.zeros(3))
     K.batch_set_value([(v, np.arange(42).reshape(6, 7))])
     assert builds == [] and list(deferred.waiting) == [other.node.uid]
     np.testing.assert_array_equal(K.get_value(v), np.arange(42).reshape(6, 7))

@@ -170,11 +170,12 @@ def batch_get_value(ops):
 def set_value(x, value) -> None:
     if not isinstance(x, Variable):
         raise TypeError(f"set_value needs a variable, got {x!r}")
-    deferred.replace(x)  # a waiting initial value need not be computed
-    value = np.asarray(value, dtype=x._value.dtype)
-    if value.shape != x._value.shape:
-        raise ValueError(f"set_value: variable {x.name!r} has shape {x._value.shape}, "
+    shape = tuple(x.dims)
+    value = np.asarray(value, dtype=x.type.dtype.np)
+    if value.shape != shape:
+        raise ValueError(f"set_value: variable {x.name!r} has shape {shape}, "
                          f"the new value has shape {value.shape}")
+    deferred.replace(x)  # a waiting initial value need not be computed
     np.copyto(x._value, value)
     x._device = None  # a GPU copy of the old value (kcomp/cuda/executable.py) is stale
     # packed panels of the old value (kc_api.pack_cached) are stale
