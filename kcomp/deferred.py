@@ -63,7 +63,10 @@ def flush() -> None:
         _random_nodes.clear()
         from .function import Function
         try:
-            outs = Function([], [t for _, t, _ in items], name="initial values")([])
+            # on the CPU whatever the device: a C++ build is quicker than nvcc's, the draws
+            # are the same bits, and a GPU function uploads the values when it first runs
+            outs = Function([], [t for _, t, _ in items], name="initial values",
+                            device="cpu")([])
         except BaseException:
             for var, t, dt in items:  # they still wait: the error shows again at the next read
                 waiting[var.node.uid] = (var, t, dt)
