@@ -16,7 +16,7 @@ its samples, so its random node's counter stays where it was.
 from __future__ import annotations
 
 import threading
-from typing import Dict, Optional, Tuple
+from typing import Dict, FrozenSet, Optional, Tuple
 
 import numpy as np
 
@@ -24,9 +24,9 @@ from .ir.dtypes import DType
 from .ir.graph import Tensor, TensorType, Variable, toposort
 from .ir.ops import leaf
 
-# variable uid -> (variable, value tensor, dtype of the variable), in order of creation
-waiting: Dict[int, Tuple[Variable, Tensor, DType]] = {}
-_random_nodes: set = set()  # uids of the random nodes in waiting values
+# variable uid -> (variable, value tensor, dtype of the variable, uids of the value's random
+# nodes), in order of creation
+waiting: Dict[int, Tuple[Variable, Tensor, DType, FrozenSet[int]]] = {}
 _lock = threading.RLock()
 
 
@@ -42,13 +42,13 @@ def variable(value: Tensor, dtype: DType, name: str) -> Optional[Variable]:
         if n.op.name in ("placeholder", "print_tensor", "loop") or n.control or \
                 n.op.name == "variable" and n.uid not in counters:
             return None
+    random_uids = frozenset(n.uid for n in randoms)
     with _lock:
-        if any(n.uid in _random_nodes for n in randoms):
+        if any(random_uids & item[3] for item in waiting.values()):
             flush()  # that draw is made once per computation: this value takes the next one
         var = leaf.unset_variable(TensorType(dtype, value.dims), name)
         var._materialize = flush
-        waiting[var.node.uid] = (var, value, dtype)
-        _random_nodes.update(n.uid for n in randoms)
+        waiting[var.node.uid] = (var, value, dtype, random_uids)
     return var
 
 
@@ -57,22 +57,18 @@ def flush() -> None:
     with _lock:
         if not waiting:
             return
-        items = list(waiting.values())
+        items = dict(waiting)
         waiting.clear()
-        randoms = set(_random_nodes)
-        _random_nodes.clear()
         from .function import Function
         try:
             # on the CPU whatever the device: a C++ build is quicker than nvcc's, the draws
             # are the same bits, and a GPU function uploads the values when it first runs
-            outs = Function([], [t for _, t, _ in items], name="initial values",
+            outs = Function([], [item[1] for item in items.values()], name="initial values",
                             device="cpu")([])
         except BaseException:
-            for var, t, dt in items:  # they still wait: the error shows again at the next read
-                waiting[var.node.uid] = (var, t, dt)
-            _random_nodes.update(randoms)
+            waiting.update(items)  # they still wait: the error shows again at the next read
             raise
-        for (var, _, dt), out in zip(items, outs):
+        for (var, _, dt, _), out in zip(items.values(), outs):
             var._value = np.array(out, dtype=dt.np, order="C")
             del var._materialize
 
@@ -81,10 +77,7 @@ def replace(var: Variable) -> None:
     """var's value is about to be overwritten whole: if it waits, it is not computed (an
     uninitialized array of its shape takes its place)."""
     with _lock:
-        item = waiting.pop(var.node.uid, None)
-        if item is None:
+        if waiting.pop(var.node.uid, None) is None:
             return
-        _random_nodes.difference_update(n.uid for n in toposort([item[1]])
-                                        if n.op.name == "random")
         var._value = np.empty(tuple(var.dims), var.type.dtype.np)
         del var._materialize

@@ -31,3 +31,20 @@ def fresh_cache(tmp_path, monkeypatch):
     compiler.clear_memo()
     yield str(path)
     compiler.clear_memo()
+
+
+@pytest.fixture
+def builds(monkeypatch):
+    """The names of the functions kcomp compiles while the test runs, in order (initial values
+    that earlier tests left waiting are computed first: kcomp/deferred.py)."""
+    import kcomp.function
+    from kcomp import deferred
+    names = []
+    compile_graph = kcomp.function.compile_graph
+
+    def counting(graph, name, *args, **kwargs):
+        names.append(name)
+        return compile_graph(graph, name, *args, **kwargs)
+    deferred.flush()
+    monkeypatch.setattr(kcomp.function, "compile_graph", counting)
+    return names

@@ -12,20 +12,6 @@ from kcomp.ir.dtypes import as_dtype
 from kcomp.ir.ops.random import sample
 
 
-@pytest.fixture
-def builds(monkeypatch):
-    """The names of the functions compiled while the test runs, in order."""
-    names = []
-    compile_graph = kcomp.function.compile_graph
-
-    def counting(graph, name, *args, **kwargs):
-        names.append(name)
-        return compile_graph(graph, name, *args, **kwargs)
-    deferred.flush()  # what earlier tests left waiting
-    monkeypatch.setattr(kcomp.function, "compile_graph", counting)
-    return names
-
-
 def uniform(shape, lo, hi, seed, call=0, dtype="float32"):
     return sample("uniform", (float(lo), float(hi)), seed, call, shape, as_dtype(dtype))
 

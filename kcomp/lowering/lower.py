@@ -80,16 +80,11 @@ class Lowerer:
         if header not in self.includes:
             self.includes.append(header)
 
-    def const_buffer(self, t: Tensor, value) -> Ref:
-        return self._const(t.type.dtype, t.dims, value)
-
     def const_array(self, value: np.ndarray) -> Ref:
-        """A buffer of constant data that is no tensor of the graph (a kernel's parameters):
-        passed at run time, so it is not part of the source."""
-        return self._const(as_dtype(value.dtype), value.shape, value)
-
-    def _const(self, dtype, dims, value) -> Ref:
-        ref = Ref(self.buffer(dtype, dims, "const", len(self.by_kind["const"])), tuple(dims))
+        """A buffer of constant data (a constant's, a placeholder's default, a kernel's
+        parameters): passed at run time, so it is not part of the source."""
+        ref = Ref(self.buffer(as_dtype(value.dtype), value.shape, "const",
+                              len(self.by_kind["const"])), tuple(value.shape))
         self.const_values.append(value)
         return ref
 
@@ -165,12 +160,12 @@ class Lowerer:
                 if value.size == 1 and key(t) not in needs_buffer:
                     self.inline[key(t)] = literal(value.reshape(()), t.type.dtype)
                 else:
-                    self.storage[key(t)] = self.const_buffer(t, value)
+                    self.storage[key(t)] = self.const_array(value)
             elif n.op.name == "placeholder":
                 if n.attrs.get("default") is None:
                     raise ValueError(f"placeholder {t.name!r} is needed by an output but is not "
                                      f"an input of the function")
-                self.storage[key(t)] = self.const_buffer(t, n.attrs["default"])
+                self.storage[key(t)] = self.const_array(n.attrs["default"])
 
         # outputs: a value computed by a kernel is written straight into its output buffer
         claimed: Set[Key] = set()
